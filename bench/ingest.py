@@ -1,0 +1,164 @@
+"""Ingest throughput: `python -m bench.ingest [--posts 5000] [--concurrency 32] [--groups 50]`.
+
+Starts Herald in-process on a fresh SQLite file (example partner directory imported, so critical
+alerts plan real deliveries; the dispatcher is DISABLED, so only ingest is measured), then posts
+Alertmanager webhook v4 bodies from a concurrent aiohttp client: mostly repeat_interval re-sends of
+`--groups` firing groups, plus a share of new groups (a few critical, most warning → drafts).
+Prints posts/s and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import socket
+import statistics
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from service.app import create_app
+from service.settings import Settings, Token
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-ingest-token-0123456789"
+COMPONENTS = ["order-api", "edi-gateway", "payments", "web-portal", "warehouse-sync", "billing"]
+
+
+def bench_settings(db_path: Path) -> Settings:
+    return Settings.model_validate(
+        {
+            "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
+            "auth": {"tokens": [Token(name="bench", scopes=["ingest"], secret=TOKEN)]},  # type: ignore[list-item]
+            "dispatch": {"enabled": False},
+            "directory": {"path": str(ROOT / "config" / "partners.example.yaml"), "import_on_start": True},
+        }
+    )
+
+
+def webhook(group: int, severity: str) -> bytes:
+    component = COMPONENTS[group % len(COMPONENTS)]
+    labels = {"alertname": f"BenchAlert{group}", "component": component, "severity": severity,
+              "instance": f"{component}-{group}:8080", "job": component}
+    annotations = {"summary": f"{component} alert {group}", "description": f"Synthetic alert {group} for the bench."}
+    body = {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="BenchAlert{group}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "herald",
+        "groupLabels": {"alertname": labels["alertname"]},
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": "http://alertmanager.example.com:9093",
+        "alerts": [{
+            "status": "firing", "labels": labels, "annotations": annotations,
+            "startsAt": "2026-11-25T01:02:03Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example.com/graph", "fingerprint": f"{group:016x}",
+        }],
+    }
+    return json.dumps(body).encode()
+
+
+def workload(posts: int, groups: int, new_share: float, seed: int = 7) -> list[bytes]:
+    """The known groups first (they open incidents), then re-sends mixed with new groups."""
+    rng = random.Random(seed)
+    bodies = [webhook(g, "critical" if g % 10 == 0 else "warning") for g in range(groups)]
+    next_group = groups
+    while len(bodies) < posts:
+        if rng.random() < new_share:
+            bodies.append(webhook(next_group, "critical" if next_group % 10 == 0 else "warning"))
+            next_group += 1
+        else:
+            bodies.append(bodies[rng.randrange(groups)])  # a repeat_interval re-send
+    return bodies[:posts]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], Counter[str], float]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                reply = await response.json()
+            latencies.append(time.perf_counter() - started)
+            outcomes[reply.get("action", f"http {response.status}")] += 1
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, outcomes, elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
+
+
+async def run(posts: int, concurrency: int, groups: int, new_share: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(bench_settings(Path(tmp) / "herald.db"))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            bodies = workload(posts, groups, new_share)
+            url = f"http://127.0.0.1:{port}/v1/webhooks/alertmanager"
+            await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
+            latencies, outcomes, elapsed = await post_all(url, bodies, concurrency)
+        finally:
+            await runner.cleanup()
+    print_table(posts, concurrency, latencies, outcomes, elapsed)
+
+
+def print_table(posts: int, concurrency: int, latencies: list[float], outcomes: Counter[str], elapsed: float) -> None:
+    rows = [
+        ("posts", f"{posts}"),
+        ("concurrency", f"{concurrency}"),
+        ("elapsed", f"{elapsed:.2f} s"),
+        ("posts/s", f"{posts / elapsed:,.0f}"),
+        ("p50 latency", f"{percentile(latencies, 0.50) * 1000:.1f} ms"),
+        ("p99 latency", f"{percentile(latencies, 0.99) * 1000:.1f} ms"),
+        ("max latency", f"{max(latencies) * 1000:.1f} ms"),
+        ("actions", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))),
+    ]
+    print("Herald ingest bench (in-process, SQLite, dispatcher disabled)")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--posts", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--new-share", type=float, default=0.05, help="share of posts that start a new group")
+    args = parser.parse_args()
+    asyncio.run(run(args.posts, args.concurrency, args.groups, args.new_share))
+
+
+if __name__ == "__main__":
+    main()

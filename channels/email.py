@@ -1,0 +1,295 @@
+"""Email over SMTP through a small pool of reused aiosmtplib connections."""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import email.utils
+import re
+from email.charset import BASE64, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from typing import TYPE_CHECKING, Literal
+
+import aiosmtplib
+
+from channels.base import (
+    ChannelError,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    from service.settings import SmtpSettings
+
+TlsMode = Literal["none", "starttls", "implicit"]
+
+# Headers we set ourselves (or that change who receives the message): an extra header may not
+# replace them.
+_RESERVED_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Reply-To",
+        "Sender",
+        "Return-Path",
+        "Auto-Submitted",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Resent-To",
+        "Resent-Cc",
+        "Resent-Bcc",
+    )
+)
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
+_LINE_BREAKS = re.compile(r"[\r\n]+")
+_POLICY = email.policy.compat32.clone(linesep="\r\n")
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = BASE64  # 7-bit on the wire: no server needs 8BITMIME
+_CONNECTION_ERRORS = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPTimeoutError,
+    asyncio.TimeoutError,
+    OSError,
+)
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        from_address: str,
+        tls: TlsMode = "none",
+        username: str | None = None,
+        password: str | None = None,
+        pool_size: int = 4,
+        timeout: float = 30.0,
+        validate_certs: bool = True,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if tls not in ("none", "starttls", "implicit"):
+            raise ValueError(f"unknown tls mode {tls!r}")
+        self.host = host
+        self.port = port
+        self.from_address = from_address
+        self.envelope_sender = _single_address(from_address, "From")
+        self.tls = tls
+        self.username = username
+        self.password = password
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.validate_certs = validate_certs
+        # Each slot holds a connected client or None (connect on next use).
+        self._slots: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        for _ in range(pool_size):
+            self._slots.put_nowait(None)
+
+    @classmethod
+    def from_settings(cls, settings: SmtpSettings) -> EmailChannel:
+        if not settings.host:
+            raise ValueError("smtp.host is not set")
+        return cls(
+            host=settings.host,
+            port=settings.port,
+            from_address=settings.from_address,
+            tls=settings.tls,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            pool_size=settings.pool_size,
+            timeout=settings.timeout,
+            validate_certs=settings.validate_certs,
+        )
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        recipient = _single_address(message.to, "To")
+        body = build_email(message, self.from_address).as_bytes()
+        client = await self._slots.get()
+        try:
+            client = await self._connected(client)
+            _, reply = await client.sendmail(self.envelope_sender, [recipient], body)
+        except BaseException as exc:
+            client = self._keep_after(client, exc)
+            if isinstance(exc, Exception):
+                raise classify_smtp_error(exc) from exc
+            raise
+        finally:
+            self._slots.put_nowait(client)
+        # sendmail only returns when DATA was answered 250.
+        return SendResult(provider_id=f"250 {reply}")
+
+    async def close(self) -> None:
+        clients = []
+        while not self._slots.empty():
+            clients.append(self._slots.get_nowait())
+        for client in clients:
+            if client is not None:
+                await _quit_quietly(client)
+            self._slots.put_nowait(None)
+
+    async def _connected(self, client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP:
+        if client is not None and client.is_connected:
+            return client
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            timeout=self.timeout,
+            use_tls=self.tls == "implicit",
+            start_tls=self.tls == "starttls",
+            validate_certs=self.validate_certs,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    @staticmethod
+    def _keep_after(client: aiosmtplib.SMTP | None, exc: BaseException) -> aiosmtplib.SMTP | None:
+        """Keep a connection only after a reply the server recovers from with RSET (aiosmtplib
+        sends it); after anything else the session state is unknown, so reconnect next time."""
+        if client is None:
+            return None
+        resettable = isinstance(exc, aiosmtplib.SMTPRecipientsRefused) or (
+            isinstance(exc, aiosmtplib.SMTPResponseException)
+            and not isinstance(exc, _CONNECTION_ERRORS)
+            and exc.code != 421
+        )
+        if resettable and client.is_connected:
+            return client
+        client.close()
+        return None
+
+
+def build_email(message: OutboundMessage, from_address: str) -> Message:
+    """The RFC 5322 message, 7-bit on the wire: RFC 2047 words in headers, base64 utf-8 bodies.
+
+    Built with the compat32 MIME classes rather than `EmailMessage`: the modern policy parses and
+    refolds every header through the header registry, about 1.6 ms a message against 0.4 ms here,
+    and a 10,000-message burst is built on the event loop.
+    """
+    mail = _body(message)
+    mail["From"] = _mailbox_header(from_address, "From")
+    mail["To"] = _mailbox_header(message.to, "To")
+    if message.subject:
+        mail["Subject"] = _text_header(clean_subject(message.subject))
+    mail["Date"] = email.utils.formatdate(localtime=True)
+    mail["Message-ID"] = _message_id(message.message_id)
+    if message.reply_to:
+        mail["Reply-To"] = _mailbox_header(message.reply_to, "Reply-To")
+    mail["Auto-Submitted"] = "auto-generated"
+    mail["X-Auto-Response-Suppress"] = "All"
+    for name, value in message.headers.items():
+        _check_extra_header(name, value)
+        mail[name] = _text_header(value)
+    return mail
+
+
+def _body(message: OutboundMessage) -> Message:
+    text = MIMEText(message.text, "plain", _UTF8, policy=_POLICY)
+    if not message.html:
+        return text
+    alternative = MIMEMultipart("alternative", policy=_POLICY)
+    alternative.attach(text)
+    alternative.attach(MIMEText(message.html, "html", _UTF8, policy=_POLICY))
+    return alternative
+
+
+def _mailbox_header(value: str, header: str) -> str:
+    _single_address(value, header)
+    name, address = email.utils.parseaddr(value)
+    return email.utils.formataddr((name, address), charset="utf-8")
+
+
+def _text_header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _message_id(value: str) -> str:
+    _no_line_breaks(value, "Message-ID")
+    if not (value.isascii() and value.startswith("<") and value.endswith(">") and "@" in value):
+        raise PermanentError("Message-ID must look like <local@domain>")
+    return value
+
+
+def clean_subject(subject: str) -> str:
+    """A subject is one line: line breaks (a header-injection attempt or a template slip) become
+    one space."""
+    return _LINE_BREAKS.sub(" ", subject).strip()
+
+
+def classify_smtp_error(exc: BaseException) -> ChannelError:
+    if isinstance(exc, ChannelError):
+        return exc
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refused = exc.recipients[0] if exc.recipients else None
+        if refused is None:
+            return PermanentError("all recipients refused")
+        return _by_reply_code(refused.code, f"recipient refused: {refused.message}")
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        # Wrong credentials are the operator's to fix; retrying keeps the notices alive meanwhile.
+        return TransientError(f"SMTP authentication failed: {exc.message}", str(exc.code))
+    if isinstance(exc, _CONNECTION_ERRORS):
+        code = getattr(exc, "code", None)  # e.g. a 421 greeting
+        return TransientError(f"SMTP connection failed: {_describe(exc)}", code and str(code))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _by_reply_code(exc.code, exc.message)
+    if isinstance(exc, ValueError):
+        return PermanentError(f"address cannot be sent: {exc}")
+    return TransientError(f"SMTP error: {_describe(exc)}")
+
+
+def _by_reply_code(code: int, text: str) -> ChannelError:
+    if 500 <= code < 600:
+        return PermanentError(text, str(code))
+    return TransientError(text, str(code))
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _single_address(value: str, header: str) -> str:
+    """The bare addr-spec of a one-mailbox header value; anything else is refused for good."""
+    _no_line_breaks(value, header)
+    addresses = email.utils.getaddresses([value])
+    if len(addresses) != 1 or "@" not in addresses[0][1]:
+        raise PermanentError(f"{header} must be exactly one email address")
+    return addresses[0][1]
+
+
+def _no_line_breaks(value: str, header: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise PermanentError(f"{header} contains a line break")
+    return value
+
+
+def _check_extra_header(name: str, value: str) -> None:
+    if not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS:
+        raise PermanentError(f"header {name!r} may not be set by a template")
+    _no_line_breaks(value, name)
+
+
+async def _quit_quietly(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit(timeout=5)
+    except (TimeoutError, aiosmtplib.SMTPException, OSError):
+        client.close()

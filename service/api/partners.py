@@ -1,0 +1,246 @@
+"""Admin API for the partner directory: partners, their contacts, and tier-1 coverage.
+
+Bodies are validated by the same models as the YAML file (service.directory). A PATCH is merged
+into the stored record and the whole record validated again, so a change cannot leave a contact
+with an sms channel and no phone. Audit rows and logs carry ids and field names, never addresses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service import directory
+from service.api.auth import principal_of, requires
+from service.api.errors import ApiError, field_path, parse_json, read_body
+from service.directory import ContactSpec, PartnerFields, PartnerSpec
+from service.notices import iso
+from service.store import partners as partner_store
+from service.store.records import audit
+
+log = logging.getLogger("herald.api.partners")
+routes = web.RouteTableDef()
+Spec = TypeVar("Spec", bound=BaseModel)
+
+PARTNER_KEYS = ("id", "name", "language", "components", "policy")
+CONTACT_KEYS = ("key", "name", "tier", "email", "phone", "channels", "language")
+
+
+def partner_json(row: dict[str, Any]) -> dict[str, Any]:
+    body = {key: row[key] for key in PARTNER_KEYS}
+    body.update(created_at=iso(row["created_at"]), updated_at=iso(row["updated_at"]))
+    if "contacts" in row:
+        body["contacts"] = [contact_json(c) for c in row["contacts"]]
+    return body
+
+
+def contact_json(row: dict[str, Any]) -> dict[str, Any]:
+    body = {key: row[key] for key in CONTACT_KEYS}
+    body.update(created_at=iso(row["created_at"]), updated_at=iso(row["updated_at"]))
+    return body
+
+
+def validate(model: type[Spec], payload: Any) -> Spec:
+    """422 naming the first invalid field, worded as for the YAML file."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        loc, message = directory.issues(exc)[0]
+        path = field_path(loc)
+        raise ApiError(422, "invalid_field", f"{path}: {message}" if path else message, path or None) from exc
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    payload = parse_json(await read_body(request), request.content_type)
+    if not isinstance(payload, dict):
+        raise ApiError(422, "invalid_body", "send a JSON object")
+    return payload
+
+
+def _keep(payload: dict[str, Any], name: str, current: str) -> None:
+    if name in payload and payload[name] != current:
+        raise ApiError(422, "immutable_field", f"{name} cannot change; create a new record instead", name)
+
+
+async def _partner_or_404(conn: AsyncConnection, partner_id: str, with_contacts: bool = False) -> dict[str, Any]:
+    partner = await partner_store.get_partner(conn, partner_id, with_contacts)
+    if partner is None:
+        raise ApiError(404, "not_found", f"no partner {partner_id!r}")
+    return partner
+
+
+async def _contact_or_404(conn: AsyncConnection, partner_id: str, key: str) -> dict[str, Any]:
+    contact = await partner_store.get_contact(conn, partner_id, key)
+    if contact is None:
+        raise ApiError(404, "not_found", f"partner {partner_id!r} has no contact {key!r}")
+    return contact
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise ApiError(400, "invalid_query", "limit must be an integer between 1 and 500", "limit")
+    return int(raw)
+
+
+# --- partners ----------------------------------------------------------------------------------
+
+
+@routes.get("/v1/partners")
+@requires("admin")
+async def list_partners(request: web.Request) -> web.Response:
+    limit = _limit(request)
+    async with request.app["store"].read() as conn:
+        rows = await partner_store.list_partners(
+            conn, limit + 1, request.query.get("cursor") or None, request.query.get("component") or None
+        )
+    next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
+    return web.json_response({"items": [partner_json(r) for r in rows[:limit]], "next_cursor": next_cursor})
+
+
+@routes.post("/v1/partners")
+@requires("admin")
+async def create_partner(request: web.Request) -> web.Response:
+    spec = validate(PartnerSpec, await read_object(request))
+    repeated = directory.duplicates([c.row() for c in spec.contacts], "key")
+    if repeated:
+        index, key = repeated[0]
+        raise ApiError(409, "duplicate_key", f"contact key {key!r} appears twice", f"contacts[{index}].key")
+    actor = principal_of(request).name
+    try:
+        async with request.app["store"].begin() as conn:
+            if await partner_store.get_partner(conn, spec.id, with_contacts=False):
+                raise ApiError(409, "duplicate_id", f"partner {spec.id!r} already exists", "id")
+            await partner_store.insert_partner(conn, spec.row_with_contacts())
+            await audit(conn, "partner.created", "partner", spec.id, actor,
+                        {"contacts": [c.key for c in spec.contacts]})
+            partner = await _partner_or_404(conn, spec.id, with_contacts=True)
+    except IntegrityError as exc:  # created by a concurrent request after our check
+        raise ApiError(409, "duplicate_id", f"partner {spec.id!r} already exists", "id") from exc
+    log.info("partner %s created by %s", spec.id, actor)
+    return web.json_response(partner_json(partner), status=201)
+
+
+@routes.get("/v1/partners/{id}")
+@requires("admin")
+async def get_partner(request: web.Request) -> web.Response:
+    async with request.app["store"].read() as conn:
+        partner = await _partner_or_404(conn, request.match_info["id"], with_contacts=True)
+    return web.json_response(partner_json(partner))
+
+
+@routes.patch("/v1/partners/{id}")
+@requires("admin")
+async def update_partner(request: web.Request) -> web.Response:
+    partner_id = request.match_info["id"]
+    payload = await read_object(request)
+    if "contacts" in payload:
+        raise ApiError(422, "invalid_field", f"edit contacts at /v1/partners/{partner_id}/contacts", "contacts")
+    actor = principal_of(request).name
+    async with request.app["store"].begin() as conn:
+        current = await _partner_or_404(conn, partner_id)
+        _keep(payload, "id", partner_id)
+        spec = validate(PartnerFields, {**{k: current[k] for k in PARTNER_KEYS}, **payload})
+        await partner_store.update_partner(conn, partner_id, spec.row())
+        await audit(conn, "partner.updated", "partner", partner_id, actor, {"fields": sorted(payload)})
+        partner = await _partner_or_404(conn, partner_id, with_contacts=True)
+    log.info("partner %s updated by %s", partner_id, actor)
+    return web.json_response(partner_json(partner))
+
+
+@routes.delete("/v1/partners/{id}")
+@requires("admin")
+async def delete_partner(request: web.Request) -> web.Response:
+    partner_id = request.match_info["id"]
+    actor = principal_of(request).name
+    async with request.app["store"].begin() as conn:
+        partner = await _partner_or_404(conn, partner_id, with_contacts=True)
+        await partner_store.delete_partner(conn, partner_id)
+        await audit(conn, "partner.deleted", "partner", partner_id, actor,
+                    {"contacts": [c["key"] for c in partner["contacts"]]})
+    log.info("partner %s deleted by %s", partner_id, actor)
+    return web.Response(status=204)
+
+
+# --- contacts ----------------------------------------------------------------------------------
+
+
+def _contact_subject(partner_id: str, key: str) -> str:
+    return f"{partner_id}/{key}"
+
+
+@routes.get("/v1/partners/{id}/contacts")
+@requires("admin")
+async def list_contacts(request: web.Request) -> web.Response:
+    async with request.app["store"].read() as conn:
+        partner = await _partner_or_404(conn, request.match_info["id"], with_contacts=True)
+    return web.json_response({"items": [contact_json(c) for c in partner["contacts"]]})
+
+
+@routes.post("/v1/partners/{id}/contacts")
+@requires("admin")
+async def create_contact(request: web.Request) -> web.Response:
+    partner_id = request.match_info["id"]
+    spec = validate(ContactSpec, await read_object(request))
+    actor = principal_of(request).name
+    try:
+        async with request.app["store"].begin() as conn:
+            await _partner_or_404(conn, partner_id)
+            if await partner_store.get_contact(conn, partner_id, spec.key):
+                raise ApiError(409, "duplicate_key", f"partner {partner_id!r} already has contact {spec.key!r}", "key")
+            await partner_store.insert_contact(conn, partner_id, spec.row())
+            await audit(conn, "contact.created", "contact", _contact_subject(partner_id, spec.key), actor,
+                        {"partner_id": partner_id, "key": spec.key, "tier": spec.tier})
+            contact = await _contact_or_404(conn, partner_id, spec.key)
+    except IntegrityError as exc:
+        raise ApiError(409, "duplicate_key", f"partner {partner_id!r} already has contact {spec.key!r}", "key") from exc
+    log.info("contact %s/%s created by %s", partner_id, spec.key, actor)
+    return web.json_response(contact_json(contact), status=201)
+
+
+@routes.patch("/v1/partners/{id}/contacts/{key}")
+@requires("admin")
+async def update_contact(request: web.Request) -> web.Response:
+    partner_id, key = request.match_info["id"], request.match_info["key"]
+    payload = await read_object(request)
+    actor = principal_of(request).name
+    async with request.app["store"].begin() as conn:
+        current = await _contact_or_404(conn, partner_id, key)
+        _keep(payload, "key", key)
+        spec = validate(ContactSpec, {**{k: current[k] for k in CONTACT_KEYS}, **payload})
+        await partner_store.update_contact(conn, partner_id, key, spec.row())
+        await audit(conn, "contact.updated", "contact", _contact_subject(partner_id, key), actor,
+                    {"partner_id": partner_id, "key": key, "fields": sorted(payload)})
+        contact = await _contact_or_404(conn, partner_id, key)
+    log.info("contact %s/%s updated by %s", partner_id, key, actor)
+    return web.json_response(contact_json(contact))
+
+
+@routes.delete("/v1/partners/{id}/contacts/{key}")
+@requires("admin")
+async def delete_contact(request: web.Request) -> web.Response:
+    partner_id, key = request.match_info["id"], request.match_info["key"]
+    actor = principal_of(request).name
+    async with request.app["store"].begin() as conn:
+        await _contact_or_404(conn, partner_id, key)
+        await partner_store.delete_contact(conn, partner_id, key)
+        await audit(conn, "contact.deleted", "contact", _contact_subject(partner_id, key), actor,
+                    {"partner_id": partner_id, "key": key})
+    log.info("contact %s/%s deleted by %s", partner_id, key, actor)
+    return web.Response(status=204)
+
+
+# --- coverage ----------------------------------------------------------------------------------
+
+
+@routes.get("/v1/directory/coverage")
+@requires("admin")
+async def coverage(request: web.Request) -> web.Response:
+    async with request.app["store"].read() as conn:
+        gaps = await directory.coverage_gaps(conn)
+    return web.json_response({"gaps": gaps})

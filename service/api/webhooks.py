@@ -1,0 +1,117 @@
+"""Monitoring webhooks: Alertmanager and Grafana alerts in, incidents (and maybe notices) out.
+
+Every accepted body is stored raw in inbound_events in the same transaction as its effect, before
+the reply; a rejected one (400/415/422) is stored too, marked "rejected", so nothing a source sent
+is lost. Replies are 202 with `{"incident_id", "notice_id", "action"}`, or a list of those (one per
+alert) when `ingest.incident_per = "fingerprint"`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+
+from service.api.auth import principal_of, requires
+from service.api.errors import ApiError, parse_json
+from service.ingest import alertmanager, grafana
+from service.ingest.config import IngestSettings
+from service.ingest.correlate import IngestResult, apply_event
+from service.ingest.events import IncidentEvent
+from service.settings import Settings
+from service.store import Store
+from service.store.records import record_inbound
+
+routes = web.RouteTableDef()
+
+Parser = Callable[[Any, IngestSettings], list[IncidentEvent]]
+# A first firing of the same new group in two concurrent transactions (PostgreSQL) makes one of
+# them hit the unique key; the retry then sees the other's group and de-duplicates against it.
+ATTEMPTS = 3
+
+
+@routes.post("/v1/webhooks/alertmanager")
+@requires("ingest")
+async def alertmanager_webhook(request: web.Request) -> web.Response:
+    return await _ingest(request, alertmanager.SOURCE, alertmanager.parse_events)
+
+
+@routes.post("/v1/webhooks/grafana")
+@requires("ingest")
+async def grafana_webhook(request: web.Request) -> web.Response:
+    return await _ingest(request, grafana.SOURCE, grafana.parse_events)
+
+
+async def _ingest(request: web.Request, source: str, parse: Parser) -> web.Response:
+    settings: Settings = request.app["settings"]
+    store: Store = request.app["store"]
+    raw = await read_raw_body(request)
+    actor = principal_of(request).name
+    try:
+        events = parse(parse_json(raw, request.content_type), settings.ingest)
+    except ApiError as exc:
+        await _record_rejected(store, source, raw, actor, request.content_type, exc)
+        raise
+    results = await _apply_with_retry(store, settings, source, events, raw, actor, request.content_type)
+    if any(result.deliveries for result in results):
+        request.app["dispatcher_wake"]()
+    if settings.ingest.incident_per == "fingerprint":
+        return web.json_response([result.as_json() for result in results], status=202)
+    return web.json_response(results[0].as_json(), status=202)
+
+
+async def read_raw_body(request: web.Request) -> bytes:
+    """The exact bytes received (an HMAC hook may have read them already; aiohttp caches them).
+
+    The app's client_max_size is server.max_body_bytes, so an oversized body is a 413.
+    """
+    limit = request.app["settings"].server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+    return await request.read()
+
+
+async def _apply_with_retry(
+    store: Store,
+    settings: Settings,
+    source: str,
+    events: list[IncidentEvent],
+    raw: bytes,
+    actor: str,
+    content_type: str,
+) -> list[IngestResult]:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await _apply(store, settings, source, events, raw, actor, content_type)
+        except IntegrityError:
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _apply(
+    store: Store,
+    settings: Settings,
+    source: str,
+    events: list[IncidentEvent],
+    raw: bytes,
+    actor: str,
+    content_type: str,
+) -> list[IngestResult]:
+    """One write transaction per webhook: every event's effect plus the raw body."""
+    now = time.time()
+    async with store.begin() as conn:
+        results = [await apply_event(conn, settings, event, actor, now) for event in events]
+        first = results[0]
+        await record_inbound(conn, source, raw, actor, content_type, outcome=first.action,
+                             incident_id=first.incident_id, notice_id=first.notice_id)
+    return results
+
+
+async def _record_rejected(
+    store: Store, source: str, raw: bytes, actor: str, content_type: str, error: ApiError
+) -> None:
+    async with store.begin() as conn:
+        await record_inbound(conn, source, raw, actor, content_type, outcome=f"rejected:{error.status}")

@@ -1,0 +1,103 @@
+"""The app factory: settings in, a whole Herald out (API, store, channels, dispatcher)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+from sqlalchemy import insert
+
+from channels.base import Channel, OutboundMessage
+from channels.sandbox import SandboxChannel
+from service import directory
+from service.api import deliveries, health, incidents, partners, webhooks
+from service.api.auth import TokenTable, auth_middleware
+from service.api.errors import error_middleware
+from service.dispatcher import Dispatcher
+from service.ingest.lifecycle import ingest_ctx
+from service.settings import Settings
+from service.store import Store
+from service.store.tables import sandbox_messages
+
+log = logging.getLogger("herald.app")
+
+ROUTE_MODULES = [health, incidents, partners, deliveries, webhooks]
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app["settings"] = settings
+    app["tokens"] = TokenTable(settings)
+    app["dispatcher_wake"] = lambda: None
+    for module in ROUTE_MODULES:
+        app.router.add_routes(module.routes)
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_dispatcher_ctx)
+    app.cleanup_ctx.append(ingest_ctx)
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings: Settings = app["settings"]
+    store = Store(settings.database.url, settings.database.pool_size)
+    if settings.database.auto_migrate:
+        await store.upgrade()
+    if settings.directory.import_on_start:
+        await directory.import_if_empty(store, settings.directory.path)
+    app["store"] = store
+    yield
+    await store.close()
+
+
+def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
+    """Real channels where configured; otherwise the sandbox, so a fresh machine can run drills."""
+
+    async def record(channel: str, message: OutboundMessage) -> None:
+        async with store.begin() as conn:
+            await conn.execute(
+                insert(sandbox_messages).values(
+                    delivery_id=message.delivery_id, channel=channel, recipient=message.to,
+                    subject=message.subject, body=message.text, html=message.html,
+                    message_id=message.message_id, created_at=time.time(),
+                )
+            )
+
+    channels: dict[str, Channel] = {}
+    if settings.email_configured:
+        from channels.email import EmailChannel
+
+        channels["email"] = EmailChannel.from_settings(settings.smtp)
+    else:
+        channels["email"] = SandboxChannel("email", record)
+    if settings.sms_configured:
+        from channels.sms import SmsChannel
+
+        callback = settings.server.public_base_url.rstrip("/") + "/v1/receipts/twilio"
+        channels["sms"] = SmsChannel.from_settings(settings.twilio, status_callback=callback)
+    else:
+        channels["sms"] = SandboxChannel("sms", record)
+    return channels
+
+
+async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings: Settings = app["settings"]
+    channels = build_channels(settings, app["store"])
+    app["channels"] = channels
+    dispatcher = Dispatcher(app["store"], settings, channels, **app.get("dispatcher_options", {}))
+    app["dispatcher"] = dispatcher
+    if settings.dispatch.enabled:
+        await dispatcher.start()
+        app["dispatcher_wake"] = dispatcher.wake
+    yield
+    await dispatcher.stop()
+    for channel in channels.values():
+        await channel.close()
+
+
+def describe_channels(app: web.Application) -> dict[str, Any]:
+    return {name: type(channel).__name__ for name, channel in app.get("channels", {}).items()}

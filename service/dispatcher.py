@@ -1,0 +1,221 @@
+"""Dispatcher: one lane per channel claims due deliveries by priority, sends, records the outcome.
+
+Channels only classify failures (TransientError / PermanentError); the retry policy lives here.
+A lane that dies mid-batch leaves `sending` rows whose lease expires, and the reaper re-queues them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from channels.base import Channel, PermanentError, TransientError
+from service import compose
+from service.retry import RetryPolicy
+from service.settings import Settings
+from service.store import Store
+from service.store import deliveries as delivery_store
+from service.store import incidents as incident_store
+
+log = logging.getLogger("herald.dispatcher")
+
+AckLink = Callable[[dict[str, Any]], "str | None"]
+Observer = Callable[[dict[str, Any], dict[str, Any], float], None]
+
+
+@dataclass
+class _NoticeCache:
+    """Published notices are immutable, so a small LRU saves a query per batch."""
+
+    size: int = 256
+    items: OrderedDict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]] = field(
+        default_factory=OrderedDict
+    )
+
+    def get(self, notice_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, int | None] | None:
+        if notice_id in self.items:
+            self.items.move_to_end(notice_id)
+        return self.items.get(notice_id)
+
+    def put(self, notice_id: int, value: tuple[dict[str, Any], dict[str, Any] | None, int | None]) -> None:
+        self.items[notice_id] = value
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        channels: Mapping[str, Channel],
+        ack_link: AckLink | None = None,
+        observer: Observer | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.channels = dict(channels)
+        self.ack_link = ack_link or (lambda delivery: None)
+        self.observer = observer
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.policy = RetryPolicy.from_settings(settings.dispatch)
+        self._wakeups = {name: asyncio.Event() for name in self.channels}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._notices = _NoticeCache()
+
+    async def start(self) -> None:
+        async with self.store.begin() as conn:
+            resumed = await delivery_store.release_expired_leases(conn)
+        if resumed:
+            log.info("re-queued %d deliveries left in flight by a stopped worker", resumed)
+        for name in self.channels:
+            self._tasks.append(asyncio.create_task(self._lane(name), name=f"lane-{name}"))
+        self._tasks.append(asyncio.create_task(self._reaper(), name="lease-reaper"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def wake(self) -> None:
+        for event in self._wakeups.values():
+            event.set()
+
+    async def _lane(self, channel: str) -> None:
+        wakeup = self._wakeups[channel]
+        while True:
+            try:
+                done = await self.run_once(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a lane must outlive a database hiccup
+                log.exception("dispatch lane %s failed; retrying", channel)
+                done = 0
+            if done:
+                continue
+            wakeup.clear()
+            try:
+                await asyncio.wait_for(wakeup.wait(), self.settings.dispatch.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _reaper(self) -> None:
+        interval = max(self.settings.dispatch.lease_seconds / 4, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                async with self.store.begin() as conn:
+                    if await delivery_store.release_expired_leases(conn):
+                        self.wake()
+            except Exception:  # noqa: BLE001
+                log.exception("lease reaper failed; retrying")
+
+    async def run_once(self, channel: str) -> int:
+        """Claim one batch for `channel`, attempt every delivery in it, record the outcomes."""
+        dispatch = self.settings.dispatch
+        async with self.store.begin() as conn:
+            batch = await delivery_store.claim_due(
+                conn, [channel], dispatch.concurrency.get(channel, dispatch.batch_size), self.worker_id,
+                dispatch.lease_seconds,
+            )
+        if not batch:
+            return 0
+        notices, recipients = await self._load(batch)
+        outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]], recipients) for d in batch))
+        async with self.store.begin() as conn:
+            await delivery_store.record_outcomes(conn, outcomes)
+        if self.observer is not None:
+            for delivery, outcome in zip(batch, outcomes):
+                self.observer(delivery, outcome, outcome["updated_at"] - delivery["created_at"])
+        return len(batch)
+
+    async def _load(
+        self, batch: list[dict[str, Any]]
+    ) -> tuple[dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]], dict[int, dict[str, Any]]]:
+        notices = {}
+        async with self.store.read() as conn:
+            for notice_id in {d["notice_id"] for d in batch}:
+                cached = self._notices.get(notice_id)
+                if cached is None:
+                    cached = await self._load_notice(conn, notice_id)
+                    self._notices.put(notice_id, cached)
+                notices[notice_id] = cached
+            recipients = await delivery_store.recipients(conn, (d["contact_id"] for d in batch))
+        return notices, recipients
+
+    @staticmethod
+    async def _load_notice(conn: Any, notice_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, int | None]:
+        notice = await incident_store.get_notice(conn, notice_id)
+        assert notice is not None, f"delivery refers to missing notice {notice_id}"
+        incident = None
+        if notice["incident_id"] is not None:
+            incident = await incident_store.get_incident(conn, notice["incident_id"])
+            # The notice speaks as of when it was written, not as the incident stands now.
+            incident = {**incident, "severity": notice["severity"], "status": notice["status"] or incident["status"]}
+        corrects_version = None
+        if notice["corrects_id"] is not None:
+            corrected = await incident_store.get_notice(conn, notice["corrects_id"])
+            corrects_version = corrected["version"] if corrected else None
+        return notice, incident, corrects_version
+
+    async def _attempt(
+        self,
+        delivery: dict[str, Any],
+        loaded: tuple[dict[str, Any], dict[str, Any] | None, int | None],
+        recipients: dict[int, dict[str, Any]],
+    ) -> dict[str, Any]:
+        notice, incident, corrects_version = loaded
+        outcome: dict[str, Any] = {"id": delivery["id"], "worker": self.worker_id}
+        try:
+            message, digest = compose.outbound(
+                self.settings, delivery, notice, incident, _recipient(delivery, recipients),
+                self.ack_link(delivery), corrects_version,
+            )
+            outcome["body_hash"] = digest
+            result = await self.channels[delivery["channel"]].send(message)
+        except PermanentError as exc:
+            return self._failed(delivery, outcome, "failed", exc.reason, exc.code)
+        except TransientError as exc:
+            return self._retry_or_die(delivery, outcome, exc.reason, exc.code)
+        except Exception as exc:  # noqa: BLE001 - an unknown failure is retried, never lost
+            log.exception("delivery %s: unexpected error", delivery["id"])
+            return self._retry_or_die(delivery, outcome, f"{type(exc).__name__}: {exc}", None)
+        now = time.time()
+        outcome.update(
+            status="sent", provider_id=result.provider_id, provider_status=result.provider_status,
+            sent_at=now, updated_at=now, next_attempt_at=delivery["next_attempt_at"],
+        )
+        return outcome
+
+    def _retry_or_die(self, delivery: dict[str, Any], outcome: dict[str, Any], reason: str, code: str | None) -> dict[str, Any]:
+        now = time.time()
+        next_at = self.policy.next_attempt_at(delivery["attempts"], delivery["created_at"], now)
+        if next_at is None:
+            reason = f"gave up after {delivery['attempts']} attempts: {reason}"
+            return self._failed(delivery, outcome, "dead", reason, code)
+        log.info("delivery %s: attempt %d failed (%s); retry in %.1fs", delivery["id"], delivery["attempts"], reason, next_at - now)
+        outcome.update(status="pending", last_error=reason, error_code=code, next_attempt_at=next_at, updated_at=now)
+        return outcome
+
+    @staticmethod
+    def _failed(delivery: dict[str, Any], outcome: dict[str, Any], status: str, reason: str, code: str | None) -> dict[str, Any]:
+        now = time.time()
+        log.warning("delivery %s: %s (%s)", delivery["id"], status, reason)
+        outcome.update(
+            status=status, last_error=reason, error_code=code, failed_at=now, updated_at=now,
+            next_attempt_at=delivery["next_attempt_at"],
+        )
+        return outcome
+
+
+def _recipient(delivery: dict[str, Any], recipients: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    found = recipients.get(delivery["contact_id"], {})
+    return {"name": found.get("name"), "partner_name": found.get("partner_name"), "tier": delivery["tier"]}

@@ -1,0 +1,239 @@
+"""The incident state machine. Every state change partners should hear about becomes one Notice."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service import planner
+from service.api.errors import ApiError
+from service.notices import Audience, Kind, NoticeFields, Responsible, Text, check_required, iso, to_timestamp
+from service.settings import Settings, Severity
+from service.store import incidents as incident_store
+from service.store.records import audit
+
+Status = Literal["investigating", "identified", "recovering", "monitoring", "resolved", "recovery_failed"]
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "investigating": frozenset({"identified", "recovering", "monitoring", "resolved", "recovery_failed"}),
+    "identified": frozenset({"recovering", "monitoring", "resolved", "recovery_failed"}),
+    "recovering": frozenset({"monitoring", "resolved", "recovery_failed"}),
+    "monitoring": frozenset({"recovering", "resolved", "recovery_failed"}),
+    "recovery_failed": frozenset({"investigating", "identified", "recovering"}),
+    "resolved": frozenset(),
+}
+
+# The notice a status change produces when the operator does not name a kind.
+KIND_FOR_STATUS: dict[str, tuple[str, str | None]] = {
+    "identified": ("progress", "progress"),
+    "recovering": ("progress", "started"),
+    "monitoring": ("progress", "completed"),
+    "resolved": ("resolved", None),
+    "recovery_failed": ("recovery_failed", None),
+}
+
+
+class NoticeDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind | None = None
+    fields: NoticeFields = NoticeFields()
+    audience: Audience = Audience()
+    publish: bool = True
+    corrects_version: int | None = Field(None, ge=1)
+
+
+class IncidentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Text
+    severity: Severity
+    status: Status = "investigating"
+    components: list[str] = Field(default_factory=list, max_length=200)
+    impact: Text | None = None
+    responsible: Responsible
+    next_update_at: AwareDatetime | None = None
+    estimates: dict[str, Any] | None = None
+    notice: NoticeDraft = NoticeDraft()
+
+
+class IncidentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    severity: Severity | None = None
+    components: list[str] | None = Field(None, max_length=200)
+    impact: Text | None = None
+    responsible: Responsible | None = None
+    next_update_at: AwareDatetime | None = None
+    estimates: dict[str, Any] | None = None
+    # None = change the incident without telling partners.
+    notice: NoticeDraft | None = NoticeDraft()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    incident_id: int
+    notice_id: int | None
+    version: int | None
+    state: str | None
+    plan: planner.PlanSummary | None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"incident_id": self.incident_id, "notice_id": self.notice_id}
+        if self.notice_id is not None:
+            body.update(version=self.version, state=self.state)
+        if self.plan is not None:
+            body["deliveries"] = self.plan.as_json()
+        return body
+
+
+def check_transition(current: str, new: str) -> None:
+    if new != current and new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (the incident is closed)"
+        raise ApiError(409, "invalid_transition", f"cannot go from '{current}' to '{new}'; allowed: {allowed}", "status")
+
+
+async def open_incident(
+    conn: AsyncConnection,
+    settings: Settings,
+    request: IncidentCreate,
+    actor: str | None,
+    source: str = "api",
+    source_key: str | None = None,
+) -> Outcome:
+    draft = request.notice
+    kind = draft.kind or "initial"
+    values = {
+        "title": request.title,
+        "severity": request.severity,
+        "status": request.status,
+        "components": request.components,
+        "impact": request.impact,
+        "responsible": request.responsible.model_dump(exclude_none=True),
+        "next_update_at": to_timestamp(request.next_update_at),
+        "estimates": request.estimates,
+        "source": source,
+        "source_key": source_key,
+    }
+    fields = _merge_fields(values, draft.fields, kind, None)
+    await planner.check_audience(conn, draft.audience, "notice.audience")
+    incident_id = await incident_store.insert_incident(conn, values)
+    await audit(conn, "incident.opened", "incident", incident_id, actor, {"severity": request.severity})
+    return await _write_notice(conn, settings, incident_id, values, kind, fields, draft, actor)
+
+
+async def update_incident(
+    conn: AsyncConnection, settings: Settings, incident_id: int, request: IncidentUpdate, actor: str | None
+) -> Outcome:
+    incident = await incident_store.get_incident(conn, incident_id, for_update=True)
+    if incident is None:
+        raise ApiError(404, "not_found", f"no incident {incident_id}")
+    changes = request.model_dump(exclude_none=True, exclude={"notice"})
+    if "status" in changes:
+        check_transition(incident["status"], changes["status"])
+    if "responsible" in changes:
+        changes["responsible"] = request.responsible.model_dump(exclude_none=True)  # type: ignore[union-attr]
+    if request.next_update_at is not None:
+        changes["next_update_at"] = to_timestamp(request.next_update_at)
+    if changes.get("status") == "resolved" and incident["status"] != "resolved":
+        changes["resolved_at"] = time.time()
+    incident.update(changes)
+    draft = request.notice
+    fields = kind = None
+    if draft is not None:
+        kind, stage = _kind_for(draft, changes.get("status"))
+        fields = _merge_fields(incident, draft.fields, kind, stage)
+        await planner.check_audience(conn, draft.audience, "notice.audience")
+    if changes:
+        await incident_store.update_incident(conn, incident_id, changes)
+        await audit(conn, "incident.updated", "incident", incident_id, actor, _jsonable(changes))
+    if draft is None or kind is None or fields is None:
+        return Outcome(incident_id, None, None, None, None)
+    return await _write_notice(conn, settings, incident_id, incident, kind, fields, draft, actor)
+
+
+async def publish_draft(conn: AsyncConnection, settings: Settings, notice_id: int, actor: str | None) -> Outcome:
+    notice = await incident_store.get_notice(conn, notice_id)
+    if notice is None:
+        raise ApiError(404, "not_found", f"no notice {notice_id}")
+    if notice["state"] != "draft":
+        raise ApiError(409, "already_published", f"notice {notice_id} was published already")
+    plan = await planner.publish(conn, settings, notice)
+    await audit(conn, "notice.published", "notice", notice_id, actor, {"deliveries": plan.total})
+    return Outcome(notice["incident_id"], notice_id, notice["version"], "published", plan)
+
+
+def _kind_for(draft: NoticeDraft, new_status: str | None) -> tuple[str, str | None]:
+    if draft.kind is not None:
+        return draft.kind, None
+    if new_status is not None and new_status in KIND_FOR_STATUS:
+        return KIND_FOR_STATUS[new_status]
+    return "progress", "progress"
+
+
+def _merge_fields(incident: dict[str, Any], given: NoticeFields, kind: str, stage: str | None) -> NoticeFields:
+    """A notice inherits the incident's title, impact, responsible contact and next update time."""
+    inherited = {
+        "title": incident.get("title"),
+        "impact": incident.get("impact"),
+        "responsible": incident.get("responsible"),
+        "next_update_at": iso(incident.get("next_update_at")),
+        "stage": stage,
+    }
+    merged = {k: v for k, v in inherited.items() if v is not None}
+    merged.update(given.model_dump(exclude_none=True))
+    fields = NoticeFields.model_validate(merged)
+    check_required(kind, fields, "notice.fields")
+    return fields
+
+
+async def _write_notice(
+    conn: AsyncConnection,
+    settings: Settings,
+    incident_id: int,
+    incident: dict[str, Any],
+    kind: str,
+    fields: NoticeFields,
+    draft: NoticeDraft,
+    actor: str | None,
+) -> Outcome:
+    corrects_id = None
+    if draft.corrects_version is not None:
+        corrects_id = await _notice_id_of_version(conn, incident_id, draft.corrects_version)
+    version = await incident_store.next_notice_version(conn, incident_id)
+    notice = {
+        "incident_id": incident_id,
+        "kind": kind,
+        "version": version,
+        "corrects_id": corrects_id,
+        "state": "draft",
+        "severity": incident["severity"],
+        "status": incident["status"],
+        "fields": fields.model_dump(mode="json", exclude_none=True),
+        "audience": draft.audience.model_dump(),
+        "next_update_at": to_timestamp(fields.next_update_at),
+        "created_by": actor,
+    }
+    notice["id"] = await incident_store.insert_notice(conn, notice)
+    await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": kind, "version": version})
+    if not draft.publish:
+        return Outcome(incident_id, notice["id"], version, "draft", None)
+    plan = await planner.publish(conn, settings, notice)
+    await audit(conn, "notice.published", "notice", notice["id"], actor, {"deliveries": plan.total})
+    return Outcome(incident_id, notice["id"], version, "published", plan)
+
+
+async def _notice_id_of_version(conn: AsyncConnection, incident_id: int, version: int) -> int:
+    for notice in await incident_store.notices_of(conn, incident_id):
+        if notice["version"] == version:
+            return int(notice["id"])
+    raise ApiError(422, "invalid_field", f"incident has no notice version {version}", "notice.corrects_version")
+
+
+def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if not hasattr(v, "isoformat") else v.isoformat()) for k, v in changes.items()}

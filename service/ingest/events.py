@@ -1,0 +1,155 @@
+"""One shape for every monitoring source: the IncidentEvent, and the label mapping that fills it.
+
+Alertmanager and Grafana both send "a group of alerts, each with labels and annotations"; the
+source modules only validate their payload and say which alerts form one incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable, Literal, Mapping, Sequence
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from service.ingest.config import IngestSettings, LabelMapping
+
+AlertStatus = Literal["firing", "resolved"]
+SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "maintenance": 3}
+TITLE_LIMIT = 300
+# alert_groups.key and incidents.source_key are 512 characters; long group keys are hashed.
+KEY_LIMIT = 400
+
+
+class Alert(BaseModel):
+    """One alert as Alertmanager (webhook v4) and Grafana (unified alerting) both send it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: AlertStatus
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: AwareDatetime | None = None
+    endsAt: AwareDatetime | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = Field(None, max_length=128)
+
+    def identity(self) -> str:
+        """The source's fingerprint, or a stable hash of the label set when it sends none."""
+        if self.fingerprint:
+            return self.fingerprint
+        canonical = "\x00".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class AlertGroupPayload(BaseModel):
+    """The fields Alertmanager and Grafana webhooks share; extra fields are kept only in the raw body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    receiver: str = ""
+    status: AlertStatus
+    alerts: list[Alert] = Field(min_length=1)
+    groupKey: str = Field(min_length=1)
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str | None = None
+    truncatedAlerts: int = 0
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """What a source says about one would-be incident, in Herald's words."""
+
+    source: str
+    key: str  # alert_groups.key: the dedup identity (source, group or fingerprint)
+    status: AlertStatus
+    severity: str
+    title: str
+    summary: str | None
+    impact: str | None
+    components: tuple[str, ...]
+    fingerprints: tuple[str, ...]  # the alerts firing now
+
+
+def lookup(paths: Sequence[str], labels: Mapping[str, str], annotations: Mapping[str, str]) -> str | None:
+    """The first non-blank value among `labels.X` / `annotations.X` paths."""
+    for path in paths:
+        scope, _, name = path.partition(".")
+        value = (labels if scope == "labels" else annotations).get(name, "")
+        if value.strip():
+            return value.strip()
+    return None
+
+
+def severity_of(alert: Alert, mapping: LabelMapping) -> str:
+    raw = lookup(mapping.severity, alert.labels, alert.annotations)
+    return mapping.severity_map.get((raw or "").lower(), mapping.default_severity)
+
+
+def component_of(alert: Alert, mapping: LabelMapping) -> str | None:
+    return lookup(mapping.component, alert.labels, alert.annotations) or mapping.default_component
+
+
+def group_key(source: str, kind: str, identity: str) -> str:
+    key = f"{source}:{kind}:{identity}"
+    if len(key) <= KEY_LIMIT:
+        return key
+    return f"{source}:{kind}:sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
+
+
+def _unique(values: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _first_started(alerts: Sequence[Alert]) -> list[Alert]:
+    return sorted(alerts, key=lambda a: a.startsAt.timestamp() if a.startsAt else float("-inf"))
+
+
+def event_for(
+    source: str,
+    key: str,
+    alerts: Sequence[Alert],
+    settings: IngestSettings,
+    common_labels: Mapping[str, str] | None = None,
+    common_annotations: Mapping[str, str] | None = None,
+) -> IncidentEvent:
+    """Fold alerts into one event: firing if any alert fires; the gravest severity wins.
+
+    Title and summary come from what the alerts have in common when it says something,
+    otherwise from the alert that started first.
+    """
+    mapping = settings.mapping
+    firing = [a for a in alerts if a.status == "firing"]
+    relevant = _first_started(firing or list(alerts))
+    first = relevant[0]
+    labels = {**first.labels, **(common_labels or {})}
+    annotations = {**first.annotations, **(common_annotations or {})}
+    severities = [severity_of(a, mapping) for a in relevant]
+    title = lookup(mapping.title, labels, annotations) or f"Alert from {source}"
+    return IncidentEvent(
+        source=source,
+        key=key,
+        status="firing" if firing else "resolved",
+        severity=min(severities, key=SEVERITY_RANK.__getitem__),
+        title=title[:TITLE_LIMIT],
+        summary=lookup(mapping.summary, labels, annotations),
+        impact=lookup(mapping.impact, labels, annotations),
+        components=_unique(component_of(a, mapping) for a in relevant),
+        fingerprints=_unique(a.identity() for a in firing),
+    )
+
+
+def events_from_group(source: str, payload: AlertGroupPayload, settings: IngestSettings) -> list[IncidentEvent]:
+    """One event per group (groupKey), or one per alert fingerprint, as configured."""
+    if settings.incident_per == "group":
+        key = group_key(source, "group", payload.groupKey)
+        return [event_for(source, key, payload.alerts, settings, payload.commonLabels, payload.commonAnnotations)]
+    by_fingerprint: dict[str, list[Alert]] = {}
+    for alert in payload.alerts:
+        by_fingerprint.setdefault(alert.identity(), []).append(alert)
+    return [
+        event_for(source, group_key(source, "fingerprint", identity), alerts, settings)
+        for identity, alerts in by_fingerprint.items()
+    ]

@@ -1,0 +1,63 @@
+"""Ingest's part of the app lifecycle: HMAC source auth and the damping flusher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Callable
+
+from aiohttp import web
+
+from service.ingest.correlate import flush_due
+from service.ingest.signatures import signature_hook
+from service.settings import Settings
+from service.store import Store
+
+log = logging.getLogger("herald.ingest")
+
+
+class DampingFlusher:
+    """Applies held resolves when due — and, after a restart, the overdue ones (they are stored)."""
+
+    def __init__(self, store: Store, settings: Settings, wake: Callable[[], None]) -> None:
+        self._store = store
+        self._settings = settings
+        self._wake = wake
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="herald-damping-flusher")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self.flush_once()
+            await asyncio.sleep(self._settings.ingest.flush_interval)
+
+    async def flush_once(self) -> None:
+        try:
+            results = await flush_due(self._store, self._settings)
+        except Exception:  # noqa: BLE001 - keep running; the hold stays stored and is retried
+            log.exception("applying held resolves failed; will retry")
+            return
+        if any(result.deliveries for result in results):
+            self._wake()
+
+
+async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings: Settings = app["settings"]
+    app.setdefault("alternate_auth", {})["ingest"] = signature_hook(settings.auth.hmac_sources)
+    flusher = DampingFlusher(app["store"], settings, wake=lambda: app["dispatcher_wake"]())
+    app["damping_flusher"] = flusher
+    flusher.start()
+    yield
+    await flusher.stop()

@@ -1,0 +1,148 @@
+"""Notices: what partners are told. Fields are checked when a notice is created, never at send time.
+
+Operator text may be one string (used for every language) or `{"ja": ..., "en": ...}`; a partner
+reads the text in its language, falling back to the other language rather than to nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from service.api.errors import ApiError
+
+Kind = Literal[
+    "initial",
+    "progress",
+    "resolved",
+    "recovery_failed",
+    "root_cause",
+    "bcp_revision",
+    "maintenance",
+    "estimate",
+    "custom",
+]
+KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+Language = Literal["ja", "en"]
+LANGUAGES: tuple[str, ...] = ("ja", "en")
+
+Text = str | dict[Language, str]
+
+# What each kind must say (besides the responsible contact, which every notice names).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "initial": ("summary", "impact", "current_status", "outlook", "next_update_at"),
+    "progress": ("stage", "current_status", "next_update_at"),
+    "resolved": ("summary",),
+    "recovery_failed": ("summary", "current_status", "next_steps", "next_update_at"),
+    "root_cause": ("cause", "countermeasures"),
+    "bcp_revision": ("summary", "changes"),
+    "maintenance": ("summary", "impact", "window_start", "window_end"),
+    "estimate": ("summary", "next_update_at"),
+    "custom": ("subject", "body"),
+}
+
+
+class Responsible(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text
+    department: Text | None = None
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=32)
+
+
+class NoticeFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Text | None = None
+    summary: Text | None = None
+    impact: Text | None = None
+    current_status: Text | None = None
+    outlook: Text | None = None
+    stage: Literal["started", "progress", "completed"] | None = None
+    progress_percent: int | None = Field(None, ge=0, le=100)
+    next_steps: Text | None = None
+    cause: Text | None = None
+    countermeasures: Text | None = None
+    changes: Text | None = None
+    window_start: AwareDatetime | None = None
+    window_end: AwareDatetime | None = None
+    recovery_eta: AwareDatetime | None = None
+    cost_estimate: Text | None = None
+    time_estimate: Text | None = None
+    subject: Text | None = None
+    body: Text | None = None
+    responsible: Responsible | None = None
+    next_update_at: AwareDatetime | None = None
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_empty_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        if isinstance(value, dict) and not any(str(v).strip() for v in value.values()):
+            raise ValueError("must have text in at least one language")
+        return value
+
+
+class Audience(BaseModel):
+    """Who a notice is for. Empty means: partners subscribed to the incident's components."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all_partners: bool = False
+    partners: list[str] = []
+    components: list[str] = []
+    tiers: list[Literal[1, 2, 3]] = []
+
+
+def check_required(kind: str, fields: NoticeFields, prefix: str = "fields") -> None:
+    for name in REQUIRED[kind]:
+        if getattr(fields, name) is None:
+            raise ApiError(422, "missing_field", f"a '{kind}' notice needs '{name}'", f"{prefix}.{name}")
+    if fields.responsible is None:
+        raise ApiError(
+            422, "missing_field", "every notice names our responsible contact", f"{prefix}.responsible"
+        )
+    if fields.window_start and fields.window_end and fields.window_end <= fields.window_start:
+        raise ApiError(422, "invalid_field", "window_end must be after window_start", f"{prefix}.window_end")
+
+
+def localise(value: Any, lang: str) -> Any:
+    """Pick the partner's language from a stored Text value (recursively for nested dicts)."""
+    if isinstance(value, dict):
+        if value and set(value) <= set(LANGUAGES):
+            other = "en" if lang == "ja" else "ja"
+            return value.get(lang) or value.get(other)
+        return {key: localise(item, lang) for key, item in value.items()}
+    return value
+
+
+def to_datetime(value: float | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def to_timestamp(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def iso(value: float | None) -> str | None:
+    dt = to_datetime(value)
+    return dt.isoformat().replace("+00:00", "Z") if dt else None
+
+
+DATETIME_FIELDS = ("window_start", "window_end", "recovery_eta", "next_update_at")
+
+
+def render_fields(stored: dict[str, Any], lang: str) -> dict[str, Any]:
+    """Stored notice fields → what templates read: one language, real datetimes."""
+    fields = {name: localise(value, lang) for name, value in stored.items()}
+    for name in DATETIME_FIELDS:
+        fields[name] = to_datetime(fields.get(name))
+    return fields

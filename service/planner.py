@@ -1,0 +1,150 @@
+"""Planner: directory × policy[severity][tier] × component subscription → Delivery rows.
+
+All deliveries of a notice are written in the caller's transaction, so a notice is either
+published with its whole plan or not at all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service import compose
+from service.api.errors import ApiError
+from service.notices import Audience
+from service.settings import SEVERITIES, Settings
+from service.store import audience as audience_store
+from service.store import deliveries as delivery_store
+from service.store import incidents as incident_store
+
+CHANNEL_RANK = {"sms": 0, "email": 1, "webhook": 2}
+ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook"}
+
+
+@dataclass
+class PlanSummary:
+    total: int = 0
+    by_tier: Counter[str] = field(default_factory=Counter)
+    by_channel: Counter[str] = field(default_factory=Counter)
+    partners: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "partners": self.partners,
+            "by_tier": dict(self.by_tier),
+            "by_channel": dict(self.by_channel),
+        }
+
+
+def priority_of(severity: str, tier: int, channel: str) -> int:
+    """Lower leaves first: severity, then tier, then the faster channel (critical tier-1 SMS = 0)."""
+    return SEVERITIES.index(severity) * 100 + (tier - 1) * 10 + CHANNEL_RANK.get(channel, 9)  # type: ignore[arg-type]
+
+
+def channels_for(settings: Settings, partner: dict[str, Any], severity: str, tier: int) -> list[str]:
+    override = (partner.get("policy") or {}).get(severity, {})
+    if str(tier) in override:
+        return list(override[str(tier)])
+    return list(settings.policy[severity].get(str(tier), []))  # type: ignore[index, call-overload]
+
+
+def planned_channels(settings: Settings, partner: dict[str, Any], contact: dict[str, Any], severity: str) -> list[str]:
+    """Policy channels the contact accepts and can be reached on, in the contact's order."""
+    allowed = channels_for(settings, partner, severity, contact["tier"])
+    preferred = contact.get("channels") or allowed
+    return [c for c in preferred if c in allowed and contact.get(ADDRESS_FIELD.get(c, c))]
+
+
+async def check_audience(conn: AsyncConnection, audience: Audience, path: str) -> None:
+    if not audience.partners:
+        return
+    unknown = sorted(set(audience.partners) - await audience_store.known_partner_ids(conn, audience.partners))
+    if unknown:
+        raise ApiError(422, "unknown_partner", f"no partner with id {', '.join(unknown)}", f"{path}.partners")
+
+
+def concerned(partner: dict[str, Any], audience: dict[str, Any], incident_components: Iterable[str]) -> bool:
+    if audience.get("all_partners") or audience.get("partners"):
+        return True
+    wanted = set(audience.get("components") or incident_components)
+    subscribed = set(partner.get("components") or [])
+    return "*" in subscribed or bool(wanted & subscribed)
+
+
+async def publish(conn: AsyncConnection, settings: Settings, notice: dict[str, Any]) -> PlanSummary:
+    """Mark the notice published, keep its rendered text as evidence, and plan its deliveries."""
+    incident = None
+    if notice["incident_id"] is not None:
+        incident = await incident_store.get_incident(conn, notice["incident_id"])
+    now = time.time()
+    rendered = compose.evidence(settings, notice, incident)
+    await incident_store.update_notice(
+        conn, notice["id"], {"state": "published", "published_at": now, "rendered": rendered}
+    )
+    rows, summary = await plan_deliveries(conn, settings, notice, incident, now)
+    await delivery_store.insert_deliveries(conn, rows)
+    return summary
+
+
+async def plan_deliveries(
+    conn: AsyncConnection,
+    settings: Settings,
+    notice: dict[str, Any],
+    incident: dict[str, Any] | None,
+    now: float,
+) -> tuple[list[dict[str, Any]], PlanSummary]:
+    audience = notice["audience"] or {}
+    listed = audience.get("partners") or None
+    tiers = set(audience.get("tiers") or (1, 2, 3))
+    components = (incident or {}).get("components") or []
+    summary = PlanSummary()
+    rows: list[dict[str, Any]] = []
+    for partner in await audience_store.partners_with_contacts(conn, listed):
+        if not concerned(partner, audience, components):
+            continue
+        planned_for_partner = 0
+        for contact in partner["contacts"]:
+            if contact["tier"] not in tiers:
+                continue
+            for channel in planned_channels(settings, partner, contact, notice["severity"]):
+                rows.append(delivery_row(settings, notice, partner, contact, channel, now))
+                summary.by_tier[str(contact["tier"])] += 1
+                summary.by_channel[channel] += 1
+                planned_for_partner += 1
+        summary.partners += planned_for_partner > 0
+    summary.total = len(rows)
+    return rows, summary
+
+
+def delivery_row(
+    settings: Settings,
+    notice: dict[str, Any],
+    partner: dict[str, Any],
+    contact: dict[str, Any],
+    channel: str,
+    now: float,
+    escalation_step: int = 0,
+) -> dict[str, Any]:
+    return {
+        "notice_id": notice["id"],
+        "incident_id": notice["incident_id"],
+        "partner_id": partner["id"],
+        "contact_id": contact["id"],
+        "tier": contact["tier"],
+        "channel": channel,
+        "address": contact[ADDRESS_FIELD.get(channel, channel)],
+        "language": contact.get("language") or partner["language"],
+        "priority": priority_of(notice["severity"], contact["tier"], channel),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "message_id": compose.message_id(settings, notice["id"], contact["id"], channel, escalation_step),
+        "escalation_step": escalation_step,
+        "created_at": now,
+        "updated_at": now,
+    }

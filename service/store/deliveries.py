@@ -1,0 +1,142 @@
+"""The outbox. Claiming locks the most urgent due rows (SKIP LOCKED) and leases them in one transaction."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.store.tables import contacts, deliveries, partners
+
+INSERT_CHUNK = 2000
+# Terminal or receipt-driven states a worker's late result must never overwrite.
+FINAL = ("delivered", "undelivered", "bounced", "acknowledged", "failed", "dead")
+
+
+async def insert_deliveries(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), INSERT_CHUNK):
+        await conn.execute(deliveries.insert(), list(rows[start : start + INSERT_CHUNK]))
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    channels: Sequence[str],
+    limit: int,
+    worker: str,
+    lease_seconds: float,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """Lease up to `limit` due deliveries, most urgent first. Two processes never get the same row
+    (SKIP LOCKED on PostgreSQL; SQLite has a single writer)."""
+    now = time.time() if now is None else now
+    due = (
+        select(deliveries.c.id)
+        .where(
+            deliveries.c.status == "pending",
+            deliveries.c.channel.in_(list(channels)),
+            deliveries.c.next_attempt_at <= now,
+        )
+        .order_by(deliveries.c.priority, deliveries.c.next_attempt_at, deliveries.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    # Two statements, not `IN (subquery)`: PostgreSQL may re-run a LIMITed subquery per row.
+    ids = list((await conn.execute(due)).scalars())
+    if not ids:
+        return []
+    claim = (
+        update(deliveries)
+        .where(deliveries.c.id.in_(ids))
+        .values(
+            status="sending",
+            lease_until=now + lease_seconds,
+            worker=worker,
+            attempts=deliveries.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*deliveries.c)
+    )
+    rows = [dict(r) for r in (await conn.execute(claim)).mappings()]
+    rows.sort(key=lambda r: (r["priority"], r["next_attempt_at"], r["id"]))
+    return rows
+
+
+async def release_expired_leases(conn: AsyncConnection, now: float | None = None) -> int:
+    """Rows a dead worker left in `sending` go back to the queue."""
+    now = time.time() if now is None else now
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.status == "sending", deliveries.c.lease_until < now)
+        .values(status="pending", lease_until=None, worker=None, next_attempt_at=now, updated_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+_record = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.status == "sending",
+        deliveries.c.worker == bindparam("b_worker"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        provider_id=bindparam("b_provider_id"),
+        provider_status=bindparam("b_provider_status"),
+        last_error=bindparam("b_last_error"),
+        error_code=bindparam("b_error_code"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        body_hash=bindparam("b_body_hash"),
+        sent_at=bindparam("b_sent_at"),
+        failed_at=bindparam("b_failed_at"),
+        lease_until=None,
+        updated_at=bindparam("b_updated_at"),
+    )
+)
+
+OUTCOME_KEYS = (
+    "id", "worker", "status", "provider_id", "provider_status", "last_error", "error_code",
+    "next_attempt_at", "body_hash", "sent_at", "failed_at", "updated_at",
+)  # fmt: skip
+
+
+async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[dict[str, Any]]) -> None:
+    """Write a batch of attempt results; a row no longer leased by this worker is left alone."""
+    params = [{f"b_{k}": o.get(k) for k in OUTCOME_KEYS} for o in outcomes]
+    if params:
+        await conn.execute(_record, params)
+
+
+async def get_delivery(conn: AsyncConnection, delivery_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def requeue(conn: AsyncConnection, delivery_id: int, now: float | None = None) -> bool:
+    """An operator's retry of a dead or failed delivery: a fresh set of attempts, due now."""
+    now = time.time() if now is None else now
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(("dead", "failed", "undelivered", "bounced")))
+        .values(status="pending", attempts=0, next_attempt_at=now, lease_until=None, worker=None, updated_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def recipients(conn: AsyncConnection, contact_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Names the templates greet: contact name and partner name, by contact id."""
+    query = (
+        select(contacts.c.id, contacts.c.name, partners.c.name.label("partner_name"))
+        .join(partners, partners.c.id == contacts.c.partner_id)
+        .where(contacts.c.id.in_(list(set(contact_ids))))
+    )
+    return {int(r["id"]): dict(r) for r in (await conn.execute(query)).mappings()}
+
+
+async def status_counts(conn: AsyncConnection, *conditions: Any) -> dict[str, int]:
+    query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+    if conditions:
+        query = query.where(and_(*conditions))
+    return {status: int(count) for status, count in await conn.execute(query)}

@@ -1,0 +1,112 @@
+"""Incidents and their notices."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.store.tables import deliveries, incidents, notices
+
+
+async def insert_incident(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    now = time.time()
+    result = await conn.execute(insert(incidents).values(created_at=now, updated_at=now, **values))
+    return int(result.inserted_primary_key[0])
+
+
+async def update_incident(conn: AsyncConnection, incident_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(
+        update(incidents).where(incidents.c.id == incident_id).values(updated_at=time.time(), **values)
+    )
+
+
+async def get_incident(conn: AsyncConnection, incident_id: int, for_update: bool = False) -> dict[str, Any] | None:
+    query = select(incidents).where(incidents.c.id == incident_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def get_incident_by_source_key(conn: AsyncConnection, source_key: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(incidents).where(incidents.c.source_key == source_key))).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_incidents(
+    conn: AsyncConnection,
+    *,
+    status: Sequence[str] = (),
+    severity: Sequence[str] = (),
+    component: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Newest first; `before_id` is the cursor (the last id of the previous page)."""
+    query = select(incidents).order_by(incidents.c.id.desc())
+    if status:
+        query = query.where(incidents.c.status.in_(status))
+    if severity:
+        query = query.where(incidents.c.severity.in_(severity))
+    if since is not None:
+        query = query.where(incidents.c.created_at >= since)
+    if until is not None:
+        query = query.where(incidents.c.created_at < until)
+    if before_id is not None:
+        query = query.where(incidents.c.id < before_id)
+    rows = [dict(r) for r in (await conn.execute(query.limit(limit if component is None else None))).mappings()]
+    if component is not None:  # JSON containment differs by backend; filter the small page here
+        rows = [r for r in rows if component in (r["components"] or [])][:limit]
+    return rows
+
+
+async def next_notice_version(conn: AsyncConnection, incident_id: int | None) -> int:
+    if incident_id is None:
+        return 1
+    current = await conn.scalar(
+        select(func.coalesce(func.max(notices.c.version), 0)).where(notices.c.incident_id == incident_id)
+    )
+    return int(current) + 1
+
+
+async def insert_notice(conn: AsyncConnection, values: dict[str, Any]) -> int:
+    result = await conn.execute(insert(notices).values(created_at=time.time(), **values))
+    return int(result.inserted_primary_key[0])
+
+
+async def update_notice(conn: AsyncConnection, notice_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(update(notices).where(notices.c.id == notice_id).values(**values))
+
+
+async def get_notice(conn: AsyncConnection, notice_id: int) -> dict[str, Any] | None:
+    row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def notices_of(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
+    query = select(notices).where(notices.c.incident_id == incident_id).order_by(notices.c.version)
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def list_drafts(conn: AsyncConnection, limit: int = 100) -> list[dict[str, Any]]:
+    query = select(notices).where(notices.c.state == "draft").order_by(notices.c.id).limit(limit)
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def delivery_counts_by_notice(conn: AsyncConnection, notice_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    if not notice_ids:
+        return {}
+    query = (
+        select(deliveries.c.notice_id, deliveries.c.status, func.count())
+        .where(deliveries.c.notice_id.in_(notice_ids))
+        .group_by(deliveries.c.notice_id, deliveries.c.status)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    for notice_id, status, count in await conn.execute(query):
+        counts.setdefault(int(notice_id), {})[status] = int(count)
+    return counts

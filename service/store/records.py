@@ -1,0 +1,91 @@
+"""Inbound events, idempotency keys and the audit log: what Herald was told and what it did."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.store.tables import audit_log, idempotency_keys, inbound_events
+
+
+async def record_inbound(
+    conn: AsyncConnection,
+    source: str,
+    body: bytes | str,
+    principal: str | None = None,
+    content_type: str | None = None,
+    outcome: str = "accepted",
+    incident_id: int | None = None,
+    notice_id: int | None = None,
+) -> int:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    result = await conn.execute(
+        insert(inbound_events).values(
+            source=source,
+            principal=principal,
+            received_at=time.time(),
+            content_type=content_type,
+            body=text,
+            outcome=outcome,
+            incident_id=incident_id,
+            notice_id=notice_id,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+async def audit(
+    conn: AsyncConnection,
+    action: str,
+    subject_type: str,
+    subject_id: Any,
+    actor: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        insert(audit_log).values(
+            at=time.time(),
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=None if subject_id is None else str(subject_id),
+            detail=detail,
+        )
+    )
+
+
+async def find_idempotent(conn: AsyncConnection, principal: str, key: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
+            )
+        )
+    ).mappings().first()
+    return dict(row) if row else None
+
+
+async def save_idempotent(
+    conn: AsyncConnection, principal: str, key: str, route: str, request_hash: str, status: int, response: str
+) -> bool:
+    """False when another request stored the same key first."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(idempotency_keys).values(
+                    principal=principal,
+                    key=key,
+                    route=route,
+                    request_hash=request_hash,
+                    status=status,
+                    response=response,
+                    created_at=time.time(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True

@@ -1,0 +1,251 @@
+"""The schema. Times are UNIX seconds (float) so SQLite and PostgreSQL order and compare alike.
+
+The deliveries table is both the outbox and the delivery log: a row is written before the
+first attempt and updated after each one, so the log is the queue's own history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("language", String(2), nullable=False),
+    Column("components", JSON, nullable=False, default=list),
+    # Per-partner policy override: {severity: {tier: [channels]}}.
+    Column("policy", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("partner_id", String(64), ForeignKey("partners.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("tier", Integer, nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("channels", JSON, nullable=False, default=list),
+    Column("language", String(2), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("partner_id", "key", name="uq_contacts_partner_key"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Operator text: a string, or {"ja": ..., "en": ...}.
+    Column("title", JSON, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("components", JSON, nullable=False, default=list),
+    Column("impact", JSON, nullable=True),
+    Column("responsible", JSON, nullable=True),
+    Column("next_update_at", Float, nullable=True),
+    Column("estimates", JSON, nullable=True),
+    Column("source", String(32), nullable=False, default="api"),
+    # Dedup key of the monitoring source (Alertmanager groupKey, fingerprint, Grafana rule).
+    Column("source_key", String(512), nullable=True, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("resolved_at", Float, nullable=True),
+)
+
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, ForeignKey("incidents.id"), nullable=True, index=True),
+    Column("kind", String(24), nullable=False),
+    # Position in the incident's sequence of notices (1 = the first thing partners heard).
+    Column("version", Integer, nullable=False),
+    Column("corrects_id", Id, ForeignKey("notices.id"), nullable=True),
+    Column("state", String(16), nullable=False),  # draft | published
+    Column("severity", String(16), nullable=False),
+    Column("status", String(24), nullable=True),
+    Column("fields", JSON, nullable=False),
+    Column("audience", JSON, nullable=False),
+    # The text partners read, per language: {lang: {subject, txt, html, sms}}. Evidence.
+    Column("rendered", JSON, nullable=True),
+    Column("next_update_at", Float, nullable=True),
+    Column("created_by", String(64), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("published_at", Float, nullable=True),
+    UniqueConstraint("incident_id", "version", name="uq_notices_incident_version"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("notice_id", Id, ForeignKey("notices.id"), nullable=False, index=True),
+    Column("incident_id", Id, nullable=True, index=True),
+    Column("partner_id", String(64), nullable=False, index=True),
+    Column("contact_id", Id, nullable=False, index=True),
+    Column("tier", Integer, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("language", String(2), nullable=False),
+    # Lower is sooner: see planner.priority_of.
+    Column("priority", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=True),
+    Column("worker", String(64), nullable=True),
+    Column("message_id", String(255), nullable=False, unique=True),
+    Column("provider_id", String(255), nullable=True),
+    Column("provider_status", String(32), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("body_hash", String(64), nullable=True),
+    # Escalation step that created this delivery (0 = the original plan).
+    Column("escalation_step", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("sent_at", Float, nullable=True),
+    Column("delivered_at", Float, nullable=True),
+    Column("failed_at", Float, nullable=True),
+    Column("acknowledged_at", Float, nullable=True),
+    Index("ix_deliveries_due", "status", "channel", "priority", "next_attempt_at"),
+    Index("ix_deliveries_provider_id", "provider_id"),
+    Index("ix_deliveries_created_at", "created_at"),
+)
+
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("principal", String(64), nullable=True),
+    Column("received_at", Float, nullable=False),
+    Column("content_type", String(128), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("outcome", String(32), nullable=False, default="accepted"),
+    Column("incident_id", Id, nullable=True, index=True),
+    Column("notice_id", Id, nullable=True),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("route", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor", String(64), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("subject_type", String(32), nullable=False),
+    Column("subject_id", String(64), nullable=True),
+    Column("detail", JSON, nullable=True),
+)
+
+sandbox_messages = Table(
+    "sandbox_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, nullable=True, index=True),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("body", Text, nullable=False),
+    Column("html", Text, nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, nullable=True, index=True),
+    Column("source", String(16), nullable=False),  # twilio | bounce | smtp | ack
+    Column("status", String(32), nullable=False),
+    Column("error_code", String(32), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Column("received_at", Float, nullable=False),
+)
+
+acknowledgements = Table(
+    "acknowledgements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("notice_id", Id, nullable=False, index=True),
+    Column("delivery_id", Id, nullable=False, unique=True),
+    Column("partner_id", String(64), nullable=False),
+    Column("contact_id", Id, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("user_agent", String(300), nullable=True),
+)
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("notice_id", Id, nullable=False, index=True),
+    Column("partner_id", String(64), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("due_at", Float, nullable=False, index=True),
+    Column("state", String(16), nullable=False),  # scheduled | fired | cancelled
+    Column("detail", JSON, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("done_at", Float, nullable=True),
+    UniqueConstraint("notice_id", "partner_id", "step", name="uq_escalations_notice_partner_step"),
+)
+
+alert_groups = Table(
+    "alert_groups",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("incident_id", Id, nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("fingerprints", JSON, nullable=False),
+    Column("components", JSON, nullable=False),
+    Column("transitions", JSON, nullable=False),  # recent [at, state] pairs for flap damping
+    Column("pending", JSON, nullable=True),  # an update held back by damping
+    Column("pending_due_at", Float, nullable=True, index=True),
+    Column("updated_at", Float, nullable=False),
+)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+from typing import Any, AsyncIterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from service.settings import Settings
+from service.store import normalise_url
+from tests.helpers import make_settings
+
+pytest_plugins = ["tests.fakes.smtp", "tests.fakes.twilio"]
+
+POSTGRES_DSN = os.environ.get("HERALD_TEST_POSTGRES_DSN")
+
+
+async def _fresh_postgres(dsn: str) -> str:
+    engine = create_async_engine(normalise_url(dsn))
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+    return dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """Each backend in turn: a fresh SQLite file, or an emptied PostgreSQL `test` database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'herald.db'}"
+        return
+    if not POSTGRES_DSN:
+        pytest.skip("PostgreSQL tests need HERALD_TEST_POSTGRES_DSN (set by .ci/run)")
+    yield await _fresh_postgres(POSTGRES_DSN)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'herald.db'}"
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> Settings:
+    return make_settings(sqlite_url)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> Any:
+    """The whole service (API, store, dispatcher on sandbox channels) on a fresh SQLite file."""
+    from service.app import create_app
+
+    return await aiohttp_client(create_app(settings))

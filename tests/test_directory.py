@@ -1,0 +1,301 @@
+"""The partner directory file: validation with file/line/field, import all-or-nothing, coverage."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from service import directory
+from service.cli import main
+from service.directory import Directory, PartnerSpec, load_directory, parse_directory
+from service.store import Store
+from service.store import partners as partner_store
+from service.store.tables import audit_log
+from tests.helpers import EXAMPLE_DIRECTORY, make_settings
+
+GOOD = """\
+partners:
+  - id: minato-shoji
+    name: 株式会社みなと商事
+    language: ja
+    components: [order-api, payments]
+    policy:
+      minor: {1: [email, sms]}
+    contacts:
+      - key: suzuki
+        name: 鈴木 一郎
+        tier: 1
+        email: Ichiro.Suzuki@Minato-Shoji.example.jp
+        phone: "090-1234-5678"
+        channels: [sms, email]
+      - key: takahashi
+        name: 高橋 直子
+        tier: 2
+        email: naoko.takahashi@minato-shoji.example.jp
+  - id: pacific-freight
+    name: Pacific Freight Ltd.
+    language: en
+    components: ["*"]
+    contacts:
+      - key: jwong
+        name: James Wong
+        tier: 1
+        phone: "+1 415-555-0142"
+        channels: [sms]
+"""
+
+# Each broken field sits on a line of its own; the expected (line, path) pairs are below.
+BROKEN = """\
+partners:
+  - id: tokai-logistics
+    name: 東海ロジスティクス株式会社
+    language: ja
+    components: [order-api]
+    contacts:
+      - key: sato
+        name: 佐藤 花子
+        tier: 1
+        phone: "+81 90-1234"
+      - key: ito
+        name: 伊藤 健
+        tier: 4
+        email: ken.ito@@tokai.example.jp
+      - key: kato
+        name: 加藤 美咲
+        tier: 2
+        channels: [sms]
+  - id: tokai-logistics
+    name: 二重登録
+    language: ja
+    fax: "03-1234-5678"
+"""
+BROKEN_EXPECTED = [
+    (10, "partners[0].contacts[0].phone", "phone"),
+    (13, "partners[0].contacts[1].tier", "less than or equal to 3"),
+    (14, "partners[0].contacts[1].email", "email"),
+    (18, "partners[0].contacts[2].channels", "channel sms needs a phone"),
+    (19, "partners[1].id", "duplicate partner id"),
+    (22, "partners[1].fax", "unknown key"),
+]
+
+
+def write(tmp_path: Path, text: str, name: str = "partners.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+async def snapshot(store: Store) -> list[dict[str, Any]]:
+    async with store.read() as conn:
+        partners = await partner_store.list_partners(conn, limit=500)
+        return [
+            {"id": p["id"], "name": p["name"],
+             "contacts": [(c["key"], c["email"], c["phone"]) for c in await partner_store.list_contacts(conn, p["id"])]}
+            for p in partners
+        ]
+
+
+@pytest.fixture
+async def store(db_url: str) -> Any:
+    store = Store(db_url)
+    await store.upgrade()
+    yield store
+    await store.close()
+
+
+def test_example_directory_is_valid_and_fully_covered() -> None:
+    example, errors = load_directory(EXAMPLE_DIRECTORY)
+    assert errors == []
+    assert len(example.partners) >= 18
+    assert {p.language for p in example.partners} == {"ja", "en"}
+    for partner in example.partners:
+        tiers = [c.tier for c in partner.contacts]
+        assert tiers.count(1) == 1, partner.id
+        assert 1 <= tiers.count(2) <= 2, partner.id
+        assert tiers.count(3) <= 2, partner.id
+        tier1 = next(c for c in partner.contacts if c.tier == 1)
+        assert tier1.email and tier1.phone, partner.id
+        for contact in partner.contacts:
+            if contact.phone:
+                assert phonenumbers.is_valid_number(phonenumbers.parse(contact.phone)), (partner.id, contact.key)
+
+
+def test_addresses_are_stored_normalised() -> None:
+    parsed, errors = parse_directory(GOOD)
+    assert errors == []
+    suzuki = parsed.partners[0].contacts[0]
+    assert suzuki.phone == "+819012345678"
+    assert suzuki.email == "Ichiro.Suzuki@minato-shoji.example.jp"
+    assert parsed.rows()[0]["policy"] == {"minor": {"1": ["email", "sms"]}}
+
+
+def test_validation_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, BROKEN)
+    parsed, errors = load_directory(path)
+    assert parsed.partners == []
+    found = [(e.line, e.field) for e in errors]
+    assert found == [(line, field) for line, field, _ in BROKEN_EXPECTED]
+    for error, (line, field, words) in zip(errors, BROKEN_EXPECTED):
+        assert words in error.message, error
+        assert str(error).startswith(f"{path}:{line}:{error.column}: {field}: ")
+
+
+def test_validation_reports_repeated_contact_keys_channels_and_bad_policy() -> None:
+    _, errors = parse_directory(
+        textwrap.dedent(
+            """\
+        partners:
+          - id: Hokuriku_Seimitsu
+            name: 北陸精密工業株式会社
+            language: fr
+            policy:
+              urgent: {1: [email]}
+              major: {2: [fax]}
+            contacts:
+              - key: tanaka
+                name: 田中 誠
+                tier: 1
+                email: makoto.tanaka@hokuriku.example.jp
+                channels: [email, email]
+              - key: tanaka
+                name: 田中 誠二
+                tier: 2
+        """
+        ),
+        "hokuriku.yaml",
+    )
+    by_field = {e.field: e for e in errors}
+    assert set(by_field) == {
+        "partners[0].id",
+        "partners[0].language",
+        "partners[0].policy.urgent",
+        "partners[0].policy.major.2[0]",
+        "partners[0].contacts[0].channels",
+        "partners[0].contacts[1].key",
+    }
+    assert by_field["partners[0].contacts[1].key"].line == 14
+    assert "duplicate contact key" in by_field["partners[0].contacts[1].key"].message
+    assert "listed twice" in by_field["partners[0].contacts[0].channels"].message
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    _, errors = parse_directory("partners:\n  - id: a\n    name: [unclosed\n", "bad.yaml")
+    assert len(errors) == 1
+    assert errors[0].path == "bad.yaml" and errors[0].line >= 3
+    assert "not valid YAML" in errors[0].message
+
+
+def test_cli_validate_prints_ok_for_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    example, _ = load_directory(EXAMPLE_DIRECTORY)
+    assert main(["directory", "validate", str(EXAMPLE_DIRECTORY)]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == f"OK: {len(example.partners)} partners, {example.contact_count} contacts"
+
+
+def test_cli_validate_prints_every_error_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, BROKEN)
+    assert main(["directory", "validate", str(path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == len(BROKEN_EXPECTED)
+    for line, (number, field, _) in zip(lines, BROKEN_EXPECTED):
+        assert line.startswith(f"{path}:{number}:") and f": {field}: " in line
+    assert "90-1234" not in "".join(lines)  # no address echoed back
+
+
+def test_cli_validate_missing_file_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["directory", "validate", str(tmp_path / "nope.yaml")]) == 1
+    assert "cannot read the file" in capsys.readouterr().err
+
+
+async def test_import_with_any_error_changes_nothing(tmp_path: Path, db_url: str, store: Store) -> None:
+    settings = make_settings(db_url)
+    assert await directory.cli_import(settings, str(write(tmp_path, GOOD))) == 0
+    before = await snapshot(store)
+    assert [p["id"] for p in before] == ["minato-shoji", "pacific-freight"]
+
+    assert await directory.cli_import(settings, str(write(tmp_path, BROKEN, "broken.yaml"))) == 1
+    assert await snapshot(store) == before
+
+
+async def test_import_replaces_directory_in_one_transaction(store: Store) -> None:
+    first, _ = parse_directory(GOOD)
+    assert await directory.import_directory(store, first) == {"partners": 2, "contacts": 3}
+    before = await snapshot(store)
+    async with store.read() as conn:
+        suzuki_id = (await partner_store.get_contact(conn, "minato-shoji", "suzuki"))["id"]  # type: ignore[index]
+
+    # A directory that passed no validation: the second partner repeats the first's id, so the
+    # database refuses it half-way through; nothing of the half that went in may remain.
+    example, _ = load_directory(EXAMPLE_DIRECTORY)
+    clash = PartnerSpec.model_validate({**example.partners[0].model_dump(), "name": "重複"})
+    with pytest.raises(IntegrityError):
+        await directory.import_directory(store, Directory([*example.partners, clash]))
+    assert await snapshot(store) == before
+
+    # A good replacement: partners not in the file go, a contact that stays keeps its id.
+    second, _ = parse_directory(GOOD.split("  - id: pacific-freight")[0])
+    assert await directory.import_directory(store, second) == {"partners": 1, "contacts": 2}
+    async with store.read() as conn:
+        assert await partner_store.get_partner(conn, "pacific-freight") is None
+        assert (await partner_store.get_contact(conn, "minato-shoji", "suzuki"))["id"] == suzuki_id  # type: ignore[index]
+        actions = (await conn.execute(select(audit_log.c.action))).scalars().all()
+    assert actions.count("directory.imported") == 2
+
+
+async def test_import_if_empty_leaves_an_edited_directory_alone(tmp_path: Path, store: Store) -> None:
+    await directory.import_if_empty(store, tmp_path / "missing.yaml")  # warns, does nothing
+    assert await snapshot(store) == []
+    await directory.import_if_empty(store, write(tmp_path, GOOD))
+    assert len(await snapshot(store)) == 2
+    await directory.import_if_empty(store, EXAMPLE_DIRECTORY)
+    assert len(await snapshot(store)) == 2
+
+
+async def test_coverage_lists_partners_without_reachable_tier1(
+    tmp_path: Path, db_url: str, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gappy, errors = parse_directory(
+        GOOD
+        + """\
+  - id: hokuriku-seimitsu
+    name: 北陸精密工業株式会社
+    language: ja
+    contacts:
+      - key: watanabe
+        name: 渡辺 由美
+        tier: 2
+        email: yumi.watanabe@hokuriku.example.jp
+  - id: sakura-foods
+    name: さくら食品株式会社
+    language: ja
+    contacts:
+      - key: yamamoto
+        name: 山本 恵
+        tier: 1
+"""
+    )
+    assert errors == []
+    await directory.import_directory(store, gappy)
+    async with store.read() as conn:
+        gaps = await directory.coverage_gaps(conn)
+    assert gaps == [
+        {"partner_id": "hokuriku-seimitsu", "name": "北陸精密工業株式会社", "reason": "no tier-1 contact"},
+        {"partner_id": "sakura-foods", "name": "さくら食品株式会社", "reason": "tier-1 contacts have no email or phone"},
+    ]
+    assert await directory.cli_coverage(make_settings(db_url)) == 1
+    out = capsys.readouterr().out
+    assert "hokuriku-seimitsu" in out and "sakura-foods" in out and "minato-shoji" not in out
+
+
+async def test_example_directory_has_no_coverage_gaps(db_url: str, store: Store) -> None:
+    example, _ = load_directory(EXAMPLE_DIRECTORY)
+    await directory.import_directory(store, example)
+    async with store.read() as conn:
+        assert await directory.coverage_gaps(conn) == []
+    assert await directory.cli_coverage(make_settings(db_url)) == 0

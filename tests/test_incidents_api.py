@@ -1,0 +1,225 @@
+"""Operators open and update incidents over HTTP; partners hear about each state change once."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from service.store.tables import deliveries, inbound_events
+from tests.helpers import ROOT, auth
+
+SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
+
+
+def incident(**changes: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SAMPLE)
+    body.update(changes)
+    return body
+
+
+def update(status: str | None = None, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"notice": {"fields": {"current_status": "作業中です", **fields}}}
+    if status:
+        body["status"] = status
+    if status == "resolved":
+        body["notice"]["fields"] = {"summary": "復旧しました / Recovered"}
+    if status == "recovery_failed":
+        body["notice"]["fields"].update(summary="失敗", next_steps="切り戻します")
+    return body
+
+
+async def open_incident(client: Any, **changes: Any) -> dict[str, Any]:
+    response = await client.post("/v1/incidents", json=incident(**changes), headers=auth("operator"))
+    assert response.status == 202, await response.text()
+    return await response.json()
+
+
+async def test_operator_opens_an_incident_and_its_initial_notice_is_version_1(client: Any) -> None:
+    opened = await open_incident(client)
+    response = await client.get(f"/v1/incidents/{opened['incident_id']}", headers=auth("operator"))
+    body = await response.json()
+    assert body["status"] == "investigating"
+    assert body["severity"] == "critical"
+    assert [(n["kind"], n["version"], n["state"]) for n in body["timeline"]] == [("initial", 1, "published")]
+    assert body["timeline"][0]["fields"]["responsible"]["email"] == "incident-desk@example.com"
+
+
+async def test_recovery_follows_the_state_machine_and_each_step_is_a_new_version(client: Any) -> None:
+    incident_id = (await open_incident(client))["incident_id"]
+    for status in ("identified", "recovering", "monitoring", "resolved"):
+        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator"))
+        assert response.status == 202, await response.text()
+    body = await (await client.get(f"/v1/incidents/{incident_id}", headers=auth("operator"))).json()
+    assert body["status"] == "resolved" and body["resolved_at"]
+    timeline = [(n["version"], n["kind"], n["fields"].get("stage")) for n in body["timeline"]]
+    assert timeline == [
+        (1, "initial", None),
+        (2, "progress", "progress"),
+        (3, "progress", "started"),
+        (4, "progress", "completed"),
+        (5, "resolved", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "path, bad",
+    [
+        (["investigating", "resolved"], "recovering"),
+        (["investigating", "recovering"], "identified"),
+        (["investigating"], "investigating-never"),
+    ],
+)
+async def test_invalid_transition_is_409(client: Any, path: list[str], bad: str) -> None:
+    incident_id = (await open_incident(client))["incident_id"]
+    for status in path[1:]:
+        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator"))
+        assert response.status == 202
+    response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(bad), headers=auth("operator"))
+    body = await response.json()
+    if bad.endswith("-never"):
+        assert response.status == 422 and body["field"] == "status"
+    else:
+        assert response.status == 409
+        assert body["error"] == "invalid_transition" and body["field"] == "status"
+
+
+async def test_recovery_failure_can_be_retried(client: Any) -> None:
+    incident_id = (await open_incident(client))["incident_id"]
+    for status, expected in (("recovering", 202), ("recovery_failed", 202), ("recovering", 202), ("resolved", 202)):
+        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator"))
+        assert response.status == expected, await response.text()
+
+
+async def test_a_retried_post_with_the_same_idempotency_key_returns_the_first_answer(client: Any) -> None:
+    headers = {**auth("operator"), "Idempotency-Key": "incident-2026-11-25-order-api"}
+    first = await client.post("/v1/incidents", json=incident(), headers=headers)
+    second = await client.post("/v1/incidents", json=incident(), headers=headers)
+    assert first.status == second.status == 202
+    assert await first.json() == await second.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    listing = await (await client.get("/v1/incidents", headers=auth("operator"))).json()
+    assert len(listing["items"]) == 1
+
+
+async def test_an_idempotency_key_reused_for_a_different_request_is_refused(client: Any) -> None:
+    headers = {**auth("operator"), "Idempotency-Key": "k-1"}
+    assert (await client.post("/v1/incidents", json=incident(), headers=headers)).status == 202
+    response = await client.post("/v1/incidents", json=incident(severity="minor"), headers=headers)
+    assert response.status == 422
+    assert (await response.json())["field"] == "Idempotency-Key"
+
+
+async def test_the_raw_event_is_persisted_with_the_incident(client: Any) -> None:
+    opened = await open_incident(client)
+    async with client.app["store"].read() as conn:
+        row = (await conn.execute(select(inbound_events))).mappings().one()
+    assert row["incident_id"] == opened["incident_id"]
+    assert json.loads(row["body"])["title"]["en"] == SAMPLE["title"]["en"]
+    assert row["principal"] == "operator"
+
+
+@pytest.mark.parametrize(
+    "scope, method, path, expected",
+    [
+        (None, "post", "/v1/incidents", 401),
+        ("ingest", "post", "/v1/incidents", 403),
+        ("ingest", "get", "/v1/incidents", 403),
+        ("operator", "get", "/v1/incidents", 200),
+        ("admin", "get", "/v1/incidents", 200),
+    ],
+)
+async def test_tokens_need_the_right_scope(client: Any, scope: str | None, method: str, path: str, expected: int) -> None:
+    headers = auth(scope) if scope else {}
+    response = await getattr(client, method)(path, json=incident() if method == "post" else None, headers=headers)
+    assert response.status == expected
+    if expected >= 400:
+        assert set(await response.json()) == {"error", "detail", "field"}
+
+
+async def test_a_wrong_token_is_401_and_health_is_open(client: Any) -> None:
+    response = await client.get("/v1/incidents", headers={"Authorization": "Bearer nope"})
+    assert response.status == 401
+    assert (await client.get("/healthz")).status == 200
+    assert (await (await client.get("/readyz")).json())["status"] == "ready"
+
+
+async def test_bad_input_gets_a_clear_4xx_never_a_5xx(client: Any) -> None:
+    headers = auth("operator")
+    cases = [
+        (dict(data=b"{not json", headers={**headers, "Content-Type": "application/json"}), 400, None),
+        (dict(data=b"title=x", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}), 415, None),
+        (dict(json=incident(severity="apocalyptic")), 422, "severity"),
+        (dict(json=incident(next_update_at="tomorrow")), 422, "next_update_at"),
+        (dict(json={**incident(), "notice": {"fields": {"summary": "x"}}}), 422, "notice.fields.current_status"),
+        (dict(json={**incident(), "colour": "red"}), 422, "colour"),
+        (dict(json=[1, 2]), 422, None),
+        (dict(json=incident(responsible={"department": "ops"})), 422, "responsible.name"),
+    ]
+    for kwargs, status, field in cases:
+        kwargs.setdefault("headers", headers)
+        response = await client.post("/v1/incidents", **kwargs)
+        body = await response.json()
+        assert response.status == status, (kwargs, body)
+        if field:
+            assert body["field"] == field, body
+
+
+async def test_a_body_over_the_limit_is_413(aiohttp_client: Any, sqlite_url: str) -> None:
+    from service.app import create_app
+    from tests.helpers import make_settings
+
+    client = await aiohttp_client(create_app(make_settings(sqlite_url, server={"max_body_bytes": 2048})))
+    body = incident(impact="x" * 4096)
+    response = await client.post("/v1/incidents", json=body, headers=auth("operator"))
+    assert response.status == 413
+    assert (await response.json())["error"] == "body_too_large"
+
+
+async def test_an_update_of_an_unknown_incident_is_404(client: Any) -> None:
+    response = await client.post("/v1/incidents/999/updates", json=update("identified"), headers=auth("operator"))
+    assert response.status == 404
+
+
+async def test_listing_filters_and_pages(client: Any) -> None:
+    for severity in ("critical", "major", "minor", "major"):
+        await open_incident(client, severity=severity)
+    first = await (await client.get("/v1/incidents?severity=major&limit=1", headers=auth("operator"))).json()
+    assert [i["severity"] for i in first["items"]] == ["major"]
+    second = await (
+        await client.get(f"/v1/incidents?severity=major&limit=1&cursor={first['next_cursor']}", headers=auth("operator"))
+    ).json()
+    assert [i["severity"] for i in second["items"]] == ["major"]
+    assert second["items"][0]["id"] < first["items"][0]["id"]
+    bad = await client.get("/v1/incidents?limit=abc", headers=auth("operator"))
+    assert bad.status == 400 and (await bad.json())["field"] == "limit"
+
+
+async def test_a_silent_update_changes_the_incident_without_a_notice(client: Any) -> None:
+    incident_id = (await open_incident(client))["incident_id"]
+    response = await client.post(
+        f"/v1/incidents/{incident_id}/updates", json={"status": "identified", "notice": None}, headers=auth("operator")
+    )
+    assert response.status == 200
+    body = await (await client.get(f"/v1/incidents/{incident_id}", headers=auth("operator"))).json()
+    assert body["status"] == "identified" and len(body["timeline"]) == 1
+
+
+async def test_a_correction_is_a_new_version_that_names_the_corrected_one(client: Any) -> None:
+    incident_id = (await open_incident(client))["incident_id"]
+    correction = {"notice": {"kind": "initial", "corrects_version": 1, "fields": SAMPLE["notice"]["fields"]}}
+    response = await client.post(f"/v1/incidents/{incident_id}/updates", json=correction, headers=auth("operator"))
+    assert response.status == 202, await response.text()
+    body = await (await client.get(f"/v1/incidents/{incident_id}", headers=auth("operator"))).json()
+    assert body["timeline"][1]["version"] == 2
+    assert body["timeline"][1]["corrects_id"] == body["timeline"][0]["id"]
+
+
+async def test_incident_with_no_subscribed_partner_plans_no_deliveries(client: Any) -> None:
+    opened = await open_incident(client)
+    assert opened["deliveries"]["total"] == 0
+    async with client.app["store"].read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(deliveries)) == 0

@@ -1,0 +1,133 @@
+"""The same store behaviour on SQLite and PostgreSQL: migrations, the outbox, claiming, leases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator
+
+import pytest
+from sqlalchemy import insert, select
+
+from service.store import Store
+from service.store import deliveries as outbox
+from service.store import incidents as incident_store
+from service.store.tables import contacts, deliveries, partners
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    store = Store(db_url)
+    await store.upgrade()
+    yield store
+    await store.close()
+
+
+async def seed_notice(store: Store, rows: list[tuple[int, str]], now: float | None = None) -> list[int]:
+    """One partner, one contact, one notice, and a delivery per (priority, channel)."""
+    now = time.time() if now is None else now
+    async with store.begin() as conn:
+        await conn.execute(insert(partners).values(id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now))
+        contact = await conn.execute(
+            insert(contacts).values(partner_id="p1", key="c", name="C", tier=1, email="c@example.jp", phone="+819012345678",
+                                    channels=["sms", "email"], created_at=now, updated_at=now)
+        )
+        contact_id = contact.inserted_primary_key[0]
+        incident_id = await incident_store.insert_incident(conn, {"title": "t", "severity": "critical", "status": "investigating", "components": ["x"]})
+        notice_id = await incident_store.insert_notice(conn, {
+            "incident_id": incident_id, "kind": "initial", "version": 1, "state": "published", "severity": "critical",
+            "fields": {}, "audience": {}})
+        values = [
+            {"notice_id": notice_id, "incident_id": incident_id, "partner_id": "p1", "contact_id": contact_id, "tier": 1,
+             "channel": channel, "address": "x", "language": "ja", "priority": priority, "status": "pending",
+             "attempts": 0, "next_attempt_at": now, "message_id": f"<m{i}@h>", "created_at": now, "updated_at": now}
+            for i, (priority, channel) in enumerate(rows)
+        ]
+        await outbox.insert_deliveries(conn, values)
+        ids = (await conn.execute(select(deliveries.c.id).order_by(deliveries.c.id))).scalars().all()
+    return list(ids)
+
+
+async def test_migrations_apply_twice_without_error(store: Store) -> None:
+    await store.upgrade()
+    async with store.read() as conn:
+        assert (await conn.execute(select(partners))).all() == []
+
+
+async def test_claim_takes_the_most_urgent_due_deliveries_first(store: Store) -> None:
+    await seed_notice(store, [(210, "email"), (0, "sms"), (10, "sms"), (1, "email")])
+    async with store.begin() as conn:
+        batch = await outbox.claim_due(conn, ["sms", "email"], 2, "w1", 30)
+    assert [d["priority"] for d in batch] == [0, 1]
+    assert all(d["status"] == "sending" and d["attempts"] == 1 and d["worker"] == "w1" for d in batch)
+
+
+async def test_claim_respects_channel_and_due_time(store: Store) -> None:
+    ids = await seed_notice(store, [(0, "sms"), (1, "email")])
+    async with store.begin() as conn:
+        await conn.execute(deliveries.update().where(deliveries.c.id == ids[0]).values(next_attempt_at=time.time() + 60))
+        assert await outbox.claim_due(conn, ["sms"], 10, "w", 30) == []
+        assert [d["id"] for d in await outbox.claim_due(conn, ["email"], 10, "w", 30)] == [ids[1]]
+
+
+async def test_two_workers_claiming_at_once_never_share_a_delivery(store: Store) -> None:
+    await seed_notice(store, [(i % 7, "email") for i in range(200)])
+
+    async def worker(name: str) -> list[int]:
+        claimed: list[int] = []
+        while True:
+            async with store.begin() as conn:
+                batch = await outbox.claim_due(conn, ["email"], 16, name, 30)
+            if not batch:
+                return claimed
+            claimed += [d["id"] for d in batch]
+
+    first, second = await asyncio.gather(worker("a"), worker("b"))
+    assert len(first) + len(second) == 200
+    assert not set(first) & set(second)
+
+
+async def test_an_expired_lease_puts_the_delivery_back_in_the_queue(store: Store) -> None:
+    await seed_notice(store, [(0, "sms")])
+    async with store.begin() as conn:
+        [claimed] = await outbox.claim_due(conn, ["sms"], 1, "dead-worker", lease_seconds=0.01)
+    async with store.begin() as conn:
+        assert await outbox.release_expired_leases(conn, now=time.time() + 1) == 1
+        [again] = await outbox.claim_due(conn, ["sms"], 1, "live-worker", 30, now=time.time() + 1)
+    assert again["id"] == claimed["id"] and again["attempts"] == 2
+
+
+async def test_a_late_result_from_a_worker_that_lost_its_lease_is_ignored(store: Store) -> None:
+    [delivery_id] = await seed_notice(store, [(0, "sms")])
+    async with store.begin() as conn:
+        await outbox.claim_due(conn, ["sms"], 1, "slow", 0.01)
+        await outbox.release_expired_leases(conn, now=time.time() + 1)
+        await outbox.claim_due(conn, ["sms"], 1, "fast", 30, now=time.time() + 1)
+        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "fast", "status": "sent", "provider_id": "SM1",
+                                             "next_attempt_at": 0, "updated_at": time.time()}])
+        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "slow", "status": "failed",
+                                             "next_attempt_at": 0, "updated_at": time.time()}])
+        row = await outbox.get_delivery(conn, delivery_id)
+    assert row is not None and row["status"] == "sent" and row["provider_id"] == "SM1"
+
+
+async def test_requeue_gives_a_dead_delivery_fresh_attempts(store: Store) -> None:
+    [delivery_id] = await seed_notice(store, [(0, "email")])
+    async with store.begin() as conn:
+        assert not await outbox.requeue(conn, delivery_id)  # pending: nothing to retry
+        await conn.execute(deliveries.update().values(status="dead", attempts=8))
+        assert await outbox.requeue(conn, delivery_id)
+        row = await outbox.get_delivery(conn, delivery_id)
+    assert row is not None and (row["status"], row["attempts"]) == ("pending", 0)
+
+
+async def test_notice_versions_count_up_per_incident(store: Store) -> None:
+    async with store.begin() as conn:
+        first = await incident_store.insert_incident(conn, {"title": "a", "severity": "minor", "status": "investigating", "components": []})
+        second = await incident_store.insert_incident(conn, {"title": "b", "severity": "minor", "status": "investigating", "components": []})
+        for incident_id in (first, first, second):
+            version = await incident_store.next_notice_version(conn, incident_id)
+            await incident_store.insert_notice(conn, {"incident_id": incident_id, "kind": "progress", "version": version,
+                                                      "state": "draft", "severity": "minor", "fields": {}, "audience": {}})
+        assert [n["version"] for n in await incident_store.notices_of(conn, first)] == [1, 2]
+        assert [n["version"] for n in await incident_store.notices_of(conn, second)] == [1]
