@@ -86,6 +86,12 @@ async def test_a_critical_incident_reaches_partners_by_email_and_sms(
     assert delivery["provider_id"] and delivery["body_hash"]
     plain = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
+    recipient = (await rows(client, deliveries.c.id == delivery["id"]))[0]
+    async with client.app["store"].read() as conn:
+        names = await outbox.recipients(conn, [recipient["contact_id"]])
+    contact = names[recipient["contact_id"]]
+    assert contact["name"] in plain and contact["partner_name"] in plain
+    assert contact["name"] in html and "\ue000" not in plain + html
     if delivery["language"] == "ja":
         assert "受発注APIの応答遅延" in str(mail["Subject"])
         assert "受発注API経由の発注登録" in plain and "山田 太郎" in plain

@@ -1,0 +1,144 @@
+"""Dispatch throughput: `python -m bench.dispatch [--partners 3334] [--emails 2] [--phones 1]`.
+
+One broadcast through the whole of Herald (HTTP request → plan persisted → claim → render →
+send → outcome persisted) to an aiosmtpd sink and a Twilio-compatible server running in a child
+process, and, in the same run, raw aiosmtplib pushing the same number of pre-built messages into
+the same sink over the same number of connections (no persistence, no rendering): the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+from aiohttp import web
+from sqlalchemy import func, select
+
+from bench.common import TOKEN, Sinks, herald_settings, peak_rss_mb, percentile, seed_directory, sinks, table
+from channels.base import OutboundMessage
+from channels.email import build_email
+from service.app import create_app
+from service.settings import Settings
+from service.store.tables import deliveries
+
+BROADCAST = {
+    "kind": "maintenance",
+    "severity": "major",
+    "fields": {
+        "title": {"ja": "受発注APIの緊急メンテナンス", "en": "Emergency maintenance of the Order API"},
+        "summary": {"ja": "受発注APIの緊急メンテナンスを実施いたします。", "en": "We will carry out emergency maintenance on the Order API."},
+        "impact": {"ja": "メンテナンス中は発注登録ができません。", "en": "Orders cannot be submitted during the window."},
+        "window_start": "2026-12-05T01:00:00+09:00",
+        "window_end": "2026-12-05T03:00:00+09:00",
+        "responsible": {"name": {"ja": "山田 太郎", "en": "Taro Yamada"}, "email": "incident-desk@example.com"},
+    },
+    "audience": {"all_partners": True},
+}
+UNSETTLED = ("pending", "sending")
+
+
+async def run_herald(settings: Settings, body: dict[str, Any] = BROADCAST) -> dict[str, Any]:
+    """Post one broadcast and wait until every delivery has left; figures from the delivery log."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        started = time.perf_counter()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+            async with session.post(f"http://127.0.0.1:{port}/v1/broadcasts", json=body) as response:
+                reply = await response.json()
+                assert response.status == 202, reply
+        accepted = time.perf_counter() - started
+        await wait_until_settled(app)
+        elapsed = time.perf_counter() - started
+        async with app["store"].read() as conn:
+            rows = (await conn.execute(select(deliveries.c.status, deliveries.c.created_at, deliveries.c.sent_at))).all()
+    finally:
+        await runner.cleanup()
+    latencies = [sent - created for status, created, sent in rows if sent is not None]
+    return {
+        "deliveries": len(rows),
+        "sent": sum(1 for status, _, _ in rows if status == "sent"),
+        "seconds": elapsed,
+        "accepted_seconds": accepted,
+        "rate": len(rows) / elapsed,
+        "p50": percentile(latencies, 0.5),
+        "p99": percentile(latencies, 0.99),
+    }
+
+
+async def wait_until_settled(app: web.Application, timeout: float = 1800) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with app["store"].read() as conn:
+            left = await conn.scalar(select(func.count()).where(deliveries.c.status.in_(UNSETTLED)))
+        if not left:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("deliveries did not settle")
+
+
+async def run_raw_smtp(sink: Sinks, count: int, connections: int = 8) -> dict[str, Any]:
+    """aiosmtplib alone: `count` pre-built messages of the same size over `connections` connections."""
+    text = "受発注APIの緊急メンテナンスを実施いたします。メンテナンス中は発注登録ができません。\n" * 12
+    template = OutboundMessage(delivery_id=0, message_id="<raw@bench>", to="x@example.jp", text=text,
+                               subject="【メンテナンスのお知らせ】受発注APIの緊急メンテナンス", html="<p>" + text + "</p>")
+    payload = build_email(template, "Herald <incident@herald.example.com>")
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+
+    async def connection() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.smtp_port, start_tls=False, use_tls=False)
+        await client.connect()
+        while not queue.empty():
+            n = queue.get_nowait()
+            await client.sendmail("incident@herald.example.com", [f"contact{n}@partner.example.jp"], payload)
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {"deliveries": count, "seconds": elapsed, "rate": count / elapsed}
+
+
+async def main(partners: int, emails: int, phones: int) -> None:
+    async with sinks() as sink:
+        with tempfile.TemporaryDirectory() as tmp:
+            mixed_settings = herald_settings(Path(tmp) / "mixed.db", sink)
+            await seed_directory(mixed_settings, partners, emails, phones)
+            mixed = await run_herald(mixed_settings)
+            email_settings = herald_settings(Path(tmp) / "email.db", sink)
+            await seed_directory(email_settings, partners * (emails + phones), 1, 0)
+            email_only = await run_herald(email_settings)
+        raw = await run_raw_smtp(sink, email_only["deliveries"], connections=email_settings.smtp.pool_size)
+    rows = [
+        ("run", "deliveries", "seconds", "deliveries/s", "created→sent p50 ms", "p99 ms"),
+        (f"Herald, email+SMS ({emails}+{phones} per partner)", mixed["deliveries"], f"{mixed['seconds']:.2f}",
+         f"{mixed['rate']:.0f}", f"{mixed['p50'] * 1000:.0f}", f"{mixed['p99'] * 1000:.0f}"),
+        ("Herald, email only", email_only["deliveries"], f"{email_only['seconds']:.2f}", f"{email_only['rate']:.0f}",
+         f"{email_only['p50'] * 1000:.0f}", f"{email_only['p99'] * 1000:.0f}"),
+        ("raw aiosmtplib (no persistence)", raw["deliveries"], f"{raw['seconds']:.2f}", f"{raw['rate']:.0f}", "-", "-"),
+    ]
+    print(table(rows))
+    print(f"\nHerald email-only / raw aiosmtplib: {email_only['rate'] / raw['rate']:.0%}"
+          f"   (all sent: {mixed['sent'] == mixed['deliveries'] and email_only['sent'] == email_only['deliveries']};"
+          f" peak RSS {peak_rss_mb():.0f} MB)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partners", type=int, default=3334, help="partners in the synthetic directory")
+    parser.add_argument("--emails", type=int, default=2, help="email contacts per partner")
+    parser.add_argument("--phones", type=int, default=1, help="SMS contacts per partner")
+    args = parser.parse_args()
+    asyncio.run(main(args.partners, args.emails, args.phones))
