@@ -12,10 +12,13 @@ from sqlalchemy import insert
 from channels.base import Channel, OutboundMessage
 from channels.sandbox import SandboxChannel
 from service import directory
-from service.api import deliveries, health, incidents, partners, webhooks
+from service.acks import AckSigner, ack_link
+from service.api import acks, deliveries, health, incidents, observe, partners, receipts, reports, webhooks
 from service.api.auth import TokenTable, auth_middleware
 from service.api.errors import error_middleware
 from service.dispatcher import Dispatcher
+from service.metrics import Metrics
+from service.escalation import escalation_ctx
 from service.ingest.lifecycle import ingest_ctx
 from service.settings import Settings
 from service.store import Store
@@ -23,22 +26,26 @@ from service.store.tables import sandbox_messages
 
 log = logging.getLogger("herald.app")
 
-ROUTE_MODULES = [health, incidents, partners, deliveries, webhooks]
+ROUTE_MODULES = [health, observe, incidents, partners, deliveries, reports, webhooks, receipts, acks]
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[observe.request_context, error_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app["settings"] = settings
     app["tokens"] = TokenTable(settings)
+    app["metrics"] = Metrics()
     app["dispatcher_wake"] = lambda: None
+    app["ack_signer"] = AckSigner.from_settings(settings)
+    app.setdefault("dispatcher_options", {})["ack_link"] = ack_link(settings, app["ack_signer"])
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_dispatcher_ctx)
     app.cleanup_ctx.append(ingest_ctx)
+    app.cleanup_ctx.append(escalation_ctx)
     return app
 
 
@@ -88,7 +95,8 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = app["settings"]
     channels = build_channels(settings, app["store"])
     app["channels"] = channels
-    dispatcher = Dispatcher(app["store"], settings, channels, **app.get("dispatcher_options", {}))
+    options = {"observer": app["metrics"].observe_attempt, **app.get("dispatcher_options", {})}
+    dispatcher = Dispatcher(app["store"], settings, channels, **options)
     app["dispatcher"] = dispatcher
     if settings.dispatch.enabled:
         await dispatcher.start()

@@ -128,14 +128,29 @@ class Dispatcher:
             )
         if not batch:
             return 0
-        notices, recipients = await self._load(batch)
-        outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]], recipients) for d in batch))
+        heartbeat = asyncio.create_task(self._keep_leases([d["id"] for d in batch]))
+        try:
+            notices, recipients = await self._load(batch)
+            outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]], recipients) for d in batch))
+        finally:
+            heartbeat.cancel()
         async with self.store.begin() as conn:
             await delivery_store.record_outcomes(conn, outcomes)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes):
                 self.observer(delivery, outcome, outcome["updated_at"] - delivery["created_at"])
         return len(batch)
+
+    async def _keep_leases(self, ids: list[int]) -> None:
+        """Renew the batch's lease while it is being sent, so only a dead worker's rows expire."""
+        lease = self.settings.dispatch.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                async with self.store.begin() as conn:
+                    await delivery_store.extend_leases(conn, ids, self.worker_id, time.time() + lease)
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.exception("could not renew leases")
 
     async def _load(
         self, batch: list[dict[str, Any]]
@@ -173,14 +188,18 @@ class Dispatcher:
         recipients: dict[int, dict[str, Any]],
     ) -> dict[str, Any]:
         notice, incident, corrects_version = loaded
-        outcome: dict[str, Any] = {"id": delivery["id"], "worker": self.worker_id}
+        outcome: dict[str, Any] = {"id": delivery["id"], "worker": self.worker_id, "attempts": delivery["attempts"]}
         try:
             message, digest = compose.outbound(
                 self.settings, delivery, notice, incident, _recipient(delivery, recipients),
                 self.ack_link(delivery), corrects_version,
             )
             outcome["body_hash"] = digest
-            result = await self.channels[delivery["channel"]].send(message)
+            started = time.perf_counter()
+            try:
+                result = await self.channels[delivery["channel"]].send(message)
+            finally:
+                outcome["send_seconds"] = time.perf_counter() - started
         except PermanentError as exc:
             return self._failed(delivery, outcome, "failed", exc.reason, exc.code)
         except TransientError as exc:

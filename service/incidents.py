@@ -185,6 +185,8 @@ def _merge_fields(incident: dict[str, Any], given: NoticeFields, kind: str, stag
         "next_update_at": iso(incident.get("next_update_at")),
         "stage": stage,
     }
+    if kind == "resolved":
+        inherited.pop("next_update_at")  # a resolved notice promises no further update unless told to
     merged = {k: v for k, v in inherited.items() if v is not None}
     merged.update(given.model_dump(exclude_none=True))
     fields = NoticeFields.model_validate(merged)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import compose
+from service import compose, escalation
 from service.api.errors import ApiError
 from service.notices import Audience
 from service.settings import SEVERITIES, Settings
@@ -68,12 +68,17 @@ async def check_audience(conn: AsyncConnection, audience: Audience, path: str) -
         raise ApiError(422, "unknown_partner", f"no partner with id {', '.join(unknown)}", f"{path}.partners")
 
 
-def concerned(partner: dict[str, Any], audience: dict[str, Any], incident_components: Iterable[str]) -> bool:
-    if audience.get("all_partners") or audience.get("partners"):
-        return True
-    wanted = set(audience.get("components") or incident_components)
-    subscribed = set(partner.get("components") or [])
-    return "*" in subscribed or bool(wanted & subscribed)
+def audience_filter(
+    audience: dict[str, Any], incident: dict[str, Any] | None
+) -> tuple[list[str] | None, list[str] | None, list[int] | None]:
+    """(partner ids, components, tiers) to select: listed partners, everyone, or the partners
+    subscribed to the audience's components (by default the incident's)."""
+    tiers = list(audience.get("tiers") or []) or None
+    if audience.get("partners"):
+        return list(audience["partners"]), None, tiers
+    if audience.get("all_partners"):
+        return None, None, tiers
+    return None, list(audience.get("components") or (incident or {}).get("components") or []), tiers
 
 
 async def publish(conn: AsyncConnection, settings: Settings, notice: dict[str, Any]) -> PlanSummary:
@@ -88,6 +93,7 @@ async def publish(conn: AsyncConnection, settings: Settings, notice: dict[str, A
     )
     rows, summary = await plan_deliveries(conn, settings, notice, incident, now)
     await delivery_store.insert_deliveries(conn, rows)
+    await escalation.schedule_for_notice(conn, settings, notice, rows, now)
     return summary
 
 
@@ -99,18 +105,11 @@ async def plan_deliveries(
     now: float,
 ) -> tuple[list[dict[str, Any]], PlanSummary]:
     audience = notice["audience"] or {}
-    listed = audience.get("partners") or None
-    tiers = set(audience.get("tiers") or (1, 2, 3))
-    components = (incident or {}).get("components") or []
     summary = PlanSummary()
     rows: list[dict[str, Any]] = []
-    for partner in await audience_store.partners_with_contacts(conn, listed):
-        if not concerned(partner, audience, components):
-            continue
+    for partner in await audience_store.partners_with_contacts(conn, *audience_filter(audience, incident)):
         planned_for_partner = 0
         for contact in partner["contacts"]:
-            if contact["tier"] not in tiers:
-                continue
             for channel in planned_channels(settings, partner, contact, notice["severity"]):
                 rows.append(delivery_row(settings, notice, partner, contact, channel, now))
                 summary.by_tier[str(contact["tier"])] += 1

@@ -21,7 +21,7 @@ class RetryPolicy:
     def from_settings(cls, settings: DispatchSettings) -> "RetryPolicy":
         return cls(
             wait=wait_exponential_jitter(
-                initial=settings.backoff_initial, max=settings.backoff_max, jitter=settings.backoff_jitter
+                multiplier=settings.backoff_initial, max=settings.backoff_max, jitter=settings.backoff_jitter
             ),
             stop=stop_after_attempt(settings.max_attempts) | stop_after_delay(settings.deadline_seconds),
         )

@@ -99,8 +99,37 @@ class SmsSettings(_Section):
 
 
 class AckSettings(_Section):
+    """Acknowledgement links. Without a secret each process signs with a random one of its own,
+    so links stop working at the next restart (and differ between processes)."""
+
     secret: SecretStr | None = None
     ttl_hours: float = Field(72.0, gt=0)
+    # Tiers whose notices carry a link; tier 3 is informed only and is never asked to acknowledge.
+    tiers: list[Literal[1, 2, 3]] = [1, 2]
+
+
+class EscalationSettings(_Section):
+    """How long Herald waits for a tier-1 acknowledgement before it escalates, per severity.
+
+    Minutes may be fractional (tests use seconds); 0 turns escalation off for that severity.
+    """
+
+    critical_minutes: float = Field(15.0, ge=0)
+    major_minutes: float = Field(60.0, ge=0)
+    minor_minutes: float = Field(0.0, ge=0)
+    maintenance_minutes: float = Field(0.0, ge=0)
+    # Also send the notice to tier-2 contacts, on a channel they have not had it on yet.
+    escalate_to_tier2: bool = True
+    # Notice kinds that are never chased: telling partners all is well needs no acknowledgement.
+    exempt_kinds: list[str] = ["resolved"]
+    # Seconds between scans of the escalations table (one scan also runs at start).
+    poll_interval: float = Field(5.0, gt=0)
+    batch_size: int = Field(50, ge=1)
+
+    def window_seconds(self, severity: str) -> float | None:
+        """The wait before escalating a notice of this severity; None when it is off."""
+        minutes = float(getattr(self, f"{severity}_minutes", 0.0))
+        return minutes * 60.0 if minutes > 0 else None
 
 
 class DirectorySettings(_Section):
@@ -143,8 +172,8 @@ class Settings(_Section):
     )
     # Everything an ingest source needs (mappings, grouping, damping); see service/ingest.
     ingest: IngestSettings = IngestSettings()
-    # Escalation minutes per severity; see service/escalation.py.
-    escalation: dict[str, Any] = {}
+    # Escalation window per severity; see service/escalation.py.
+    escalation: EscalationSettings = EscalationSettings()
 
     @field_validator("policy")
     @classmethod
@@ -180,11 +209,18 @@ def load_settings(
             raise SettingsError(f"{config_path}: {exc}") from exc
     elif path is not None:
         raise SettingsError(f"{config_path}: no such configuration file")
+    _relative_to(config_path.parent, data.get("directory"), "path")
     _overlay_environment(data, environ)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, config_path)) from exc
+
+
+def _relative_to(base: Path, section: Any, key: str) -> None:
+    """A path written in the TOML file is relative to that file, wherever Herald is started."""
+    if isinstance(section, dict) and isinstance(section.get(key), str) and not Path(section[key]).is_absolute():
+        section[key] = str(base / section[key])
 
 
 def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -63,6 +63,8 @@ async def test_recovery_follows_the_state_machine_and_each_step_is_a_new_version
         (4, "progress", "completed"),
         (5, "resolved", None),
     ]
+    assert "next_update_at" in body["timeline"][3]["fields"]
+    assert "next_update_at" not in body["timeline"][4]["fields"], "a resolved notice promises no next update"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
@@ -266,3 +267,27 @@ async def test_resolve_for_an_unknown_group_changes_nothing(aiohttp_client: Any,
     assert await post(client, resolved()) == {"incident_id": None, "notice_id": None, "action": "duplicate"}
     assert await count(client, incidents) == 0
     assert await count(client, notices) == 0
+
+
+async def test_alert_lifecycle_is_the_same_on_each_backend(aiohttp_client: Any, db_url: str) -> None:
+    """Open, re-send, flap, settle: on SQLite and on PostgreSQL (row locks, savepoints)."""
+    client = await start(aiohttp_client, db_url, flap_window=0.3, flush_interval=0.05)
+    replies = [await post(client, body) for body in (firing(), firing(), resolved(), firing(), resolved())]
+    assert [r["action"] for r in replies] == ["opened", "duplicate", "held", "duplicate", "held"]
+    incident_id = replies[0]["incident_id"]
+
+    async def settled() -> bool:
+        return (await incident(client, incident_id))["status"] == "resolved"
+
+    await wait_until(settled)
+    assert await timeline(client, incident_id) == [("initial", "published"), ("resolved", "published")]
+    assert await count(client, inbound_events) == 5
+
+
+async def test_simultaneous_first_firings_open_one_incident(aiohttp_client: Any, db_url: str) -> None:
+    client = await start(aiohttp_client, db_url)
+    replies = await asyncio.gather(*(post(client, firing()) for _ in range(20)))
+    assert sorted(r["action"] for r in replies).count("opened") == 1
+    assert {r["incident_id"] for r in replies} == {replies[0]["incident_id"]}
+    assert await count(client, incidents) == 1
+    assert await count(client, notices) == 1

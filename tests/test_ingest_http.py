@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -128,3 +129,22 @@ async def test_wrong_content_type_is_415(client: Any) -> None:
     response = await client.post(URL, data=json.dumps(FIRING), headers={"Content-Type": "text/plain", **auth("ingest")})
     assert response.status == 415
     assert [e["outcome"] for e in await stored(client)] == ["rejected:415"]
+
+
+async def test_a_webhook_that_fails_inside_a_batch_fails_alone_and_is_kept(client: Any, monkeypatch: Any) -> None:
+    from service.ingest import writer
+
+    real = writer.apply_event
+
+    async def broken_for_warnings(conn: Any, settings: Any, event: Any, actor: Any, now: float) -> Any:
+        if event.severity == "major":
+            raise RuntimeError("simulated failure")
+        return await real(conn, settings, event, actor, now)
+
+    monkeypatch.setattr(writer, "apply_event", broken_for_warnings)
+    warning = json.loads(json.dumps(FIRING).replace("critical", "warning"))
+    bad, good = await asyncio.gather(
+        client.post(URL, json=warning, headers=auth("ingest")), client.post(URL, json=FIRING, headers=auth("ingest"))
+    )
+    assert (bad.status, good.status) == (500, 202)
+    assert sorted(e["outcome"] for e in await stored(client)) == ["error", "opened"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 import pytest
 from sqlalchemy import insert, select
@@ -103,12 +103,33 @@ async def test_a_late_result_from_a_worker_that_lost_its_lease_is_ignored(store:
         await outbox.claim_due(conn, ["sms"], 1, "slow", 0.01)
         await outbox.release_expired_leases(conn, now=time.time() + 1)
         await outbox.claim_due(conn, ["sms"], 1, "fast", 30, now=time.time() + 1)
-        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "fast", "status": "sent", "provider_id": "SM1",
+        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "slow", "attempts": 1, "status": "failed",
                                              "next_attempt_at": 0, "updated_at": time.time()}])
-        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "slow", "status": "failed",
-                                             "next_attempt_at": 0, "updated_at": time.time()}])
+        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "fast", "attempts": 2, "status": "sent",
+                                             "provider_id": "SM1", "next_attempt_at": 0, "updated_at": time.time()}])
         row = await outbox.get_delivery(conn, delivery_id)
     assert row is not None and row["status"] == "sent" and row["provider_id"] == "SM1"
+
+
+async def test_an_outcome_from_an_earlier_claim_of_the_same_worker_is_ignored(store: Store) -> None:
+    [delivery_id] = await seed_notice(store, [(0, "sms")])
+    async with store.begin() as conn:
+        await outbox.claim_due(conn, ["sms"], 1, "w", 0.01)
+        await outbox.release_expired_leases(conn, now=time.time() + 1)
+        await outbox.claim_due(conn, ["sms"], 1, "w", 30, now=time.time() + 1)
+        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "w", "attempts": 1, "status": "dead",
+                                             "next_attempt_at": 0, "updated_at": time.time()}])
+        row = await outbox.get_delivery(conn, delivery_id)
+    assert row is not None and (row["status"], row["attempts"]) == ("sending", 2)
+
+
+async def test_a_live_worker_keeps_its_lease_while_it_sends(store: Store) -> None:
+    ids = await seed_notice(store, [(0, "sms"), (1, "sms")])
+    async with store.begin() as conn:
+        await outbox.claim_due(conn, ["sms"], 2, "live", 0.01)
+        assert await outbox.extend_leases(conn, ids, "other-worker", time.time() + 60) == 0
+        assert await outbox.extend_leases(conn, ids, "live", time.time() + 60) == 2
+        assert await outbox.release_expired_leases(conn, now=time.time() + 1) == 0
 
 
 async def test_requeue_gives_a_dead_delivery_fresh_attempts(store: Store) -> None:

@@ -1,15 +1,163 @@
-"""Deliveries as admins see them: the log, and re-queuing a delivery that gave up."""
+"""Deliveries as admins see them: the log (JSON pages, a streamed CSV export, one delivery with its
+receipts), status summaries of an incident or a notice, and re-queuing a delivery that gave up.
+
+Admin scope throughout: the log carries partners' addresses and phone numbers.
+"""
 
 from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
 
 from aiohttp import web
 
 from service.api.auth import principal_of, requires
 from service.api.errors import ApiError
+from service.api.params import choice_args, int_arg, time_arg
+from service.notices import iso
 from service.store import deliveries as delivery_store
+from service.store import incidents as incident_store
+from service.store import log as log_store
+from service.store.log import DeliveryFilter
 from service.store.records import audit
 
 routes = web.RouteTableDef()
+
+STATUSES = ("pending", "sending", "sent", "delivered", "failed", "undelivered", "bounced", "acknowledged", "dead")
+CHANNELS = ("email", "sms", "webhook")
+TIERS = ("1", "2", "3")
+MAX_ID = 2**62
+
+# The JSON item and the CSV row share these names, in this order.
+FIELDS = (
+    "id", "notice_id", "incident_id", "partner_id", "contact_id", "tier", "channel", "address", "language",
+    "status", "attempts", "priority", "escalation_step", "provider_id", "provider_status", "error_code",
+    "last_error", "message_id", "created_at", "updated_at", "next_attempt_at", "sent_at", "delivered_at",
+    "failed_at", "acknowledged_at",
+)  # fmt: skip
+TIMES = frozenset(f for f in FIELDS if f.endswith("_at"))
+# Text that comes from providers. A cell starting with = + - @ is a formula to a spreadsheet, so
+# these get a leading apostrophe; our own columns (addresses, ids) are validated and left alone.
+FOREIGN_TEXT = frozenset({"provider_id", "provider_status", "error_code", "last_error"})
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: iso(row[name]) if name in TIMES else row[name] for name in FIELDS}
+
+
+def receipt_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "status": row["status"],
+        "error_code": row["error_code"],
+        "detail": row["detail"],
+        "received_at": iso(row["received_at"]),
+    }
+
+
+def delivery_filter(request: web.Request) -> DeliveryFilter:
+    """The log's query parameters; a bad value is a 400 that names the parameter."""
+    query = request.query
+    return DeliveryFilter(
+        incident_id=int_arg(request, "incident", None, 1, MAX_ID),
+        notice_id=int_arg(request, "notice", None, 1, MAX_ID),
+        partner_id=query.get("partner") or None,
+        contact_id=int_arg(request, "contact", None, 1, MAX_ID),
+        channels=choice_args(request, "channel", CHANNELS),
+        statuses=choice_args(request, "status", STATUSES),
+        tiers=tuple(int(t) for t in choice_args(request, "tier", TIERS)),
+        since=time_arg(request, "since"),
+        until=time_arg(request, "until"),
+    )
+
+
+@routes.get("/v1/deliveries")
+@requires("admin")
+async def list_deliveries(request: web.Request) -> web.Response:
+    where = delivery_filter(request)
+    limit = int_arg(request, "limit", 100) or 100
+    cursor = int_arg(request, "cursor", None, 1, MAX_ID)
+    async with request.app["store"].read() as conn:
+        rows = await log_store.list_deliveries(conn, where, before_id=cursor, limit=limit)
+    next_cursor = rows[-1]["id"] if len(rows) == limit else None
+    return web.json_response({"items": [delivery_json(r) for r in rows], "next_cursor": next_cursor})
+
+
+@routes.get("/v1/deliveries.csv")
+@requires("admin")
+async def export_deliveries(request: web.Request) -> web.StreamResponse:
+    """The filtered log as CSV, written page by page while the pages are read: the export of a
+    large incident never sits in memory whole."""
+    where = delivery_filter(request)  # before prepare(): a bad filter is still a JSON 400
+    page_size = request.app.get("export_page_size", log_store.EXPORT_PAGE_SIZE)
+    response = web.StreamResponse(
+        headers={
+            "Content-Disposition": f'attachment; filename="herald-deliveries-{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}.csv"',
+            "Cache-Control": "no-store",
+        }
+    )
+    response.content_type = "text/csv"
+    response.charset = "utf-8"
+    await response.prepare(request)
+    await response.write(csv_lines([FIELDS]))
+    async for page in log_store.delivery_pages(request.app["store"], where, page_size):
+        await response.write(csv_lines(csv_row(row) for row in page))
+    await response.write_eof()
+    return response
+
+
+def csv_row(row: dict[str, Any]) -> list[Any]:
+    values = delivery_json(row)
+    for name in FOREIGN_TEXT:
+        text = values[name]
+        if isinstance(text, str) and text.startswith(FORMULA_START):
+            values[name] = "'" + text
+    return [values[name] for name in FIELDS]
+
+
+def csv_lines(rows: Any) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+@routes.get("/v1/deliveries/{id:\\d+}")
+@requires("admin")
+async def get_delivery(request: web.Request) -> web.Response:
+    delivery_id = int(request.match_info["id"])
+    async with request.app["store"].read() as conn:
+        delivery = await delivery_store.get_delivery(conn, delivery_id)
+        if delivery is None:
+            raise ApiError(404, "not_found", f"no delivery {delivery_id}")
+        found = await log_store.receipts_of(conn, delivery_id)
+    return web.json_response({**delivery_json(delivery), "receipts": [receipt_json(r) for r in found]})
+
+
+@routes.get("/v1/incidents/{id:\\d+}/summary")
+@requires("admin")
+async def incident_summary(request: web.Request) -> web.Response:
+    incident_id = int(request.match_info["id"])
+    async with request.app["store"].read() as conn:
+        if await incident_store.get_incident(conn, incident_id) is None:
+            raise ApiError(404, "not_found", f"no incident {incident_id}")
+        summary = await log_store.summarise(conn, DeliveryFilter(incident_id=incident_id))
+    return web.json_response({"incident_id": incident_id, **summary})
+
+
+@routes.get("/v1/notices/{id:\\d+}/summary")
+@requires("admin")
+async def notice_summary(request: web.Request) -> web.Response:
+    notice_id = int(request.match_info["id"])
+    async with request.app["store"].read() as conn:
+        notice = await incident_store.get_notice(conn, notice_id)
+        if notice is None:
+            raise ApiError(404, "not_found", f"no notice {notice_id}")
+        summary = await log_store.summarise(conn, DeliveryFilter(notice_id=notice_id))
+    return web.json_response({"notice_id": notice_id, "incident_id": notice["incident_id"], **summary})
 
 
 @routes.post("/v1/deliveries/{id:\\d+}/retry")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from aiohttp import web
 from pydantic import ConfigDict
 
@@ -12,52 +9,15 @@ from service import incidents as incident_flow
 from service.api.auth import principal_of, requires
 from service.api.errors import ApiError, read_model
 from service.api.idempotency import idempotent
+from service.api.params import incident_json, int_arg, notice_json, time_arg
 from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome
-from service.notices import Audience, check_required, iso
+from service.notices import Audience, check_required
 from service.planner import check_audience, publish
 from service.settings import Severity
 from service.store import incidents as incident_store
 from service.store.records import audit, record_inbound
 
 routes = web.RouteTableDef()
-
-
-def incident_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "components": row["components"],
-        "impact": row["impact"],
-        "responsible": row["responsible"],
-        "next_update_at": iso(row["next_update_at"]),
-        "estimates": row["estimates"],
-        "source": row["source"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "resolved_at": iso(row["resolved_at"]),
-    }
-
-
-def notice_json(row: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "incident_id": row["incident_id"],
-        "kind": row["kind"],
-        "version": row["version"],
-        "corrects_id": row["corrects_id"],
-        "state": row["state"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "fields": row["fields"],
-        "audience": row["audience"],
-        "next_update_at": iso(row["next_update_at"]),
-        "created_by": row["created_by"],
-        "created_at": iso(row["created_at"]),
-        "published_at": iso(row["published_at"]),
-        "deliveries": counts or {},
-    }
 
 
 def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.Response:
@@ -93,37 +53,11 @@ async def update_incident(request: web.Request) -> web.Response:
     return _accepted(request, outcome, 200 if outcome.plan is None else 202)
 
 
-def _int_arg(request: web.Request, name: str, default: int | None, low: int = 1, high: int = 500) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name} must be an integer", name) from None
-    if not low <= value <= high:
-        raise ApiError(400, "invalid_query", f"{name} must be between {low} and {high}", name)
-    return value
-
-
-def time_arg(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name} must be an ISO 8601 time", name) from None
-    if value.tzinfo is None:
-        raise ApiError(400, "invalid_query", f"{name} needs a time zone (e.g. Z or +09:00)", name)
-    return value.timestamp()
-
-
 @routes.get("/v1/incidents")
 @requires("operator")
 async def list_incidents(request: web.Request) -> web.Response:
-    limit = _int_arg(request, "limit", 50) or 50
-    cursor = _int_arg(request, "cursor", None, 1, 2**62)
+    limit = int_arg(request, "limit", 50) or 50
+    cursor = int_arg(request, "cursor", None, 1, 2**62)
     query = request.query
     async with request.app["store"].read() as conn:
         rows = await incident_store.list_incidents(

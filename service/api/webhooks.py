@@ -1,25 +1,23 @@
 """Monitoring webhooks: Alertmanager and Grafana alerts in, incidents (and maybe notices) out.
 
 Every accepted body is stored raw in inbound_events in the same transaction as its effect, before
-the reply; a rejected one (400/415/422) is stored too, marked "rejected", so nothing a source sent
-is lost. Replies are 202 with `{"incident_id", "notice_id", "action"}`, or a list of those (one per
+the reply (service/ingest/writer.py commits webhooks in batches); a rejected one (400/415/422) is
+stored too, marked "rejected:<status>", so nothing a source sent is lost. Replies are 202 with `{"incident_id", "notice_id", "action"}`, or a list of those (one per
 alert) when `ingest.incident_per = "fingerprint"`.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 
 from service.api.auth import principal_of, requires
 from service.api.errors import ApiError, parse_json
 from service.ingest import alertmanager, grafana
 from service.ingest.config import IngestSettings
-from service.ingest.correlate import IngestResult, apply_event
 from service.ingest.events import IncidentEvent
+from service.ingest.writer import Webhook
 from service.settings import Settings
 from service.store import Store
 from service.store.records import record_inbound
@@ -27,9 +25,6 @@ from service.store.records import record_inbound
 routes = web.RouteTableDef()
 
 Parser = Callable[[Any, IngestSettings], list[IncidentEvent]]
-# A first firing of the same new group in two concurrent transactions (PostgreSQL) makes one of
-# them hit the unique key; the retry then sees the other's group and de-duplicates against it.
-ATTEMPTS = 3
 
 
 @routes.post("/v1/webhooks/alertmanager")
@@ -54,7 +49,8 @@ async def _ingest(request: web.Request, source: str, parse: Parser) -> web.Respo
     except ApiError as exc:
         await _record_rejected(store, source, raw, actor, request.content_type, exc)
         raise
-    results = await _apply_with_retry(store, settings, source, events, raw, actor, request.content_type)
+    webhook = Webhook(source, events, raw, actor, request.content_type)
+    results = await request.app["ingest_writer"].submit(webhook)
     if any(result.deliveries for result in results):
         request.app["dispatcher_wake"]()
     if settings.ingest.incident_per == "fingerprint":
@@ -71,43 +67,6 @@ async def read_raw_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     return await request.read()
-
-
-async def _apply_with_retry(
-    store: Store,
-    settings: Settings,
-    source: str,
-    events: list[IncidentEvent],
-    raw: bytes,
-    actor: str,
-    content_type: str,
-) -> list[IngestResult]:
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return await _apply(store, settings, source, events, raw, actor, content_type)
-        except IntegrityError:
-            if attempt == ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
-
-
-async def _apply(
-    store: Store,
-    settings: Settings,
-    source: str,
-    events: list[IncidentEvent],
-    raw: bytes,
-    actor: str,
-    content_type: str,
-) -> list[IngestResult]:
-    """One write transaction per webhook: every event's effect plus the raw body."""
-    now = time.time()
-    async with store.begin() as conn:
-        results = [await apply_event(conn, settings, event, actor, now) for event in events]
-        first = results[0]
-        await record_inbound(conn, source, raw, actor, content_type, outcome=first.action,
-                             incident_id=first.incident_id, notice_id=first.notice_id)
-    return results
 
 
 async def _record_rejected(

@@ -80,12 +80,8 @@ async def _on_firing(
     if group is None or (group["state"] == "resolved" and group["pending"] is None):
         return await _open(conn, settings, event, group, actor, now)
     changes = _firing_changes(group, event, now)
-    if group["incident_status"] == "resolved":
-        await _save_if_changed(conn, group, changes)
-        return IngestResult(group["incident_id"], None, "duplicate")
-    added = [c for c in event.components if c not in (group["incident_components"] or [])]
-    graver = SEVERITY_RANK[event.severity] < SEVERITY_RANK.get(group["incident_severity"], 9)
-    if not added and not graver:
+    added, graver = _widening(group, event)
+    if group["incident_status"] == "resolved" or not (added or graver):
         await _save_if_changed(conn, group, changes)
         return IngestResult(group["incident_id"], None, "duplicate")
     components = [*(group["incident_components"] or []), *added]
@@ -94,6 +90,30 @@ async def _on_firing(
     changes["components"] = _union(group["components"], event.components)
     await alert_store.update_group(conn, group["key"], changes)
     return _result(outcome, "updated")
+
+
+def plain_repeat(group: dict[str, Any] | None, event: IncidentEvent) -> bool:
+    """A re-send that changes nothing, not even the group row: answered "duplicate" without writing.
+
+    The same rule apply_event follows, checked on a group read in bulk (see ingest.writer).
+    """
+    if group is None:
+        return event.status == "resolved"
+    if event.status == "resolved":
+        return group["state"] == "resolved"
+    if group["state"] != "firing" or group["pending"] is not None:
+        return False
+    if group["fingerprints"] != sorted(event.fingerprints):
+        return False
+    added, graver = _widening(group, event)
+    return group["incident_status"] == "resolved" or not (added or graver)
+
+
+def _widening(group: dict[str, Any], event: IncidentEvent) -> tuple[list[str], bool]:
+    """Components the event adds to the incident, and whether it is graver than the incident."""
+    added = [c for c in event.components if c not in (group["incident_components"] or [])]
+    graver = SEVERITY_RANK[event.severity] < SEVERITY_RANK.get(group["incident_severity"], 9)
+    return added, graver
 
 
 async def _on_resolved(

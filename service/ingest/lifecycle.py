@@ -1,4 +1,4 @@
-"""Ingest's part of the app lifecycle: HMAC source auth and the damping flusher."""
+"""Ingest's part of the app lifecycle: HMAC source auth, the batching writer, the damping flusher."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from service.ingest.correlate import flush_due
 from service.ingest.signatures import signature_hook
+from service.ingest.writer import IngestWriter
 from service.settings import Settings
 from service.store import Store
 
@@ -56,8 +57,12 @@ class DampingFlusher:
 async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = app["settings"]
     app.setdefault("alternate_auth", {})["ingest"] = signature_hook(settings.auth.hmac_sources)
+    writer = IngestWriter(app["store"], settings)
     flusher = DampingFlusher(app["store"], settings, wake=lambda: app["dispatcher_wake"]())
+    app["ingest_writer"] = writer
     app["damping_flusher"] = flusher
+    writer.start()
     flusher.start()
     yield
+    await writer.stop()
     await flusher.stop()

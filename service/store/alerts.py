@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import and_, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.tables import alert_groups, incidents, notices
+from service.store.tables import alert_groups, inbound_events, incidents, notices
 
 _GROUP_WITH_INCIDENT = select(
     alert_groups,
@@ -25,6 +25,12 @@ async def get_group(conn: AsyncConnection, key: str, for_update: bool = True) ->
         query = query.with_for_update(of=alert_groups)
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
+
+
+async def get_groups(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Several groups at once (no lock): the read behind a batch's duplicate check."""
+    query = _GROUP_WITH_INCIDENT.where(alert_groups.c.key.in_(sorted(set(keys))))
+    return {row["key"]: dict(row) for row in (await conn.execute(query)).mappings()}
 
 
 async def insert_group(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -52,3 +58,9 @@ async def has_published_notice(conn: AsyncConnection, incident_id: int) -> bool:
         exists().where(and_(notices.c.incident_id == incident_id, notices.c.state == "published"))
     )
     return bool(await conn.scalar(query))
+
+
+async def insert_inbound_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """A webhook batch's raw bodies in one statement (records.record_inbound, batched)."""
+    if rows:
+        await conn.execute(insert(inbound_events), rows)

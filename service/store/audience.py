@@ -7,6 +7,7 @@ from typing import Any, Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.partners import subscribed_to
 from service.store.tables import contacts, partners
 
 
@@ -16,16 +17,28 @@ async def known_partner_ids(conn: AsyncConnection, ids: Sequence[str]) -> set[st
 
 
 async def partners_with_contacts(
-    conn: AsyncConnection, partner_ids: Sequence[str] | None = None
+    conn: AsyncConnection,
+    partner_ids: Sequence[str] | None = None,
+    components: Sequence[str] | None = None,
+    tiers: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every partner (or the listed ones) with a `contacts` list, ordered by id."""
-    query = select(partners).order_by(partners.c.id)
+    """Partners (all, the listed ones, or those subscribed to `components`) with a `contacts`
+    list (of `tiers`, when given), ordered by id. Filtering happens in SQL: a critical incident
+    on one component must not read the whole directory inside its write transaction."""
+    chosen = []
     if partner_ids is not None:
-        query = query.where(partners.c.id.in_(list(partner_ids)))
+        chosen.append(partners.c.id.in_(list(partner_ids)))
+    if components is not None:
+        chosen.append(subscribed_to(components))
+    query = select(partners).where(*chosen).order_by(partners.c.id)
     found = {r["id"]: {**r, "contacts": []} for r in (await conn.execute(query)).mappings()}
+    if not found:
+        return []
     contact_query = select(contacts).order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
-    if partner_ids is not None:
-        contact_query = contact_query.where(contacts.c.partner_id.in_(list(partner_ids)))
+    if chosen:
+        contact_query = contact_query.where(contacts.c.partner_id.in_(select(partners.c.id).where(*chosen)))
+    if tiers is not None:
+        contact_query = contact_query.where(contacts.c.tier.in_(list(tiers)))
     for row in (await conn.execute(contact_query)).mappings():
         partner = found.get(row["partner_id"])
         if partner is not None:

@@ -63,6 +63,16 @@ async def claim_due(
     return rows
 
 
+async def extend_leases(conn: AsyncConnection, ids: Sequence[int], worker: str, until: float) -> int:
+    """A live worker keeps its claim while a slow batch is still being sent."""
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(list(ids)), deliveries.c.status == "sending", deliveries.c.worker == worker)
+        .values(lease_until=until)
+    )
+    return int(result.rowcount or 0)
+
+
 async def release_expired_leases(conn: AsyncConnection, now: float | None = None) -> int:
     """Rows a dead worker left in `sending` go back to the queue."""
     now = time.time() if now is None else now
@@ -80,6 +90,8 @@ _record = (
         deliveries.c.id == bindparam("b_id"),
         deliveries.c.status == "sending",
         deliveries.c.worker == bindparam("b_worker"),
+        # Ties the outcome to one claim: a row re-claimed since then has more attempts.
+        deliveries.c.attempts == bindparam("b_attempts"),
     )
     .values(
         status=bindparam("b_status"),
@@ -97,7 +109,7 @@ _record = (
 )
 
 OUTCOME_KEYS = (
-    "id", "worker", "status", "provider_id", "provider_status", "last_error", "error_code",
+    "id", "worker", "attempts", "status", "provider_id", "provider_status", "last_error", "error_code",
     "next_attempt_at", "body_hash", "sent_at", "failed_at", "updated_at",
 )  # fmt: skip
 
@@ -140,3 +152,13 @@ async def status_counts(conn: AsyncConnection, *conditions: Any) -> dict[str, in
     if conditions:
         query = query.where(and_(*conditions))
     return {status: int(count) for status, count in await conn.execute(query)}
+
+
+async def queue_depth(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    """Deliveries not yet handed over, by channel and status (pending, sending)."""
+    query = (
+        select(deliveries.c.channel, deliveries.c.status, func.count())
+        .where(deliveries.c.status.in_(("pending", "sending")))
+        .group_by(deliveries.c.channel, deliveries.c.status)
+    )
+    return {(channel, status): int(count) for channel, status, count in await conn.execute(query)}

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Text, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Text, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.tables import contacts, partners
@@ -23,6 +23,16 @@ def _contact_values(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in CONTACT_FIELDS if k in row}
 
 
+def subscribed_to(components: Sequence[str]) -> ColumnElement[bool]:
+    """Partners subscribed to any of `components` (or to every component, "*").
+
+    Components are slugs stored as a JSON list of strings, so the quoted name is a containment
+    test both backends answer the same way (and a page of results stays exact).
+    """
+    text = cast(partners.c.components, Text)
+    return or_(*(text.contains(f'"{name}"', autoescape=True) for name in [*components, "*"]))
+
+
 async def list_partners(
     conn: AsyncConnection, limit: int = 50, cursor: str | None = None, component: str | None = None
 ) -> list[dict[str, Any]]:
@@ -31,12 +41,7 @@ async def list_partners(
     if cursor is not None:
         query = query.where(partners.c.id > cursor)
     if component is not None:
-        # Components are slugs stored as a JSON list of strings, so the quoted name is a
-        # containment test both backends answer the same way (and the page stays exact).
-        text = cast(partners.c.components, Text)
-        query = query.where(
-            or_(text.contains(f'"{component}"', autoescape=True), text.contains('"*"', autoescape=True))
-        )
+        query = query.where(subscribed_to([component]))
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 

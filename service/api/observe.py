@@ -1,0 +1,49 @@
+"""Request ids, request counts and the /metrics endpoint."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import web
+
+from service.api.auth import open_route
+from service.api.errors import Handler
+from service.logs import request_id
+from service.store import deliveries as delivery_store
+
+routes = web.RouteTableDef()
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the caller's X-Request-Id when sane), echoed and put in each log line."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+    token = request_id.set(rid)
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = rid
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        request_id.reset(token)
+        metrics = request.app["metrics"]
+        metrics.requests.labels(request.method, str(status)).inc()
+        if request.path.startswith("/v1/webhooks/"):
+            metrics.webhooks.labels(request.path.rsplit("/", 1)[-1], str(status)).inc()
+
+
+@routes.get("/metrics")
+@open_route
+async def metrics(request: web.Request) -> web.Response:
+    async with request.app["store"].read() as conn:
+        depth = await delivery_store.queue_depth(conn)
+    request.app["metrics"].set_queue_depth(depth)
+    return web.Response(body=request.app["metrics"].render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Prometheus-Format": "0.0.4"})

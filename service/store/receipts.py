@@ -1,0 +1,126 @@
+"""Receipts and Acknowledgements: what providers and partners told us about a Delivery.
+
+Lookups lock the delivery row (FOR UPDATE on PostgreSQL; SQLite has a single writer), so two
+callbacks for the same message are applied one after the other, never interleaved.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.store.tables import acknowledgements, deliveries, notices, receipts
+
+
+async def _one_delivery(conn: AsyncConnection, *where: Any) -> dict[str, Any] | None:
+    query = select(deliveries).where(*where).order_by(deliveries.c.id).limit(1).with_for_update()
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def delivery_by_provider_id(conn: AsyncConnection, provider_id: str) -> dict[str, Any] | None:
+    return await _one_delivery(conn, deliveries.c.provider_id == provider_id)
+
+
+async def delivery_by_message_id(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
+    return await _one_delivery(conn, deliveries.c.message_id == message_id)
+
+
+async def delivery_by_id(conn: AsyncConnection, delivery_id: int) -> dict[str, Any] | None:
+    return await _one_delivery(conn, deliveries.c.id == delivery_id)
+
+
+async def has_receipt(
+    conn: AsyncConnection, delivery_id: int, source: str, status: str, error_code: str | None
+) -> bool:
+    """True when the same report was recorded before: providers retry callbacks."""
+    query = select(receipts.c.id).where(
+        receipts.c.delivery_id == delivery_id,
+        receipts.c.source == source,
+        receipts.c.status == status,
+        receipts.c.error_code.is_(None) if error_code is None else receipts.c.error_code == error_code,
+    )
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+async def record_receipt(
+    conn: AsyncConnection,
+    delivery_id: int | None,
+    source: str,
+    status: str,
+    error_code: str | None = None,
+    detail: dict[str, Any] | None = None,
+    received_at: float | None = None,
+) -> int:
+    result = await conn.execute(
+        insert(receipts).values(
+            delivery_id=delivery_id,
+            source=source,
+            status=status,
+            error_code=error_code,
+            detail=detail,
+            received_at=time.time() if received_at is None else received_at,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+async def receipts_of(conn: AsyncConnection, delivery_id: int) -> list[dict[str, Any]]:
+    query = select(receipts).where(receipts.c.delivery_id == delivery_id).order_by(receipts.c.id)
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def update_delivery(conn: AsyncConnection, delivery_id: int, values: dict[str, Any]) -> None:
+    await conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+
+
+async def notice_subject(conn: AsyncConnection, notice_id: int, language: str) -> str | None:
+    """The subject as published (the notice's evidence), in the partner's language."""
+    rendered = (await conn.execute(select(notices.c.rendered).where(notices.c.id == notice_id))).scalar()
+    return ((rendered or {}).get(language) or {}).get("subject")
+
+
+async def acknowledgement_of(conn: AsyncConnection, delivery_id: int) -> dict[str, Any] | None:
+    query = select(acknowledgements).where(acknowledgements.c.delivery_id == delivery_id)
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def insert_acknowledgement(
+    conn: AsyncConnection, delivery: dict[str, Any], at: float, user_agent: str | None
+) -> bool:
+    """False when the delivery was acknowledged already (a double click, a second tab)."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                insert(acknowledgements).values(
+                    notice_id=delivery["notice_id"],
+                    delivery_id=delivery["id"],
+                    partner_id=delivery["partner_id"],
+                    contact_id=delivery["contact_id"],
+                    at=at,
+                    user_agent=(user_agent or "")[:300] or None,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def tier1_acknowledged(conn: AsyncConnection, notice_id: int, partner_id: str) -> bool:
+    """Has any tier-1 contact of the partner acknowledged the notice (on any delivery)?"""
+    query = (
+        select(acknowledgements.c.id)
+        .join(deliveries, deliveries.c.id == acknowledgements.c.delivery_id)
+        .where(
+            acknowledgements.c.notice_id == notice_id,
+            acknowledgements.c.partner_id == partner_id,
+            deliveries.c.tier == 1,
+        )
+        .limit(1)
+    )
+    return (await conn.execute(query)).first() is not None
