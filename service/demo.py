@@ -13,7 +13,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.settings import ROOT, Settings
+from service.settings import ROOT, ServerSettings, Settings
 from service.store.tables import deliveries, sandbox_messages
 
 SAMPLE = ROOT / "config" / "sample-incident.json"
@@ -21,12 +21,15 @@ SETTLED = ("sent", "delivered", "failed", "dead", "acknowledged", "undelivered",
 
 
 async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE) -> int:
+    base = f"http://{settings.server.host}:{settings.server.port}"
+    if settings.server.public_base_url == ServerSettings().public_base_url:
+        server = settings.server.model_copy(update={"public_base_url": base})  # links point at this demo
+        settings = settings.model_copy(update={"server": server})
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
-    base = f"http://{settings.server.host}:{settings.server.port}"
     token = next(t for t in settings.auth.tokens if t.name == "demo").secret.get_secret_value()  # type: ignore[union-attr]
     try:
         print(f"Herald is serving on {base} (database: {settings.database.url})")
@@ -79,18 +82,19 @@ async def _show(app: web.Application, notice_id: int) -> None:
                 .order_by(deliveries.c.sent_at)
             )
         ).all()
-        first = (
-            await conn.execute(
-                select(sandbox_messages).order_by(sandbox_messages.c.id).limit(2)
-            )
-        ).mappings().all()
+        first = [
+            (await conn.execute(
+                select(sandbox_messages).where(sandbox_messages.c.channel == channel).order_by(sandbox_messages.c.id).limit(1)
+            )).mappings().first()
+            for channel in ("email", "sms")
+        ]
     table = Counter((priority, tier, channel, status) for tier, channel, status, priority in rows)
     print("\n priority  tier  channel  status   count")
     for (priority, tier, channel, status), count in sorted(table.items()):
         print(f" {priority:>8}  {tier:>4}  {channel:<7}  {status:<7}  {count:>5}")
     print("(lower priority numbers leave first: critical tier-1 SMS is 0)")
-    for message in first:
+    for message in filter(None, first):
         print(f"\n--- sandbox {message['channel']} (delivery {message['delivery_id']}) ---")
         if message["subject"]:
             print(f"Subject: {message['subject']}")
-        print(message["body"][:600])
+        print(message["body"][:1400])
