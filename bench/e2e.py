@@ -40,7 +40,8 @@ from bench.common import (
     sinks,
     table,
 )
-from bench.dispatch import BROADCAST, run_raw_smtp
+from channels.base import OutboundMessage
+from bench.dispatch import BROADCAST, run_raw_smtp, sample_email
 
 DELIVERIES_PER_PARTNER = 3  # BROADCAST is major: tier-1 email, tier-1 SMS, tier-2 email
 APPRISE_THREADS = 8  # as many as Herald's SMTP pool and the raw client's connections
@@ -69,14 +70,15 @@ async def herald_broadcast(sink: Sinks, workdir: Path, partners: int, timeout: f
             figures = broadcast_figures(log, posted_at)
             figures.update(idle_rss=idle_rss, peak_rss=herald.peak_rss_mb(), accepted=accepted, seeded=seeded,
                            log_errors=log_errors(herald.log_path))
+        figures["sample"] = await sample_email(settings)
     finally:
         log.close()
     return figures
 
 
-def apprise_jobs(sink: Sinks, count: int) -> list[tuple[apprise.Apprise, str, str]]:
-    """One Apprise object per message: a reused email plugin instance throttles itself (5.5 s)."""
-    text = "受発注APIの緊急メンテナンスを実施いたします。メンテナンス中は発注登録ができません。<br>\n" * 12
+def apprise_jobs(sink: Sinks, count: int, sample: OutboundMessage) -> list[tuple[apprise.Apprise, str, str]]:
+    """One Apprise object per message: a reused email plugin instance throttles itself (5.5 s).
+    Each sends the subject and HTML Herald sent, so both push the same content."""
     jobs = []
     for n in range(count):
         notifier = apprise.Apprise()
@@ -84,14 +86,14 @@ def apprise_jobs(sink: Sinks, count: int) -> list[tuple[apprise.Apprise, str, st
                f"&from=incident@herald.example.com&name=Herald&to=contact{n}@partner{n}.example.jp")
         if not notifier.add(url):
             raise RuntimeError(f"Apprise rejected {url}")
-        jobs.append((notifier, "【メンテナンスのお知らせ】受発注APIの緊急メンテナンス", f"<p>{text}</p>"))
+        jobs.append((notifier, sample.subject or "", sample.html or sample.text))
     return jobs
 
 
-def run_apprise(sink: Sinks, count: int) -> dict[str, Any]:
+def run_apprise(sink: Sinks, count: int, sample: OutboundMessage) -> dict[str, Any]:
     """Apprise's email plugin is synchronous smtplib: one connection a notification, so a thread pool."""
     logging.getLogger("apprise").setLevel(logging.ERROR)
-    jobs = apprise_jobs(sink, count)  # built before the clock starts: Apprise's set-up is not charged
+    jobs = apprise_jobs(sink, count, sample)  # built before the clock starts: Apprise's set-up is not charged
 
     def notify(job: tuple[apprise.Apprise, str, str]) -> bool:
         notifier, title, body = job
@@ -109,9 +111,9 @@ async def main(partners: int, apprise_count: int, timeout: float | None) -> None
     async with sinks() as sink:
         with tempfile.TemporaryDirectory(prefix="herald-e2e-") as tmp:
             herald = await herald_broadcast(sink, Path(tmp), partners, timeout)
-        raw = await run_raw_smtp(sink, herald["emails"], connections=8)
+        raw = await run_raw_smtp(sink, herald["emails"], 8, herald["sample"])
         subset = min(apprise_count, herald["emails"])
-        ap = await asyncio.to_thread(run_apprise, sink, subset)
+        ap = await asyncio.to_thread(run_apprise, sink, subset, herald["sample"])
     print(report(herald, raw, ap))
     print(f"\n(wall time {time.perf_counter() - started:.0f} s; seeding {herald['seeded']:.1f} s not counted;"
           f" POST /v1/broadcasts answered in {herald['accepted'] * 1000:.0f} ms, planning included)")

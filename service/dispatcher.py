@@ -25,6 +25,7 @@ from service.store import incidents as incident_store
 
 log = logging.getLogger("herald.dispatcher")
 
+LOOPS_PER_LANE = 2
 AckLink = Callable[[dict[str, Any]], "str | None"]
 Observer = Callable[[dict[str, Any], dict[str, Any], float], None]
 
@@ -69,6 +70,7 @@ class Dispatcher:
         self._wakeups = {name: asyncio.Event() for name in self.channels}
         self._tasks: list[asyncio.Task[None]] = []
         self._notices = _NoticeCache()
+        self._stopping = False
 
     async def start(self) -> None:
         async with self.store.begin() as conn:
@@ -76,14 +78,31 @@ class Dispatcher:
         if resumed:
             log.info("re-queued %d deliveries left in flight by a stopped worker", resumed)
         for name in self.channels:
-            self._tasks.append(asyncio.create_task(self._lane(name), name=f"lane-{name}"))
+            # Two loops per channel share its concurrency: while one records its outcomes and
+            # claims again, the other's batch is on the wire, so connections do not idle.
+            for n in range(self._loops(name)):
+                self._tasks.append(asyncio.create_task(self._lane(name), name=f"lane-{name}-{n}"))
         self._tasks.append(asyncio.create_task(self._reaper(), name="lease-reaper"))
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let each lane finish the batch on the wire and record it, then stop. Cancelling mid-send
+        would leave the batch to lease expiry (a resend) and a database call cut in half."""
+        self._stopping = True
+        self.wake()
+        lanes = [t for t in self._tasks if t.get_name().startswith("lane-")]
+        if lanes:
+            await asyncio.wait(lanes, timeout=grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def _concurrency(self, channel: str) -> int:
+        dispatch = self.settings.dispatch
+        return dispatch.concurrency.get(channel, dispatch.batch_size)
+
+    def _loops(self, channel: str) -> int:
+        return min(LOOPS_PER_LANE, self._concurrency(channel))
 
     def wake(self) -> None:
         for event in self._wakeups.values():
@@ -91,7 +110,7 @@ class Dispatcher:
 
     async def _lane(self, channel: str) -> None:
         wakeup = self._wakeups[channel]
-        while True:
+        while not self._stopping:
             try:
                 done = await self.run_once(channel)
             except asyncio.CancelledError:
@@ -99,7 +118,7 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - a lane must outlive a database hiccup
                 log.exception("dispatch lane %s failed; retrying", channel)
                 done = 0
-            if done:
+            if done or self._stopping:
                 continue
             wakeup.clear()
             try:
@@ -120,18 +139,17 @@ class Dispatcher:
 
     async def run_once(self, channel: str) -> int:
         """Claim one batch for `channel`, attempt every delivery in it, record the outcomes."""
-        dispatch = self.settings.dispatch
+        size = -(-self._concurrency(channel) // self._loops(channel))
         async with self.store.begin() as conn:
             batch = await delivery_store.claim_due(
-                conn, [channel], dispatch.concurrency.get(channel, dispatch.batch_size), self.worker_id,
-                dispatch.lease_seconds,
+                conn, [channel], size, self.worker_id, self.settings.dispatch.lease_seconds
             )
         if not batch:
             return 0
         heartbeat = asyncio.create_task(self._keep_leases([d["id"] for d in batch]))
         try:
-            notices, recipients = await self._load(batch)
-            outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]], recipients) for d in batch))
+            notices = await self._load(batch)
+            outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]]) for d in batch))
         finally:
             heartbeat.cancel()
         async with self.store.begin() as conn:
@@ -152,19 +170,16 @@ class Dispatcher:
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("could not renew leases")
 
-    async def _load(
-        self, batch: list[dict[str, Any]]
-    ) -> tuple[dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]], dict[int, dict[str, Any]]]:
+    async def _load(self, batch: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]]:
         notices = {}
-        async with self.store.read() as conn:
-            for notice_id in {d["notice_id"] for d in batch}:
-                cached = self._notices.get(notice_id)
-                if cached is None:
-                    cached = await self._load_notice(conn, notice_id)
-                    self._notices.put(notice_id, cached)
-                notices[notice_id] = cached
-            recipients = await delivery_store.recipients(conn, (d["contact_id"] for d in batch))
-        return notices, recipients
+        missing = [n for n in {d["notice_id"] for d in batch} if self._notices.get(n) is None]
+        if missing:
+            async with self.store.read() as conn:
+                for notice_id in missing:
+                    self._notices.put(notice_id, await self._load_notice(conn, notice_id))
+        for notice_id in {d["notice_id"] for d in batch}:
+            notices[notice_id] = self._notices.get(notice_id)
+        return notices  # type: ignore[return-value]
 
     @staticmethod
     async def _load_notice(conn: Any, notice_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, int | None]:
@@ -182,16 +197,13 @@ class Dispatcher:
         return notice, incident, corrects_version
 
     async def _attempt(
-        self,
-        delivery: dict[str, Any],
-        loaded: tuple[dict[str, Any], dict[str, Any] | None, int | None],
-        recipients: dict[int, dict[str, Any]],
+        self, delivery: dict[str, Any], loaded: tuple[dict[str, Any], dict[str, Any] | None, int | None]
     ) -> dict[str, Any]:
         notice, incident, corrects_version = loaded
         outcome: dict[str, Any] = {"id": delivery["id"], "worker": self.worker_id, "attempts": delivery["attempts"]}
         try:
             message, digest = compose.outbound(
-                self.settings, delivery, notice, incident, _recipient(delivery, recipients),
+                self.settings, delivery, notice, incident, _recipient(delivery),
                 self.ack_link(delivery), corrects_version,
             )
             outcome["body_hash"] = digest
@@ -235,6 +247,5 @@ class Dispatcher:
         return outcome
 
 
-def _recipient(delivery: dict[str, Any], recipients: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    found = recipients.get(delivery["contact_id"], {})
-    return {"name": found.get("name"), "partner_name": found.get("partner_name"), "tier": delivery["tier"]}
+def _recipient(delivery: dict[str, Any]) -> dict[str, Any]:
+    return {"name": delivery["recipient_name"], "partner_name": delivery["partner_name"], "tier": delivery["tier"]}

@@ -84,7 +84,7 @@ class TwilioSettings(_Section):
 class DispatchSettings(_Section):
     enabled: bool = True
     batch_size: int = Field(64, ge=1)
-    concurrency: dict[str, int] = {"email": 32, "sms": 32, "webhook": 16, "sandbox": 64}
+    concurrency: dict[str, int] = {"email": 64, "sms": 64, "webhook": 16, "sandbox": 64}
     lease_seconds: float = Field(60.0, gt=0)
     poll_interval: float = Field(1.0, gt=0)
     max_attempts: int = Field(8, ge=1)
