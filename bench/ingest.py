@@ -125,7 +125,7 @@ def client_process(url: str, bodies: list[bytes], concurrency: int, out: Any) ->
     out.close()
 
 
-async def run(posts: int, concurrency: int, groups: int, new_share: float) -> None:
+async def run(posts: int, concurrency: int, groups: int, new_share: float, preopen: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(bench_settings(Path(tmp) / "herald.db"))
         runner = web.AppRunner(app, access_log=None)
@@ -135,6 +135,8 @@ async def run(posts: int, concurrency: int, groups: int, new_share: float) -> No
         url = f"http://127.0.0.1:{port}/v1/webhooks/alertmanager"
         try:
             await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
+            if preopen:  # steady state: the groups are already open, as in a storm's later minutes
+                await post_all(url, workload(groups, groups, 0.0), 4)
             receiver, sender = multiprocessing.Pipe(duplex=False)
             client = multiprocessing.get_context("spawn").Process(
                 target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
@@ -172,8 +174,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--new-share", type=float, default=0.05, help="share of posts that start a new group")
+    parser.add_argument("--preopen", action="store_true", help="open the groups before the clock starts")
     args = parser.parse_args()
-    asyncio.run(run(args.posts, args.concurrency, args.groups, args.new_share))
+    asyncio.run(run(args.posts, args.concurrency, args.groups, args.new_share, args.preopen))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from sqlalchemy import insert
 
 from channels.base import Channel, OutboundMessage
 from channels.sandbox import SandboxChannel
-from service import directory
+from service import compose, directory
 from service.acks import AckSigner, ack_link
 from service.api import acks, deliveries, health, incidents, observe, partners, receipts, reports, webhooks
 from service.api.auth import TokenTable, auth_middleware
@@ -57,6 +57,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings.directory.import_on_start:
         await directory.import_if_empty(store, settings.directory.path)
     app["store"] = store
+    compose.renderer(settings)  # compile every template now, not during the first incident
     yield
     await store.close()
 
