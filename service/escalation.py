@@ -10,7 +10,6 @@ the same way. The new deliveries carry `escalation_step=1` and their own stable 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any, AsyncIterator, Sequence
@@ -19,6 +18,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import planner
+from service.periodic import Periodic
 from service.settings import Settings
 from service.store import Store
 from service.store import audience as audience_store
@@ -154,38 +154,24 @@ def next_channel(
 
 
 class EscalationScheduler:
-    """Background task: fire due escalations once at start, then every `poll_interval` seconds."""
+    """Fires due escalations once at start, then every `poll_interval` seconds."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
         self.settings: Settings = app["settings"]
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("escalation-scheduler", self.run_once, self.settings.escalation.poll_interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="escalation-scheduler")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
+        await self._periodic.stop()
 
     async def run_once(self) -> int:
         written = await fire_due(self.app["store"], self.settings)
         if written:
             self.app["dispatcher_wake"]()
         return written
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the scheduler must outlive a database hiccup
-                log.exception("escalation scan failed; retrying")
-            await asyncio.sleep(self.settings.escalation.poll_interval)
 
 
 async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:

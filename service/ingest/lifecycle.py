@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import AsyncIterator, Callable
 
@@ -11,6 +10,7 @@ from aiohttp import web
 from service.ingest.correlate import flush_due
 from service.ingest.signatures import signature_hook
 from service.ingest.writer import IngestWriter
+from service.periodic import Periodic
 from service.settings import Settings
 from service.store import Store
 
@@ -24,25 +24,13 @@ class DampingFlusher:
         self._store = store
         self._settings = settings
         self._wake = wake
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("herald-damping-flusher", self.flush_once, settings.ingest.flush_interval)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="herald-damping-flusher")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await self.flush_once()
-            await asyncio.sleep(self._settings.ingest.flush_interval)
+        await self._periodic.stop()
 
     async def flush_once(self) -> None:
         try:
