@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +21,7 @@ from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 
+PARTNERS_PER_PAGE = 1000
 CHANNEL_RANK = {"sms": 0, "email": 1, "webhook": 2}
 ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook"}
 
@@ -91,9 +92,10 @@ async def publish(conn: AsyncConnection, settings: Settings, notice: dict[str, A
     await incident_store.update_notice(
         conn, notice["id"], {"state": "published", "published_at": now, "rendered": rendered}
     )
-    rows, summary = await plan_deliveries(conn, settings, notice, incident, now)
-    await delivery_store.insert_deliveries(conn, rows)
-    await escalation.schedule_for_notice(conn, settings, notice, rows, now)
+    summary = PlanSummary()
+    async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
+        await delivery_store.insert_deliveries(conn, rows)
+        await escalation.schedule_for_notice(conn, settings, notice, rows, now)
     return summary
 
 
@@ -103,21 +105,31 @@ async def plan_deliveries(
     notice: dict[str, Any],
     incident: dict[str, Any] | None,
     now: float,
-) -> tuple[list[dict[str, Any]], PlanSummary]:
+    summary: PlanSummary,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The notice's deliveries a page of partners at a time, so a broadcast to the whole directory
+    holds one page in memory, not every row; `summary` counts what was planned."""
     audience = notice["audience"] or {}
-    summary = PlanSummary()
-    rows: list[dict[str, Any]] = []
-    for partner in await audience_store.partners_with_contacts(conn, *audience_filter(audience, incident)):
-        planned_for_partner = 0
-        for contact in partner["contacts"]:
-            for channel in planned_channels(settings, partner, contact, notice["severity"]):
-                rows.append(delivery_row(settings, notice, partner, contact, channel, now))
-                summary.by_tier[str(contact["tier"])] += 1
-                summary.by_channel[channel] += 1
-                planned_for_partner += 1
-        summary.partners += planned_for_partner > 0
-    summary.total = len(rows)
-    return rows, summary
+    after = None
+    while True:
+        page = await audience_store.partners_with_contacts(
+            conn, *audience_filter(audience, incident), after=after, limit=PARTNERS_PER_PAGE
+        )
+        if not page:
+            return
+        rows: list[dict[str, Any]] = []
+        for partner in page:
+            planned_for_partner = 0
+            for contact in partner["contacts"]:
+                for channel in planned_channels(settings, partner, contact, notice["severity"]):
+                    rows.append(delivery_row(settings, notice, partner, contact, channel, now))
+                    summary.by_tier[str(contact["tier"])] += 1
+                    summary.by_channel[channel] += 1
+                    planned_for_partner += 1
+            summary.partners += planned_for_partner > 0
+        summary.total += len(rows)
+        yield rows
+        after = page[-1]["id"]
 
 
 def delivery_row(

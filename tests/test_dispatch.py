@@ -281,3 +281,23 @@ async def test_a_broadcast_to_an_unknown_partner_is_422(client: Any) -> None:
     response = await client.post("/v1/broadcasts", json=body, headers=auth("operator"))
     assert response.status == 422
     assert (await response.json())["field"] == "audience.partners"
+
+
+async def test_a_broadcast_larger_than_one_planning_page_reaches_every_partner(
+    aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+) -> None:
+    from bench.common import seed_directory
+    from service.planner import PARTNERS_PER_PAGE
+
+    partners = PARTNERS_PER_PAGE * 2 + 500
+    settings = wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False)
+    await seed_directory(settings, partners, emails=1, phones=1)
+    client = await aiohttp_client(create_app(settings))
+    body = {"kind": "custom", "severity": "critical",
+            "fields": {"subject": "Herald drill", "body": "A drill.", "responsible": {"name": "ops"}}}
+    response = await client.post("/v1/broadcasts", json=body, headers=auth("operator"))
+    plan = (await response.json())["deliveries"]
+    assert plan["total"] == 2 * partners and plan["partners"] == partners
+    planned = await rows(client)
+    assert len({r["message_id"] for r in planned}) == 2 * partners
+    assert len({r["partner_id"] for r in planned}) == partners

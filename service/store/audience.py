@@ -21,22 +21,27 @@ async def partners_with_contacts(
     partner_ids: Sequence[str] | None = None,
     components: Sequence[str] | None = None,
     tiers: Sequence[int] | None = None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Partners (all, the listed ones, or those subscribed to `components`) with a `contacts`
-    list (of `tiers`, when given), ordered by id. Filtering happens in SQL: a critical incident
-    on one component must not read the whole directory inside its write transaction."""
+    list (of `tiers`, when given), ordered by id; `after` and `limit` page through them.
+    Filtering happens in SQL: a critical incident on one component must not read the whole
+    directory inside its write transaction."""
     chosen = []
     if partner_ids is not None:
         chosen.append(partners.c.id.in_(list(partner_ids)))
     if components is not None:
         chosen.append(subscribed_to(components))
-    query = select(partners).where(*chosen).order_by(partners.c.id)
+    if after is not None:
+        chosen.append(partners.c.id > after)
+    query = select(partners).where(*chosen).order_by(partners.c.id).limit(limit)
     found = {r["id"]: {**r, "contacts": []} for r in (await conn.execute(query)).mappings()}
     if not found:
         return []
     contact_query = select(contacts).order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
-    if chosen:
-        contact_query = contact_query.where(contacts.c.partner_id.in_(select(partners.c.id).where(*chosen)))
+    if chosen or limit is not None:
+        contact_query = contact_query.where(contacts.c.partner_id.in_(list(found)))
     if tiers is not None:
         contact_query = contact_query.where(contacts.c.tier.in_(list(tiers)))
     for row in (await conn.execute(contact_query)).mappings():
