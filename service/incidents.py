@@ -122,9 +122,10 @@ async def open_incident(
     }
     fields = _merge_fields(values, draft.fields, kind, None)
     await planner.check_audience(conn, draft.audience, "notice.audience")
-    incident_id = await incident_store.insert_incident(conn, values)
+    values["created_at"] = values["updated_at"] = time.time()
+    values["id"] = incident_id = await incident_store.insert_incident(conn, values)
     await audit(conn, "incident.opened", "incident", incident_id, actor, {"severity": request.severity})
-    return await _write_notice(conn, settings, incident_id, values, kind, fields, draft, actor)
+    return await _write_notice(conn, settings, incident_id, values, kind, fields, draft, actor, version=1)
 
 
 async def update_incident(
@@ -203,11 +204,12 @@ async def _write_notice(
     fields: NoticeFields,
     draft: NoticeDraft,
     actor: str | None,
+    version: int | None = None,
 ) -> Outcome:
     corrects_id = None
     if draft.corrects_version is not None:
         corrects_id = await _notice_id_of_version(conn, incident_id, draft.corrects_version)
-    version = await incident_store.next_notice_version(conn, incident_id)
+    version = version or await incident_store.next_notice_version(conn, incident_id)
     notice = {
         "incident_id": incident_id,
         "kind": kind,
@@ -225,7 +227,7 @@ async def _write_notice(
     await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": kind, "version": version})
     if not draft.publish:
         return Outcome(incident_id, notice["id"], version, "draft", None)
-    plan = await planner.publish(conn, settings, notice)
+    plan = await planner.publish(conn, settings, notice, incident)
     await audit(conn, "notice.published", "notice", notice["id"], actor, {"deliveries": plan.total})
     return Outcome(incident_id, notice["id"], version, "published", plan)
 

@@ -82,10 +82,12 @@ def audience_filter(
     return None, list(audience.get("components") or (incident or {}).get("components") or []), tiers
 
 
-async def publish(conn: AsyncConnection, settings: Settings, notice: dict[str, Any]) -> PlanSummary:
-    """Mark the notice published, keep its rendered text as evidence, and plan its deliveries."""
-    incident = None
-    if notice["incident_id"] is not None:
+async def publish(
+    conn: AsyncConnection, settings: Settings, notice: dict[str, Any], incident: dict[str, Any] | None = None
+) -> PlanSummary:
+    """Mark the notice published, keep its rendered text as evidence, and plan its deliveries.
+    `incident` is the notice's incident as the caller already holds it (read when not given)."""
+    if incident is None and notice["incident_id"] is not None:
         incident = await incident_store.get_incident(conn, notice["incident_id"])
     now = time.time()
     rendered = compose.evidence(settings, notice, incident)
@@ -129,6 +131,8 @@ async def plan_deliveries(
             summary.partners += planned_for_partner > 0
         summary.total += len(rows)
         yield rows
+        if len(page) < PARTNERS_PER_PAGE:
+            return
         after = page[-1]["id"]
 
 

@@ -13,7 +13,7 @@ from service.store.tables import deliveries, incidents, notices
 
 async def insert_incident(conn: AsyncConnection, values: dict[str, Any]) -> int:
     now = time.time()
-    result = await conn.execute(insert(incidents).values(created_at=now, updated_at=now, **values))
+    result = await conn.execute(insert(incidents).values({"created_at": now, "updated_at": now, **values}))
     return int(result.inserted_primary_key[0])
 
 
