@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from aiohttp import web
 from sqlalchemy import insert
@@ -107,6 +107,3 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     for channel in channels.values():
         await channel.close()
 
-
-def describe_channels(app: web.Application) -> dict[str, Any]:
-    return {name: type(channel).__name__ for name, channel in app.get("channels", {}).items()}

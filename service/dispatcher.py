@@ -171,14 +171,13 @@ class Dispatcher:
                 log.exception("could not renew leases")
 
     async def _load(self, batch: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]]:
-        notices = {}
-        missing = [n for n in {d["notice_id"] for d in batch} if self._notices.get(n) is None]
+        notices = {n: self._notices.get(n) for n in {d["notice_id"] for d in batch}}
+        missing = [n for n, loaded in notices.items() if loaded is None]
         if missing:
             async with self.store.read() as conn:
                 for notice_id in missing:
-                    self._notices.put(notice_id, await self._load_notice(conn, notice_id))
-        for notice_id in {d["notice_id"] for d in batch}:
-            notices[notice_id] = self._notices.get(notice_id)
+                    notices[notice_id] = await self._load_notice(conn, notice_id)
+                    self._notices.put(notice_id, notices[notice_id])
         return notices  # type: ignore[return-value]
 
     @staticmethod

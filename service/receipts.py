@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store import deliveries as delivery_store
 from service.store import receipts as receipt_store
 
 log = logging.getLogger("herald.receipts")
@@ -232,7 +233,7 @@ async def find_bounced_delivery(conn: AsyncConnection, bounce: Bounce) -> dict[s
         if delivery is not None and delivery["channel"] == "email":
             return delivery
     for delivery_id in bounce.verp_delivery_ids:
-        delivery = await receipt_store.delivery_by_id(conn, delivery_id)
+        delivery = await delivery_store.get_delivery(conn, delivery_id, for_update=True)
         if delivery is not None and delivery["channel"] == "email":
             return delivery
     return None

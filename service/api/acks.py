@@ -120,7 +120,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     async with request.app["store"].begin() as conn:
-        delivery = await receipt_store.delivery_by_id(conn, found["id"])
+        delivery = await delivery_store.get_delivery(conn, found["id"], for_update=True)
         assert delivery is not None  # deliveries are never deleted
         recorded = await acks.acknowledge(conn, delivery, request.headers.get("User-Agent"))
     described = await _describe(request, found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.tables import contacts, deliveries, partners
@@ -129,8 +129,11 @@ async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[dict[str, An
         await conn.execute(_record, params)
 
 
-async def get_delivery(conn: AsyncConnection, delivery_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(select(deliveries).where(deliveries.c.id == delivery_id))).mappings().first()
+async def get_delivery(conn: AsyncConnection, delivery_id: int, for_update: bool = False) -> dict[str, Any] | None:
+    query = select(deliveries).where(deliveries.c.id == delivery_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
 
@@ -153,13 +156,6 @@ async def recipients(conn: AsyncConnection, contact_ids: Iterable[int]) -> dict[
         .where(contacts.c.id.in_(list(set(contact_ids))))
     )
     return {int(r["id"]): dict(r) for r in (await conn.execute(query)).mappings()}
-
-
-async def status_counts(conn: AsyncConnection, *conditions: Any) -> dict[str, int]:
-    query = select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-    if conditions:
-        query = query.where(and_(*conditions))
-    return {status: int(count) for status, count in await conn.execute(query)}
 
 
 async def queue_depth(conn: AsyncConnection) -> dict[tuple[str, str], int]:

@@ -62,11 +62,6 @@ async def cancel_scheduled(
     return [int(r[0]) for r in result]
 
 
-async def of_notice(conn: AsyncConnection, notice_id: int) -> list[dict[str, Any]]:
-    query = select(escalations).where(escalations.c.notice_id == notice_id).order_by(escalations.c.id)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
-
-
 async def channels_used(conn: AsyncConnection, notice_id: int, partner_id: str) -> dict[int, set[str]]:
     """Channels each contact of the partner was already sent this notice on (any step, any outcome)."""
     query = select(deliveries.c.contact_id, deliveries.c.channel).where(

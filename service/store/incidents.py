@@ -31,11 +31,6 @@ async def get_incident(conn: AsyncConnection, incident_id: int, for_update: bool
     return dict(row) if row else None
 
 
-async def get_incident_by_source_key(conn: AsyncConnection, source_key: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(incidents).where(incidents.c.source_key == source_key))).mappings().first()
-    return dict(row) if row else None
-
-
 async def list_incidents(
     conn: AsyncConnection,
     *,

@@ -30,10 +30,6 @@ async def delivery_by_message_id(conn: AsyncConnection, message_id: str) -> dict
     return await _one_delivery(conn, deliveries.c.message_id == message_id)
 
 
-async def delivery_by_id(conn: AsyncConnection, delivery_id: int) -> dict[str, Any] | None:
-    return await _one_delivery(conn, deliveries.c.id == delivery_id)
-
-
 async def has_receipt(
     conn: AsyncConnection, delivery_id: int, source: str, status: str, error_code: str | None
 ) -> bool:
@@ -67,11 +63,6 @@ async def record_receipt(
         )
     )
     return int(result.inserted_primary_key[0])
-
-
-async def receipts_of(conn: AsyncConnection, delivery_id: int) -> list[dict[str, Any]]:
-    query = select(receipts).where(receipts.c.delivery_id == delivery_id).order_by(receipts.c.id)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
 async def update_delivery(conn: AsyncConnection, delivery_id: int, values: dict[str, Any]) -> None:
