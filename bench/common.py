@@ -8,20 +8,19 @@ import resource
 import sqlite3
 import sys
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import psutil
 from pydantic import SecretStr
 
-from service.settings import ROOT, Settings, Token
-from service.store import Store
-from service.store import tables
-
 from bench.sinks import ACCOUNT_SID, AUTH_TOKEN, free_port
+from service.settings import ROOT, Settings, Token
+from service.store import Store, tables
 
 TOKEN = "bench-operator-token-0123456789"
 
@@ -52,10 +51,19 @@ def herald_settings(db_path: Path, sink: Sinks, **dispatch: Any) -> Settings:
         {
             "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
             "auth": {"tokens": [Token(name="bench", scopes=["admin"], secret=TOKEN)]},  # type: ignore[list-item]
-            "smtp": {"host": "127.0.0.1", "port": sink.smtp_port, "tls": "none", "pool_size": 8,
-                     "from_address": "Herald <incident@herald.example.com>"},
-            "twilio": {"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from_number": "+15005550006",
-                       "api_base_url": sink.twilio_url},
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": sink.smtp_port,
+                "tls": "none",
+                "pool_size": 8,
+                "from_address": "Herald <incident@herald.example.com>",
+            },
+            "twilio": {
+                "account_sid": ACCOUNT_SID,
+                "auth_token": AUTH_TOKEN,
+                "from_number": "+15005550006",
+                "api_base_url": sink.twilio_url,
+            },
             "dispatch": {"poll_interval": 0.05, **dispatch},
             "directory": {"import_on_start": False},
         }
@@ -68,16 +76,47 @@ def partner_rows(count: int, emails: int = 2, phones: int = 1) -> tuple[list[dic
     partners, contacts = [], []
     for p in range(count):
         pid = f"partner-{p:06d}"
-        partners.append({"id": pid, "name": f"取引先 {p} 株式会社", "language": "ja" if p % 4 else "en",
-                         "components": ["*"], "policy": None, "created_at": now, "updated_at": now})
+        partners.append(
+            {
+                "id": pid,
+                "name": f"取引先 {p} 株式会社",
+                "language": "ja" if p % 4 else "en",
+                "components": ["*"],
+                "policy": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         for e in range(emails):
-            contacts.append({"partner_id": pid, "key": f"e{e}", "name": f"担当 {e}", "tier": 1 if e == 0 else 2,
-                             "email": f"contact{e}.{p}@partner{p}.example.jp", "phone": None, "channels": ["email"],
-                             "language": None, "created_at": now, "updated_at": now})
+            contacts.append(
+                {
+                    "partner_id": pid,
+                    "key": f"e{e}",
+                    "name": f"担当 {e}",
+                    "tier": 1 if e == 0 else 2,
+                    "email": f"contact{e}.{p}@partner{p}.example.jp",
+                    "phone": None,
+                    "channels": ["email"],
+                    "language": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         for s in range(phones):
-            contacts.append({"partner_id": pid, "key": f"s{s}", "name": f"当番 {s}", "tier": 1,
-                             "email": None, "phone": f"+8190{p:08d}", "channels": ["sms"],
-                             "language": None, "created_at": now, "updated_at": now})
+            contacts.append(
+                {
+                    "partner_id": pid,
+                    "key": f"s{s}",
+                    "name": f"当番 {s}",
+                    "tier": 1,
+                    "email": None,
+                    "phone": f"+8190{p:08d}",
+                    "channels": ["sms"],
+                    "language": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
     return partners, contacts
 
 
@@ -107,7 +146,9 @@ def table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -172,15 +213,21 @@ def _reveal(value: object) -> object:
 async def herald_process(settings: Settings, workdir: Path) -> AsyncIterator[HeraldProcess]:
     """`bench._herald_proc` on `settings` (listening on a free 127.0.0.1 port), stopped on exit."""
     port = free_port()
-    server = settings.server.model_copy(update={"host": "127.0.0.1", "port": port,
-                                                "public_base_url": f"http://127.0.0.1:{port}"})
+    server = settings.server.model_copy(
+        update={"host": "127.0.0.1", "port": port, "public_base_url": f"http://127.0.0.1:{port}"}
+    )
     config = workdir / "herald.json"
     config.write_text(json.dumps(settings.model_copy(update={"server": server}).model_dump(), default=_reveal))
     log_path = workdir / "herald.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench._herald_proc", str(config), cwd=str(ROOT),
-            stdout=asyncio.subprocess.PIPE, stderr=log,
+            sys.executable,
+            "-m",
+            "bench._herald_proc",
+            str(config),
+            cwd=str(ROOT),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
         )
     try:
         assert process.stdout is not None
@@ -286,7 +333,9 @@ def broadcast_figures(log: DeliveryLog, posted_at: float) -> dict[str, Any]:
     }
 
 
-async def insert_directory(settings: Settings, partner_list: list[dict[str, Any]], contact_list: list[dict[str, Any]]) -> None:
+async def insert_directory(
+    settings: Settings, partner_list: list[dict[str, Any]], contact_list: list[dict[str, Any]]
+) -> None:
     """`seed_directory` for rows the caller shaped itself (components, ids)."""
     store = Store(settings.database.url)
     await store.upgrade()

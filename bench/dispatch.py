@@ -34,8 +34,12 @@ from service.store.tables import deliveries
 
 _FALLBACK_TEXT = "受発注APIの緊急メンテナンスを実施いたします。メンテナンス中は発注登録ができません。\n" * 12
 _FALLBACK_MESSAGE = OutboundMessage(
-    delivery_id=0, message_id="<raw@bench>", to="x@example.jp", text=_FALLBACK_TEXT,
-    subject="【メンテナンスのお知らせ】受発注APIの緊急メンテナンス", html="<p>" + _FALLBACK_TEXT + "</p>",
+    delivery_id=0,
+    message_id="<raw@bench>",
+    to="x@example.jp",
+    text=_FALLBACK_TEXT,
+    subject="【メンテナンスのお知らせ】受発注APIの緊急メンテナンス",
+    html="<p>" + _FALLBACK_TEXT + "</p>",
 )
 
 BROADCAST = {
@@ -43,8 +47,14 @@ BROADCAST = {
     "severity": "major",
     "fields": {
         "title": {"ja": "受発注APIの緊急メンテナンス", "en": "Emergency maintenance of the Order API"},
-        "summary": {"ja": "受発注APIの緊急メンテナンスを実施いたします。", "en": "We will carry out emergency maintenance on the Order API."},
-        "impact": {"ja": "メンテナンス中は発注登録ができません。", "en": "Orders cannot be submitted during the window."},
+        "summary": {
+            "ja": "受発注APIの緊急メンテナンスを実施いたします。",
+            "en": "We will carry out emergency maintenance on the Order API.",
+        },
+        "impact": {
+            "ja": "メンテナンス中は発注登録ができません。",
+            "en": "Orders cannot be submitted during the window.",
+        },
         "window_start": "2026-12-05T01:00:00+09:00",
         "window_end": "2026-12-05T03:00:00+09:00",
         "responsible": {"name": {"ja": "山田 太郎", "en": "Taro Yamada"}, "email": "incident-desk@example.com"},
@@ -72,7 +82,9 @@ async def run_herald(settings: Settings, body: dict[str, Any] = BROADCAST) -> di
         accepted = time.perf_counter() - started
         await wait_until_settled(app)
         async with app["store"].read() as conn:
-            rows = (await conn.execute(select(deliveries.c.status, deliveries.c.created_at, deliveries.c.sent_at))).all()
+            rows = (
+                await conn.execute(select(deliveries.c.status, deliveries.c.created_at, deliveries.c.sent_at))
+            ).all()
         last_outcome = max(sent for _, _, sent in rows if sent is not None)
         elapsed = last_outcome - posted_at  # from the POST to the last outcome, polling excluded
     finally:
@@ -106,9 +118,15 @@ async def sample_email(settings: Settings) -> OutboundMessage:
     store = Store(settings.database.url)
     try:
         async with store.read() as conn:
-            delivery = dict((await conn.execute(
-                select(deliveries).where(deliveries.c.channel == "email").order_by(deliveries.c.id).limit(1)
-            )).mappings().one())
+            delivery = dict(
+                (
+                    await conn.execute(
+                        select(deliveries).where(deliveries.c.channel == "email").order_by(deliveries.c.id).limit(1)
+                    )
+                )
+                .mappings()
+                .one()
+            )
             notice = await incident_store.get_notice(conn, delivery["notice_id"])
             names = await delivery_store.recipients(conn, [delivery["contact_id"]])
     finally:
@@ -156,17 +174,31 @@ async def main(partners: int, emails: int, phones: int) -> None:
         raw = await run_raw_smtp(sink, email_only["deliveries"], email_settings.smtp.pool_size, sample)
     rows = [
         ("run", "deliveries", "seconds", "deliveries/s", "created→sent p50 ms", "p99 ms"),
-        (f"Herald, email+SMS ({emails}+{phones} per partner)", mixed["deliveries"], f"{mixed['seconds']:.2f}",
-         f"{mixed['rate']:.0f}", f"{mixed['p50'] * 1000:.0f}", f"{mixed['p99'] * 1000:.0f}"),
-        ("Herald, email only", email_only["deliveries"], f"{email_only['seconds']:.2f}", f"{email_only['rate']:.0f}",
-         f"{email_only['p50'] * 1000:.0f}", f"{email_only['p99'] * 1000:.0f}"),
+        (
+            f"Herald, email+SMS ({emails}+{phones} per partner)",
+            mixed["deliveries"],
+            f"{mixed['seconds']:.2f}",
+            f"{mixed['rate']:.0f}",
+            f"{mixed['p50'] * 1000:.0f}",
+            f"{mixed['p99'] * 1000:.0f}",
+        ),
+        (
+            "Herald, email only",
+            email_only["deliveries"],
+            f"{email_only['seconds']:.2f}",
+            f"{email_only['rate']:.0f}",
+            f"{email_only['p50'] * 1000:.0f}",
+            f"{email_only['p99'] * 1000:.0f}",
+        ),
         ("raw aiosmtplib (no persistence)", raw["deliveries"], f"{raw['seconds']:.2f}", f"{raw['rate']:.0f}", "-", "-"),
     ]
     print(table(rows))
     print(f"\nmessage size {len(build_email(sample, 'x@example.com')):,} bytes (the same bytes in every run)")
-    print(f"Herald email-only / raw aiosmtplib: {email_only['rate'] / raw['rate']:.0%}"
-          f"   (all sent: {mixed['sent'] == mixed['deliveries'] and email_only['sent'] == email_only['deliveries']};"
-          f" peak RSS {peak_rss_mb():.0f} MB)")
+    print(
+        f"Herald email-only / raw aiosmtplib: {email_only['rate'] / raw['rate']:.0%}"
+        f"   (all sent: {mixed['sent'] == mixed['deliveries'] and email_only['sent'] == email_only['deliveries']};"
+        f" peak RSS {peak_rss_mb():.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

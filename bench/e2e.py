@@ -40,8 +40,8 @@ from bench.common import (
     sinks,
     table,
 )
-from channels.base import OutboundMessage
 from bench.dispatch import BROADCAST, run_raw_smtp, sample_email
+from channels.base import OutboundMessage
 
 DELIVERIES_PER_PARTNER = 3  # BROADCAST is major: tier-1 email, tier-1 SMS, tier-2 email
 APPRISE_THREADS = 8  # as many as Herald's SMTP pool and the raw client's connections
@@ -68,8 +68,13 @@ async def herald_broadcast(sink: Sinks, workdir: Path, partners: int, timeout: f
                 accepted = time.time() - posted_at
             await log.wait_until_settled(timeout or settle_timeout(expected), herald)
             figures = broadcast_figures(log, posted_at)
-            figures.update(idle_rss=idle_rss, peak_rss=herald.peak_rss_mb(), accepted=accepted, seeded=seeded,
-                           log_errors=log_errors(herald.log_path))
+            figures.update(
+                idle_rss=idle_rss,
+                peak_rss=herald.peak_rss_mb(),
+                accepted=accepted,
+                seeded=seeded,
+                log_errors=log_errors(herald.log_path),
+            )
         figures["sample"] = await sample_email(settings)
     finally:
         log.close()
@@ -82,8 +87,10 @@ def apprise_jobs(sink: Sinks, count: int, sample: OutboundMessage) -> list[tuple
     jobs = []
     for n in range(count):
         notifier = apprise.Apprise()
-        url = (f"mailto://127.0.0.1:{sink.smtp_port}?smtp=127.0.0.1&mode=insecure"
-               f"&from=incident@herald.example.com&name=Herald&to=contact{n}@partner{n}.example.jp")
+        url = (
+            f"mailto://127.0.0.1:{sink.smtp_port}?smtp=127.0.0.1&mode=insecure"
+            f"&from=incident@herald.example.com&name=Herald&to=contact{n}@partner{n}.example.jp"
+        )
         if not notifier.add(url):
             raise RuntimeError(f"Apprise rejected {url}")
         jobs.append((notifier, sample.subject or "", sample.html or sample.text))
@@ -115,38 +122,71 @@ async def main(partners: int, apprise_count: int, timeout: float | None) -> None
         subset = min(apprise_count, herald["emails"])
         ap = await asyncio.to_thread(run_apprise, sink, subset, herald["sample"])
     print(report(herald, raw, ap))
-    print(f"\n(wall time {time.perf_counter() - started:.0f} s; seeding {herald['seeded']:.1f} s not counted;"
-          f" POST /v1/broadcasts answered in {herald['accepted'] * 1000:.0f} ms, planning included)")
+    print(
+        f"\n(wall time {time.perf_counter() - started:.0f} s; seeding {herald['seeded']:.1f} s not counted;"
+        f" POST /v1/broadcasts answered in {herald['accepted'] * 1000:.0f} ms, planning included)"
+    )
 
 
 def report(herald: dict[str, Any], raw: dict[str, Any], ap: dict[str, Any]) -> str:
     rows = [
         ("run", "deliveries", "seconds", "deliveries/s", "created→sent p50 ms", "p99 ms", "peak RSS MB"),
-        ("Herald, email+SMS (own process, SQLite)", herald["deliveries"], f"{herald['seconds']:.2f}",
-         f"{herald['rate']:.0f}", f"{herald['p50'] * 1000:.0f}", f"{herald['p99'] * 1000:.0f}",
-         f"{herald['peak_rss']:.0f}"),
+        (
+            "Herald, email+SMS (own process, SQLite)",
+            herald["deliveries"],
+            f"{herald['seconds']:.2f}",
+            f"{herald['rate']:.0f}",
+            f"{herald['p50'] * 1000:.0f}",
+            f"{herald['p99'] * 1000:.0f}",
+            f"{herald['peak_rss']:.0f}",
+        ),
         ("  of which the email lane", herald["emails"], "-", f"{herald['email_rate']:.0f}", "-", "-", "-"),
-        ("raw aiosmtplib, 8 connections (no persistence)", raw["deliveries"], f"{raw['seconds']:.2f}",
-         f"{raw['rate']:.0f}", "-", "-", "-"),
-        (f"Apprise mailto://, {APPRISE_THREADS} threads (subset of {ap['deliveries']})", ap["deliveries"],
-         f"{ap['seconds']:.2f}", f"{ap['rate']:.0f}", "-", "-", "-"),
+        (
+            "raw aiosmtplib, 8 connections (no persistence)",
+            raw["deliveries"],
+            f"{raw['seconds']:.2f}",
+            f"{raw['rate']:.0f}",
+            "-",
+            "-",
+            "-",
+        ),
+        (
+            f"Apprise mailto://, {APPRISE_THREADS} threads (subset of {ap['deliveries']})",
+            ap["deliveries"],
+            f"{ap['seconds']:.2f}",
+            f"{ap['rate']:.0f}",
+            "-",
+            "-",
+            "-",
+        ),
     ]
     vs_apprise = herald["rate"] / ap["rate"]
     vs_raw = herald["rate"] / raw["rate"]
-    rss_verdict = (verdict(herald["peak_rss"] <= AIM_RSS_MB) if herald["deliveries"] >= AIM_RSS_AT
-                   else f"not judged below {AIM_RSS_AT:,} deliveries")
+    rss_verdict = (
+        verdict(herald["peak_rss"] <= AIM_RSS_MB)
+        if herald["deliveries"] >= AIM_RSS_AT
+        else f"not judged below {AIM_RSS_AT:,} deliveries"
+    )
     all_sent = herald["sent"] == herald["deliveries"] and ap["sent"] == ap["deliveries"]
-    return "\n".join([
-        table(rows),
-        "",
-        f"Herald / Apprise: {vs_apprise:.1f}×   (aim ≥ {AIM_VS_APPRISE:.0f}×: {verdict(vs_apprise >= AIM_VS_APPRISE)})",
-        (f"Herald / raw:     {vs_raw:.0%}   (aim ≥ {AIM_VS_RAW:.0%}: {verdict(vs_raw >= AIM_VS_RAW)});"
-         f" email lane alone / raw: {herald['email_rate'] / raw['rate']:.0%}"),
-        (f"Herald peak RSS:  {herald['peak_rss']:.0f} MB (idle after start {herald['idle_rss']:.0f} MB)"
-         f"   (aim ≤ {AIM_RSS_MB} MB at {AIM_RSS_AT:,}: {rss_verdict})"),
-        (f"all sent: {all_sent} (Herald {herald['sent']}/{herald['deliveries']}, Apprise {ap['sent']}/{ap['deliveries']});"
-         f" error lines in Herald's log: {herald['log_errors']}"),
-    ])
+    return "\n".join(
+        [
+            table(rows),
+            "",
+            f"Herald / Apprise: {vs_apprise:.1f}×   (aim ≥ {AIM_VS_APPRISE:.0f}×: {verdict(vs_apprise >= AIM_VS_APPRISE)})",
+            (
+                f"Herald / raw:     {vs_raw:.0%}   (aim ≥ {AIM_VS_RAW:.0%}: {verdict(vs_raw >= AIM_VS_RAW)});"
+                f" email lane alone / raw: {herald['email_rate'] / raw['rate']:.0%}"
+            ),
+            (
+                f"Herald peak RSS:  {herald['peak_rss']:.0f} MB (idle after start {herald['idle_rss']:.0f} MB)"
+                f"   (aim ≤ {AIM_RSS_MB} MB at {AIM_RSS_AT:,}: {rss_verdict})"
+            ),
+            (
+                f"all sent: {all_sent} (Herald {herald['sent']}/{herald['deliveries']}, Apprise {ap['sent']}/{ap['deliveries']});"
+                f" error lines in Herald's log: {herald['log_errors']}"
+            ),
+        ]
+    )
 
 
 def verdict(ok: bool) -> str:
@@ -157,7 +197,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--partners", type=int, default=10_000, help="partners (3 deliveries each)")
     parser.add_argument("--apprise", type=int, default=2_000, help="emails Apprise sends (a subset)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds to wait for Herald to settle (default: 60 + 10 ms a delivery)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for Herald to settle (default: 60 + 10 ms a delivery)",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.partners, args.apprise, args.timeout))

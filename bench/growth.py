@@ -24,17 +24,40 @@ DEFAULT_SIZES = "1000,10000,100000"
 
 
 async def main(sizes: list[int]) -> None:
-    rows = [("deliveries", "partners", "settle s", "deliveries/s", "created→sent p99 s", "idle RSS MB",
-             "peak RSS MB", "peak − idle MB", "all sent", "log errors")]
+    rows = [
+        (
+            "deliveries",
+            "partners",
+            "settle s",
+            "deliveries/s",
+            "created→sent p99 s",
+            "idle RSS MB",
+            "peak RSS MB",
+            "peak − idle MB",
+            "all sent",
+            "log errors",
+        )
+    ]
     started = time.perf_counter()
     async with sinks() as sink:
         for size in sizes:
             partners = max(1, round(size / DELIVERIES_PER_PARTNER))
             with tempfile.TemporaryDirectory(prefix="herald-growth-") as tmp:
                 f = await herald_broadcast(sink, Path(tmp), partners)
-            rows.append((f["deliveries"], partners, f"{f['seconds']:.1f}", f"{f['rate']:.0f}", f"{f['p99']:.2f}",
-                         f"{f['idle_rss']:.0f}", f"{f['peak_rss']:.0f}", f"{f['peak_rss'] - f['idle_rss']:.0f}",
-                         f["sent"] == f["deliveries"], f["log_errors"]))
+            rows.append(
+                (
+                    f["deliveries"],
+                    partners,
+                    f"{f['seconds']:.1f}",
+                    f"{f['rate']:.0f}",
+                    f"{f['p99']:.2f}",
+                    f"{f['idle_rss']:.0f}",
+                    f"{f['peak_rss']:.0f}",
+                    f"{f['peak_rss'] - f['idle_rss']:.0f}",
+                    f["sent"] == f["deliveries"],
+                    f["log_errors"],
+                )
+            )
             print(f"  {f['deliveries']} deliveries settled in {f['seconds']:.1f} s", flush=True)
     print()
     print(table(rows))
@@ -47,7 +70,11 @@ def parse_sizes(text: str) -> list[int]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes(DEFAULT_SIZES),
-                        help=f"comma-separated delivery counts (default {DEFAULT_SIZES})")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=parse_sizes(DEFAULT_SIZES),
+        help=f"comma-separated delivery counts (default {DEFAULT_SIZES})",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.sizes))

@@ -47,8 +47,13 @@ def bench_settings(db_path: Path) -> Settings:
 
 def webhook(group: int, severity: str) -> bytes:
     component = COMPONENTS[group % len(COMPONENTS)]
-    labels = {"alertname": f"BenchAlert{group}", "component": component, "severity": severity,
-              "instance": f"{component}-{group}:8080", "job": component}
+    labels = {
+        "alertname": f"BenchAlert{group}",
+        "component": component,
+        "severity": severity,
+        "instance": f"{component}-{group}:8080",
+        "job": component,
+    }
     annotations = {"summary": f"{component} alert {group}", "description": f"Synthetic alert {group} for the bench."}
     body = {
         "version": "4",
@@ -60,11 +65,17 @@ def webhook(group: int, severity: str) -> bytes:
         "commonLabels": labels,
         "commonAnnotations": annotations,
         "externalURL": "http://alertmanager.example.com:9093",
-        "alerts": [{
-            "status": "firing", "labels": labels, "annotations": annotations,
-            "startsAt": "2026-11-25T01:02:03Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.example.com/graph", "fingerprint": f"{group:016x}",
-        }],
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": annotations,
+                "startsAt": "2026-11-25T01:02:03Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.example.com/graph",
+                "fingerprint": f"{group:016x}",
+            }
+        ],
     }
     return json.dumps(body).encode()
 

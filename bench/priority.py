@@ -87,7 +87,9 @@ async def sending_rate(log: DeliveryLog, notice_id: int, window: float = 0.5) ->
     return max(1.0, (log.count(SENT_SMS, notice_id) - before) / window)
 
 
-async def run(sink: Sinks, workdir: Path, partners: int, probes: int, posts: int, interval: float | None) -> dict[str, Any]:
+async def run(
+    sink: Sinks, workdir: Path, partners: int, probes: int, posts: int, interval: float | None
+) -> dict[str, Any]:
     settings = herald_settings(workdir / "herald.db", sink)
     await insert_directory(settings, *directory_rows(partners, probes))
     total = (partners + probes) * 3
@@ -122,14 +124,25 @@ def measure(log: DeliveryLog, broadcast_id: int, sent_posts: list[tuple[int, flo
     for incident_id, posted_at, answered_at in sent_posts:
         backlog = sum(1 for sent in broadcast_sms if sent > posted_at)
         for row in log.rows("incident_id = ? AND channel = 'sms' AND tier = 1", incident_id):
-            samples.append({"incident": incident_id, "lag": (row["sent_at"] or float("inf")) - posted_at,
-                            "answer": answered_at - posted_at,
-                            "backlog": backlog, "status": row["status"]})
+            samples.append(
+                {
+                    "incident": incident_id,
+                    "lag": (row["sent_at"] or float("inf")) - posted_at,
+                    "answer": answered_at - posted_at,
+                    "backlog": backlog,
+                    "status": row["status"],
+                }
+            )
     under_load = [s for s in samples if s["backlog"] > 0]
-    broadcast_seconds = max(r["sent_at"] or r["updated_at"] for r in broadcast) - min(r["created_at"] for r in broadcast)
+    broadcast_seconds = max(r["sent_at"] or r["updated_at"] for r in broadcast) - min(
+        r["created_at"] for r in broadcast
+    )
     return {
-        "broadcast": len(broadcast), "broadcast_rate": len(broadcast) / broadcast_seconds, "posts": len(sent_posts),
-        "samples": samples, "under_load": under_load,
+        "broadcast": len(broadcast),
+        "broadcast_rate": len(broadcast) / broadcast_seconds,
+        "posts": len(sent_posts),
+        "samples": samples,
+        "under_load": under_load,
     }
 
 
@@ -140,25 +153,43 @@ def report(figures: dict[str, Any]) -> str:
     backlogs = [s["backlog"] for s in under_load]
     rows = [
         ("measure (posts made while broadcast SMS were queued)", "p50 ms", "p99 ms", "max ms", "samples"),
-        ("critical tier-1 SMS: sent_at − POST began", f"{percentile(lags, 0.5):.0f}", f"{percentile(lags, 0.99):.0f}",
-         f"{max(lags, default=float('nan')):.0f}", len(lags)),
-        ("POST /v1/incidents answered (plan written)", f"{percentile(answers, 0.5):.0f}",
-         f"{percentile(answers, 0.99):.0f}", f"{max(answers, default=float('nan')):.0f}", len(answers)),
+        (
+            "critical tier-1 SMS: sent_at − POST began",
+            f"{percentile(lags, 0.5):.0f}",
+            f"{percentile(lags, 0.99):.0f}",
+            f"{max(lags, default=float('nan')):.0f}",
+            len(lags),
+        ),
+        (
+            "POST /v1/incidents answered (plan written)",
+            f"{percentile(answers, 0.5):.0f}",
+            f"{percentile(answers, 0.99):.0f}",
+            f"{max(answers, default=float('nan')):.0f}",
+            len(answers),
+        ),
     ]
     p99 = percentile(lags, 0.99)
     verdict = "met" if p99 <= AIM_P99_MS else "MISSED"
-    return "\n".join([
-        table(rows),
-        "",
-        (f"broadcast: {figures['broadcast']} deliveries at {figures['broadcast_rate']:.0f}/s;"
-         f" {figures['posts']} critical incidents, one every {figures['interval']:.2f} s"
-         f" after {START_AT_SHARE:.0%} of its SMS were sent"),
-        (f"under load: {len(under_load)} of {len(samples)} tier-1 SMS; broadcast SMS still queued at those posts:"
-         f" min {min(backlogs, default=0)}, median {percentile(backlogs, 0.5):.0f}"),
-        (f"all critical SMS sent: {all(s['status'] == 'sent' for s in samples)};"
-         f" Herald peak RSS {figures['peak_rss']:.0f} MB; error lines in Herald's log: {figures['log_errors']}"),
-        f"p99 {p99:.0f} ms (aim ≤ {AIM_P99_MS} ms: {verdict})",
-    ])
+    return "\n".join(
+        [
+            table(rows),
+            "",
+            (
+                f"broadcast: {figures['broadcast']} deliveries at {figures['broadcast_rate']:.0f}/s;"
+                f" {figures['posts']} critical incidents, one every {figures['interval']:.2f} s"
+                f" after {START_AT_SHARE:.0%} of its SMS were sent"
+            ),
+            (
+                f"under load: {len(under_load)} of {len(samples)} tier-1 SMS; broadcast SMS still queued at those posts:"
+                f" min {min(backlogs, default=0)}, median {percentile(backlogs, 0.5):.0f}"
+            ),
+            (
+                f"all critical SMS sent: {all(s['status'] == 'sent' for s in samples)};"
+                f" Herald peak RSS {figures['peak_rss']:.0f} MB; error lines in Herald's log: {figures['log_errors']}"
+            ),
+            f"p99 {p99:.0f} ms (aim ≤ {AIM_P99_MS} ms: {verdict})",
+        ]
+    )
 
 
 async def main(partners: int, probes: int, posts: int, interval: float | None) -> None:
@@ -175,7 +206,11 @@ if __name__ == "__main__":
     parser.add_argument("--partners", type=int, default=10_000, help="bulk partners (3 broadcast deliveries each)")
     parser.add_argument("--probes", type=int, default=5, help="partners the critical incidents reach")
     parser.add_argument("--posts", type=int, default=20, help="critical incidents posted during the broadcast")
-    parser.add_argument("--interval", type=float, default=None,
-                        help="seconds between posts (default: spread over 60%% of the broadcast's estimated rest)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        help="seconds between posts (default: spread over 60%% of the broadcast's estimated rest)",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.partners, args.probes, args.posts, args.interval))

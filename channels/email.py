@@ -219,8 +219,7 @@ def _body(message: OutboundMessage) -> bytes:
 def _part(subtype: str, text: str) -> bytes:
     encoded = base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
     return (
-        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'.encode()
-        + encoded
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n'.encode() + encoded
     )
 
 

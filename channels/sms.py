@@ -113,9 +113,7 @@ class SmsChannel:
         self._http: RewritingTwilioHttpClient | None = None
 
     @classmethod
-    def from_settings(
-        cls, settings: TwilioSettings, status_callback: str | None = None
-    ) -> SmsChannel:
+    def from_settings(cls, settings: TwilioSettings, status_callback: str | None = None) -> SmsChannel:
         if not (settings.account_sid and settings.auth_token):
             raise ValueError("twilio.account_sid and twilio.auth_token are not set")
         return cls(

@@ -14,8 +14,9 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -124,11 +125,22 @@ async def acknowledge(
     await receipt_store.update_delivery(
         conn, delivery["id"], {"status": "acknowledged", "acknowledged_at": now, "updated_at": now}
     )
-    await receipt_store.record_receipt(conn, delivery["id"], "ack", "acknowledged", received_at=now,
-                                       detail={"previous_status": delivery["status"]})
-    await audit(conn, "delivery.acknowledged", "delivery", delivery["id"], None,
-                {"notice_id": delivery["notice_id"], "partner_id": delivery["partner_id"],
-                 "contact_id": delivery["contact_id"], "tier": delivery["tier"]})
+    await receipt_store.record_receipt(
+        conn, delivery["id"], "ack", "acknowledged", received_at=now, detail={"previous_status": delivery["status"]}
+    )
+    await audit(
+        conn,
+        "delivery.acknowledged",
+        "delivery",
+        delivery["id"],
+        None,
+        {
+            "notice_id": delivery["notice_id"],
+            "partner_id": delivery["partner_id"],
+            "contact_id": delivery["contact_id"],
+            "tier": delivery["tier"],
+        },
+    )
     await escalation.cancel_on_acknowledgement(conn, delivery, now)
     log.info("delivery %s acknowledged (notice %s, tier %s)", delivery["id"], delivery["notice_id"], delivery["tier"])
     return Acknowledgement(delivery["id"], now, new=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from sqlalchemy import insert
@@ -17,9 +17,9 @@ from service.api import acks, deliveries, health, incidents, observe, partners, 
 from service.api.auth import TokenTable, auth_middleware
 from service.api.errors import error_middleware
 from service.dispatcher import Dispatcher
-from service.metrics import Metrics
 from service.escalation import escalation_ctx
 from service.ingest.lifecycle import ingest_ctx
+from service.metrics import Metrics
 from service.settings import Settings
 from service.store import Store
 from service.store.tables import sandbox_messages
@@ -69,9 +69,14 @@ def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
         async with store.begin() as conn:
             await conn.execute(
                 insert(sandbox_messages).values(
-                    delivery_id=message.delivery_id, channel=channel, recipient=message.to,
-                    subject=message.subject, body=message.text, html=message.html,
-                    message_id=message.message_id, created_at=time.time(),
+                    delivery_id=message.delivery_id,
+                    channel=channel,
+                    recipient=message.to,
+                    subject=message.subject,
+                    body=message.text,
+                    html=message.html,
+                    message_id=message.message_id,
+                    created_at=time.time(),
                 )
             )
 
@@ -106,4 +111,3 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     await dispatcher.stop()
     for channel in channels.values():
         await channel.close()
-

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import secrets
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -69,7 +69,9 @@ async def _upgrade(settings: Settings) -> int:
 def _with_demo_token(settings: Settings) -> Settings:
     """The demo mints a one-off admin token for itself: no secret is ever kept in the repo."""
     token = Token(name="demo", scopes=["admin"], secret=secrets.token_urlsafe(24))  # type: ignore[arg-type]
-    return settings.model_copy(update={"auth": settings.auth.model_copy(update={"tokens": [*settings.auth.tokens, token]})})
+    return settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"tokens": [*settings.auth.tokens, token]})}
+    )
 
 
 if __name__ == "__main__":

@@ -99,14 +99,22 @@ _SHARED_LIMIT = 512
 
 
 def _shared_part(
-    settings: Settings, notice: dict[str, Any], incident: dict[str, Any] | None, lang: str, part: str,
-    has_ack: bool, tier: int, corrects_version: int | None,
+    settings: Settings,
+    notice: dict[str, Any],
+    incident: dict[str, Any] | None,
+    lang: str,
+    part: str,
+    has_ack: bool,
+    tier: int,
+    corrects_version: int | None,
 ) -> str:
     key = (notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, id(settings))
     cached = _shared_parts.get(key)
     if cached is None:
         recipient = {"name": _SLOTS["name"], "partner_name": _SLOTS["partner_name"], "tier": tier}
-        ctx = context(settings, notice, incident, lang, recipient, _SLOTS["ack_url"] if has_ack else None, corrects_version)
+        ctx = context(
+            settings, notice, incident, lang, recipient, _SLOTS["ack_url"] if has_ack else None, corrects_version
+        )
         cached = renderer(settings).render_part(notice["kind"], lang, part, ctx)
         if len(_shared_parts) >= _SHARED_LIMIT:
             _shared_parts.pop(next(iter(_shared_parts)))
@@ -116,8 +124,11 @@ def _shared_part(
 
 def _personalise(text: str, part: str, recipient: dict[str, Any], ack_url: str | None) -> str:
     quote = (lambda v: str(escape(v))) if part == "html" else str
-    for slot, value in (("name", recipient.get("name")), ("partner_name", recipient.get("partner_name")),
-                        ("ack_url", ack_url)):
+    for slot, value in (
+        ("name", recipient.get("name")),
+        ("partner_name", recipient.get("partner_name")),
+        ("ack_url", ack_url),
+    ):
         text = text.replace(_SLOTS[slot], quote(value or ""))
     return text
 
@@ -139,7 +150,9 @@ def outbound(
             ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version)
             parts[part] = renderer(settings).render_part(notice["kind"], lang, part, ctx)
             continue
-        shared = _shared_part(settings, notice, incident, lang, part, ack_url is not None, delivery["tier"], corrects_version)
+        shared = _shared_part(
+            settings, notice, incident, lang, part, ack_url is not None, delivery["tier"], corrects_version
+        )
         parts[part] = _personalise(shared, part, recipient, ack_url)
     responsible = notice["fields"].get("responsible") or {}
     message = OutboundMessage(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -34,8 +34,10 @@ async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE
     try:
         print(f"Herald is serving on {base} (database: {settings.database.url})")
         reply = await _post_sample(base, token, sample)
-        print(f"Posted the sample critical incident #{reply['incident_id']}: "
-              f"{reply['deliveries']['total']} deliveries planned for {reply['deliveries']['partners']} partners.")
+        print(
+            f"Posted the sample critical incident #{reply['incident_id']}: "
+            f"{reply['deliveries']['total']} deliveries planned for {reply['deliveries']['partners']} partners."
+        )
         await _wait_until_settled(app, reply["notice_id"])
         await _show(app, reply["notice_id"])
         if once:
@@ -51,7 +53,7 @@ async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE
 
 async def _post_sample(base: str, token: str, sample: Path) -> dict:
     incident = json.loads(sample.read_text("utf-8"))
-    incident["next_update_at"] = (datetime.now(timezone.utc) + timedelta(minutes=30)).isoformat()
+    incident["next_update_at"] = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
         async with session.post(f"{base}/v1/incidents", json=incident) as response:
             body = await response.json()
@@ -83,9 +85,16 @@ async def _show(app: web.Application, notice_id: int) -> None:
             )
         ).all()
         first = [
-            (await conn.execute(
-                select(sandbox_messages).where(sandbox_messages.c.channel == channel).order_by(sandbox_messages.c.id).limit(1)
-            )).mappings().first()
+            (
+                await conn.execute(
+                    select(sandbox_messages)
+                    .where(sandbox_messages.c.channel == channel)
+                    .order_by(sandbox_messages.c.id)
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
             for channel in ("email", "sms")
         ]
     table = Counter((priority, tier, channel, status) for tier, channel, status, priority in rows)

@@ -393,7 +393,7 @@ async def cli_import(settings: Settings, file: str) -> int:
     try:
         await store.upgrade()
         counts = await import_directory(store, directory, actor="cli")
-    except Exception as exc:  # noqa: BLE001 - the transaction rolled back; say so and fail
+    except Exception as exc:
         print(f"{file}: import failed, nothing changed: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -12,8 +12,9 @@ import os
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from channels.base import Channel, PermanentError, TransientError
 from service import compose
@@ -115,7 +116,7 @@ class Dispatcher:
                 done = await self.run_once(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a lane must outlive a database hiccup
+            except Exception:
                 log.exception("dispatch lane %s failed; retrying", channel)
                 done = 0
             if done or self._stopping:
@@ -123,7 +124,7 @@ class Dispatcher:
             wakeup.clear()
             try:
                 await asyncio.wait_for(wakeup.wait(), self.settings.dispatch.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _reaper(self) -> None:
@@ -134,7 +135,7 @@ class Dispatcher:
                 async with self.store.begin() as conn:
                     if await delivery_store.release_expired_leases(conn):
                         self.wake()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("lease reaper failed; retrying")
 
     async def run_once(self, channel: str) -> int:
@@ -167,10 +168,12 @@ class Dispatcher:
             try:
                 async with self.store.begin() as conn:
                     await delivery_store.extend_leases(conn, ids, self.worker_id, time.time() + lease)
-            except Exception:  # noqa: BLE001 - the next beat tries again
+            except Exception:
                 log.exception("could not renew leases")
 
-    async def _load(self, batch: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]]:
+    async def _load(
+        self, batch: list[dict[str, Any]]
+    ) -> dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]]:
         notices = {n: self._notices.get(n) for n in {d["notice_id"] for d in batch}}
         missing = [n for n, loaded in notices.items() if loaded is None]
         if missing:
@@ -202,8 +205,13 @@ class Dispatcher:
         outcome: dict[str, Any] = {"id": delivery["id"], "worker": self.worker_id, "attempts": delivery["attempts"]}
         try:
             message, digest = compose.outbound(
-                self.settings, delivery, notice, incident, _recipient(delivery),
-                self.ack_link(delivery), corrects_version,
+                self.settings,
+                delivery,
+                notice,
+                incident,
+                _recipient(delivery),
+                self.ack_link(delivery),
+                corrects_version,
             )
             outcome["body_hash"] = digest
             started = time.perf_counter()
@@ -215,32 +223,50 @@ class Dispatcher:
             return self._failed(delivery, outcome, "failed", exc.reason, exc.code)
         except TransientError as exc:
             return self._retry_or_die(delivery, outcome, exc.reason, exc.code)
-        except Exception as exc:  # noqa: BLE001 - an unknown failure is retried, never lost
+        except Exception as exc:
             log.exception("delivery %s: unexpected error", delivery["id"])
             return self._retry_or_die(delivery, outcome, f"{type(exc).__name__}: {exc}", None)
         now = time.time()
         outcome.update(
-            status="sent", provider_id=result.provider_id, provider_status=result.provider_status,
-            sent_at=now, updated_at=now, next_attempt_at=delivery["next_attempt_at"],
+            status="sent",
+            provider_id=result.provider_id,
+            provider_status=result.provider_status,
+            sent_at=now,
+            updated_at=now,
+            next_attempt_at=delivery["next_attempt_at"],
         )
         return outcome
 
-    def _retry_or_die(self, delivery: dict[str, Any], outcome: dict[str, Any], reason: str, code: str | None) -> dict[str, Any]:
+    def _retry_or_die(
+        self, delivery: dict[str, Any], outcome: dict[str, Any], reason: str, code: str | None
+    ) -> dict[str, Any]:
         now = time.time()
         next_at = self.policy.next_attempt_at(delivery["attempts"], delivery["created_at"], now)
         if next_at is None:
             reason = f"gave up after {delivery['attempts']} attempts: {reason}"
             return self._failed(delivery, outcome, "dead", reason, code)
-        log.info("delivery %s: attempt %d failed (%s); retry in %.1fs", delivery["id"], delivery["attempts"], reason, next_at - now)
+        log.info(
+            "delivery %s: attempt %d failed (%s); retry in %.1fs",
+            delivery["id"],
+            delivery["attempts"],
+            reason,
+            next_at - now,
+        )
         outcome.update(status="pending", last_error=reason, error_code=code, next_attempt_at=next_at, updated_at=now)
         return outcome
 
     @staticmethod
-    def _failed(delivery: dict[str, Any], outcome: dict[str, Any], status: str, reason: str, code: str | None) -> dict[str, Any]:
+    def _failed(
+        delivery: dict[str, Any], outcome: dict[str, Any], status: str, reason: str, code: str | None
+    ) -> dict[str, Any]:
         now = time.time()
         log.warning("delivery %s: %s (%s)", delivery["id"], status, reason)
         outcome.update(
-            status=status, last_error=reason, error_code=code, failed_at=now, updated_at=now,
+            status=status,
+            last_error=reason,
+            error_code=code,
+            failed_at=now,
+            updated_at=now,
             next_attempt_at=delivery["next_attempt_at"],
         )
         return outcome

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -55,8 +56,14 @@ async def schedule_for_notice(
     await escalation_store.schedule(
         conn,
         [
-            {"notice_id": notice["id"], "partner_id": partner_id, "step": STEP, "due_at": now + window,
-             "state": "scheduled", "created_at": now}
+            {
+                "notice_id": notice["id"],
+                "partner_id": partner_id,
+                "step": STEP,
+                "due_at": now + window,
+                "state": "scheduled",
+                "created_at": now,
+            }
             for partner_id in partners
         ],
     )
@@ -71,10 +78,17 @@ async def cancel_on_acknowledgement(conn: AsyncConnection, delivery: dict[str, A
     notice_id, partner_id = delivery["notice_id"], delivery["partner_id"]
     cancelled = await escalation_store.cancel_scheduled(conn, notice_id, partner_id, detail, now)
     for escalation_id in cancelled:
-        await audit(conn, "escalation.cancelled", "escalation", escalation_id, None,
-                    {"notice_id": notice_id, "partner_id": partner_id, **detail})
-        log.info("escalation %s cancelled: notice %s acknowledged by delivery %s",
-                 escalation_id, notice_id, delivery["id"])
+        await audit(
+            conn,
+            "escalation.cancelled",
+            "escalation",
+            escalation_id,
+            None,
+            {"notice_id": notice_id, "partner_id": partner_id, **detail},
+        )
+        log.info(
+            "escalation %s cancelled: notice %s acknowledged by delivery %s", escalation_id, notice_id, delivery["id"]
+        )
     return cancelled
 
 
@@ -104,18 +118,31 @@ async def _fire(conn: AsyncConnection, settings: Settings, escalation: dict[str,
         "channels": sorted({row["channel"] for row in rows}),
     }
     await escalation_store.finish(conn, escalation["id"], "fired", detail, now)
-    await audit(conn, "escalation.fired", "escalation", escalation["id"], None,
-                {"notice_id": notice_id, "partner_id": partner_id, "step": escalation["step"], **detail})
-    log.info("escalation %s fired: notice %s, partner %s, %d deliveries",
-             escalation["id"], notice_id, partner_id, len(rows))
+    await audit(
+        conn,
+        "escalation.fired",
+        "escalation",
+        escalation["id"],
+        None,
+        {"notice_id": notice_id, "partner_id": partner_id, "step": escalation["step"], **detail},
+    )
+    log.info(
+        "escalation %s fired: notice %s, partner %s, %d deliveries", escalation["id"], notice_id, partner_id, len(rows)
+    )
     return len(rows)
 
 
 async def _cancel_late(conn: AsyncConnection, escalation: dict[str, Any], now: float) -> None:
     detail = {"reason": "acknowledged before the escalation was claimed"}
     await escalation_store.finish(conn, escalation["id"], "cancelled", detail, now)
-    await audit(conn, "escalation.cancelled", "escalation", escalation["id"], None,
-                {"notice_id": escalation["notice_id"], "partner_id": escalation["partner_id"], **detail})
+    await audit(
+        conn,
+        "escalation.cancelled",
+        "escalation",
+        escalation["id"],
+        None,
+        {"notice_id": escalation["notice_id"], "partner_id": escalation["partner_id"], **detail},
+    )
 
 
 async def _escalation_deliveries(

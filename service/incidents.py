@@ -95,7 +95,9 @@ class Outcome:
 def check_transition(current: str, new: str) -> None:
     if new != current and new not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (the incident is closed)"
-        raise ApiError(409, "invalid_transition", f"cannot go from '{current}' to '{new}'; allowed: {allowed}", "status")
+        raise ApiError(
+            409, "invalid_transition", f"cannot go from '{current}' to '{new}'; allowed: {allowed}", "status"
+        )
 
 
 async def open_incident(

@@ -14,20 +14,37 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.deliveries = Counter(
-            "herald_delivery_outcomes", "Delivery attempts by channel and resulting status", ["channel", "status"], registry=r
+            "herald_delivery_outcomes",
+            "Delivery attempts by channel and resulting status",
+            ["channel", "status"],
+            registry=r,
         )
-        self.retries = Counter("herald_delivery_retries", "Attempts that failed and were scheduled again", ["channel"], registry=r)
+        self.retries = Counter(
+            "herald_delivery_retries", "Attempts that failed and were scheduled again", ["channel"], registry=r
+        )
         self.send_latency = Histogram(
-            "herald_send_latency_seconds", "Time a channel took to hand one message over", ["channel"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "herald_send_latency_seconds",
+            "Time a channel took to hand one message over",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_latency = Histogram(
-            "herald_created_to_submitted_seconds", "From delivery planned to accepted by the provider", ["channel", "tier"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "herald_created_to_submitted_seconds",
+            "From delivery planned to accepted by the provider",
+            ["channel", "tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
-        self.queue_depth = Gauge("herald_queue_depth", "Deliveries waiting or in flight", ["channel", "status"], registry=r)
-        self.webhooks = Counter("herald_webhooks", "Inbound webhooks by source and HTTP status", ["source", "status"], registry=r)
-        self.requests = Counter("herald_http_requests", "HTTP requests by method and status", ["method", "status"], registry=r)
+        self.queue_depth = Gauge(
+            "herald_queue_depth", "Deliveries waiting or in flight", ["channel", "status"], registry=r
+        )
+        self.webhooks = Counter(
+            "herald_webhooks", "Inbound webhooks by source and HTTP status", ["source", "status"], registry=r
+        )
+        self.requests = Counter(
+            "herald_http_requests", "HTTP requests by method and status", ["method", "status"], registry=r
+        )
 
     def observe_attempt(self, delivery: dict[str, Any], outcome: dict[str, Any], _elapsed: float) -> None:
         """The dispatcher's observer: called once per attempt with the outcome it recorded."""
@@ -39,7 +56,9 @@ class Metrics:
         if "send_seconds" in outcome:
             self.send_latency.labels(channel).observe(outcome["send_seconds"])
         if status == "sent":
-            self.queue_latency.labels(channel, str(delivery["tier"])).observe(outcome["sent_at"] - delivery["created_at"])
+            self.queue_latency.labels(channel, str(delivery["tier"])).observe(
+                outcome["sent_at"] - delivery["created_at"]
+            )
 
     def set_queue_depth(self, counts: dict[tuple[str, str], int]) -> None:
         self.queue_depth.clear()

@@ -6,7 +6,7 @@ reads the text in its language, falling back to the other language rather than t
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -103,9 +103,7 @@ def check_required(kind: str, fields: NoticeFields, prefix: str = "fields") -> N
         if getattr(fields, name) is None:
             raise ApiError(422, "missing_field", f"a '{kind}' notice needs '{name}'", f"{prefix}.{name}")
     if fields.responsible is None:
-        raise ApiError(
-            422, "missing_field", "every notice names our responsible contact", f"{prefix}.responsible"
-        )
+        raise ApiError(422, "missing_field", "every notice names our responsible contact", f"{prefix}.responsible")
     if fields.window_start and fields.window_end and fields.window_end <= fields.window_start:
         raise ApiError(422, "invalid_field", "window_end must be after window_start", f"{prefix}.window_end")
 
@@ -125,7 +123,7 @@ def to_datetime(value: float | str | None) -> datetime | None:
         return None
     if isinstance(value, str):
         return datetime.fromisoformat(value)
-    return datetime.fromtimestamp(value, tz=timezone.utc)
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 def to_timestamp(value: datetime | None) -> float | None:

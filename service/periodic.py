@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("herald.periodic")
 
@@ -37,9 +38,9 @@ class Periodic:
         while not self._stopping.is_set():
             try:
                 await self._step()
-            except Exception:  # noqa: BLE001 - the next pass tries again; what it works on is stored
+            except Exception:
                 log.exception("%s failed; retrying", self.name)
             try:
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass

@@ -74,8 +74,12 @@ class ReceiptOutcome:
     duplicate: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        return {"delivery_id": self.delivery_id, "status": self.status, "applied": self.applied,
-                "duplicate": self.duplicate}
+        return {
+            "delivery_id": self.delivery_id,
+            "status": self.status,
+            "applied": self.applied,
+            "duplicate": self.duplicate,
+        }
 
 
 def twilio_error_text(status: str, error_code: str | None) -> str:
@@ -92,7 +96,10 @@ def _current_rank(delivery: dict[str, Any]) -> int:
 
 
 async def apply_twilio_status(
-    conn: AsyncConnection, delivery: dict[str, Any], message_status: str, error_code: str | None,
+    conn: AsyncConnection,
+    delivery: dict[str, Any],
+    message_status: str,
+    error_code: str | None,
     now: float | None = None,
 ) -> ReceiptOutcome:
     """Record a status callback and move the Delivery forward if the report is newer than its state."""
@@ -104,8 +111,13 @@ async def apply_twilio_status(
     current = TWILIO_RANK.get(delivery["provider_status"] or "", -1)
     applied = rank is not None and rank > current
     await receipt_store.record_receipt(
-        conn, delivery["id"], "twilio", message_status, error_code,
-        {"applied": applied, "previous": delivery["provider_status"]}, now,
+        conn,
+        delivery["id"],
+        "twilio",
+        message_status,
+        error_code,
+        {"applied": applied, "previous": delivery["provider_status"]},
+        now,
     )
     if not applied:
         return ReceiptOutcome(delivery["id"], delivery["status"], applied=False)
@@ -248,14 +260,19 @@ async def apply_bounce(
     if await receipt_store.has_receipt(conn, delivery["id"], "bounce", kind, bounce.status):
         return ReceiptOutcome(delivery["id"], delivery["status"], applied=False, duplicate=True)
     applied = bounce.permanent and delivery["status"] not in ("bounced", "acknowledged")
-    detail = {"action": bounce.action, "diagnostic": bounce.diagnostic, "reporting_mta": bounce.reporting_mta,
-              "applied": applied}
+    detail = {
+        "action": bounce.action,
+        "diagnostic": bounce.diagnostic,
+        "reporting_mta": bounce.reporting_mta,
+        "applied": applied,
+    }
     await receipt_store.record_receipt(conn, delivery["id"], "bounce", kind, bounce.status, detail, now)
     if not applied:
         return ReceiptOutcome(delivery["id"], delivery["status"], applied=False)
     reason = bounce.diagnostic or f"bounced with status {bounce.status}"
     await receipt_store.update_delivery(
-        conn, delivery["id"],
+        conn,
+        delivery["id"],
         {"status": "bounced", "error_code": bounce.status, "last_error": reason, "failed_at": now, "updated_at": now},
     )
     return ReceiptOutcome(delivery["id"], "bounced", applied=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone as utc_zone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -100,7 +100,7 @@ class _Formatter:
         if not isinstance(value, datetime):
             return ""
         if value.tzinfo is None:
-            value = value.replace(tzinfo=utc_zone.utc)
+            value = value.replace(tzinfo=UTC)
         local = value.astimezone(self.zone)
         zone, clock = local.tzname(), f"{local:%H:%M}"
         if self.lang == "ja":

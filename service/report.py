@@ -55,7 +55,10 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
 
 
 def notice_entry(
-    notice: dict[str, Any], deliveries: list[dict[str, Any]], promise: dict[str, Any] | None, corrects_version: int | None
+    notice: dict[str, Any],
+    deliveries: list[dict[str, Any]],
+    promise: dict[str, Any] | None,
+    corrects_version: int | None,
 ) -> dict[str, Any]:
     rendered = notice["rendered"] or {}
     return {
@@ -72,7 +75,9 @@ def partners_of(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Deliveries grouped by partner (they arrive ordered by notice, partner, tier, contact)."""
     return [
         {"partner_id": partner_id, "partner_name": rows[0]["partner_name"], "recipients": [recipient(d) for d in rows]}
-        for partner_id, rows in ((pid, list(group)) for pid, group in groupby(deliveries, key=lambda d: d["partner_id"]))
+        for partner_id, rows in (
+            (pid, list(group)) for pid, group in groupby(deliveries, key=lambda d: d["partner_id"])
+        )
     ]
 
 
@@ -141,8 +146,13 @@ def promise(promised_at: float | None, following: dict[str, Any] | None, now: fl
 
 def unpromised(notice: dict[str, Any]) -> dict[str, Any]:
     """A draft promised nothing: partners never saw it."""
-    return {"promised_at": iso(notice["next_update_at"]), "next_version": None, "next_published_at": None,
-            "state": "unpublished", "minutes_late": None}
+    return {
+        "promised_at": iso(notice["next_update_at"]),
+        "next_version": None,
+        "next_published_at": None,
+        "state": "unpublished",
+        "minutes_late": None,
+    }
 
 
 def _minutes(seconds: float) -> int:
@@ -156,9 +166,15 @@ def status_history(incident: dict[str, Any], notices: list[dict[str, Any]]) -> l
     published = sorted((n for n in notices if n["published_at"] is not None), key=lambda n: n["published_at"])
     for notice in published:
         if notice["status"] and (not history or history[-1]["status"] != notice["status"]):
-            history.append({"status": notice["status"], "at": iso(notice["published_at"]), "notice_version": notice["version"]})
+            history.append(
+                {"status": notice["status"], "at": iso(notice["published_at"]), "notice_version": notice["version"]}
+            )
     if not history or history[-1]["status"] != incident["status"]:
-        at = incident["resolved_at"] if incident["status"] == "resolved" and incident["resolved_at"] else incident["updated_at"]
+        at = (
+            incident["resolved_at"]
+            if incident["status"] == "resolved" and incident["resolved_at"]
+            else incident["updated_at"]
+        )
         history.append({"status": incident["status"], "at": iso(at), "notice_version": None})
     return history
 

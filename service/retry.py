@@ -18,7 +18,7 @@ class RetryPolicy:
     stop: stop_base
 
     @classmethod
-    def from_settings(cls, settings: DispatchSettings) -> "RetryPolicy":
+    def from_settings(cls, settings: DispatchSettings) -> RetryPolicy:
         return cls(
             wait=wait_exponential_jitter(
                 multiplier=settings.backoff_initial, max=settings.backoff_max, jitter=settings.backoff_jitter

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -167,9 +168,7 @@ class Settings(_Section):
     directory: DirectorySettings = DirectorySettings()
     company: CompanySettings = CompanySettings()
     # severity -> tier ("1".."3") -> channels the tier's contacts are reached on, in order.
-    policy: dict[Severity, dict[Literal["1", "2", "3"], list[ChannelName]]] = Field(
-        default_factory=_default_policy
-    )
+    policy: dict[Severity, dict[Literal["1", "2", "3"], list[ChannelName]]] = Field(default_factory=_default_policy)
     # Everything an ingest source needs (mappings, grouping, damping); see service/ingest.
     ingest: IngestSettings = IngestSettings()
     # Escalation window per severity; see service/escalation.py.
@@ -196,9 +195,7 @@ class SettingsError(Exception):
     """A configuration problem, worded for the operator: it names the source and the key."""
 
 
-def load_settings(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     config_path = Path(path or environ.get("HERALD_CONFIG") or DEFAULT_CONFIG)
     data: dict[str, Any] = {}
@@ -227,7 +224,7 @@ def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> No
     for name, raw in environ.items():
         if not name.startswith("HERALD_") or "__" not in name:
             continue
-        section, _, key = name[len("HERALD_"):].lower().partition("__")
+        section, _, key = name[len("HERALD_") :].lower().partition("__")
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             continue

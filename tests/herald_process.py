@@ -43,12 +43,20 @@ def wired_config(db_url: str, smtp: SmtpSink, twilio: TwilioFake, **dispatch: An
     return {
         "database": {"url": db_url},
         "auth": {"tokens": [{"name": "operator", "scopes": ["operator"]}]},
-        "smtp": {"host": "127.0.0.1", "port": smtp.port, "tls": "none",
-                 "from_address": "Herald <incident@herald.example.com>"},
-        "twilio": {"account_sid": twilio.account_sid, "from_number": "+15005550006",
-                   "api_base_url": twilio.base_url},
-        "dispatch": {"poll_interval": 0.05, "backoff_initial": 0.1, "backoff_max": 0.5,
-                     "backoff_jitter": 0.05, **dispatch},
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "tls": "none",
+            "from_address": "Herald <incident@herald.example.com>",
+        },
+        "twilio": {"account_sid": twilio.account_sid, "from_number": "+15005550006", "api_base_url": twilio.base_url},
+        "dispatch": {
+            "poll_interval": 0.05,
+            "backoff_initial": 0.1,
+            "backoff_max": 0.5,
+            "backoff_jitter": 0.05,
+            **dispatch,
+        },
         "directory": {"import_on_start": False},
         "escalation": {"critical_minutes": 0, "major_minutes": 0},
     }
@@ -86,8 +94,12 @@ class HeraldProcess:
         assert self.process is None or self.process.poll() is not None, f"{self.name} is already running"
         self.port = free_port()
         self.starts += 1
-        self.config["server"] = {**self.config.get("server", {}), "host": "127.0.0.1", "port": self.port,
-                                 "public_base_url": self.url}
+        self.config["server"] = {
+            **self.config.get("server", {}),
+            "host": "127.0.0.1",
+            "port": self.port,
+            "public_base_url": self.url,
+        }
         config_path = self.workdir / f"{self.name}.toml"
         config_path.write_text(to_toml(self.config), encoding="utf-8")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
@@ -98,7 +110,11 @@ class HeraldProcess:
             # Popen returns once the child exists; a plain handle lets teardown kill it without a loop.
             self.process = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "service.cli", "--config", str(config_path), "serve"],
-                cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=environ,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         await self.wait_ready(timeout)
         return self
@@ -214,8 +230,14 @@ def duplicates(counts: Counter[str]) -> Counter[str]:
 async def outbox(store: Store) -> list[dict[str, Any]]:
     async with store.read() as conn:
         query = select(
-            deliveries.c.id, deliveries.c.channel, deliveries.c.address, deliveries.c.message_id,
-            deliveries.c.status, deliveries.c.attempts, deliveries.c.error_code, deliveries.c.worker,
+            deliveries.c.id,
+            deliveries.c.channel,
+            deliveries.c.address,
+            deliveries.c.message_id,
+            deliveries.c.status,
+            deliveries.c.attempts,
+            deliveries.c.error_code,
+            deliveries.c.worker,
             deliveries.c.lease_until,
         ).order_by(deliveries.c.id)
         return [dict(r) for r in (await conn.execute(query)).mappings()]

@@ -125,7 +125,11 @@ async def test_forged_and_expired_links_are_refused_and_record_nothing(wired, sm
     garbage = await wired.post("/ack/not-a-token")
 
     assert [forged_get.status, forged_post.status, expired_get.status, expired_post.status, garbage.status] == [
-        403, 403, 410, 410, 403,
+        403,
+        403,
+        410,
+        410,
+        403,
     ]
     assert "リンクが無効です" in await forged_get.text()
     assert "有効期限" in await expired_get.text()  # the delivery's language, though the link is dead
@@ -162,8 +166,11 @@ def test_links_outlive_a_restart_only_with_a_configured_secret(sqlite_url: str) 
 
 
 def test_the_link_expires_ttl_hours_after_the_delivery_was_planned(sqlite_url: str) -> None:
-    settings = make_settings(sqlite_url, ack={"secret": "s3cret-for-links", "ttl_hours": 2},
-                             server={"public_base_url": "https://herald.example.com/"})
+    settings = make_settings(
+        sqlite_url,
+        ack={"secret": "s3cret-for-links", "ttl_hours": 2},
+        server={"public_base_url": "https://herald.example.com/"},
+    )
     signer = AckSigner.from_settings(settings)
     link = ack_link(settings, signer)
     planned = {"id": 7, "tier": 1, "created_at": 1_000_000.0}

@@ -11,9 +11,10 @@ import os
 import shutil
 import socket
 import subprocess
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -65,8 +66,9 @@ def alertmanager_binary() -> str:
 
 @pytest.fixture
 async def herald(aiohttp_server: Any, sqlite_url: str) -> Any:
-    settings = make_settings(sqlite_url, directory={"import_on_start": True},
-                             ingest={"flap_window": 0.5, "flush_interval": 0.1})
+    settings = make_settings(
+        sqlite_url, directory={"import_on_start": True}, ingest={"flap_window": 0.5, "flush_interval": 0.1}
+    )
     return await aiohttp_server(create_app(settings), host="127.0.0.1")
 
 
@@ -119,12 +121,18 @@ async def ready(http: aiohttp.ClientSession, base: str) -> bool:
 
 
 def alert(ends_in: timedelta | None) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body: dict[str, Any] = {
-        "labels": {"alertname": "OrderApiDown", "severity": "critical", "component": "order-api",
-                   "instance": "order-api-1:8080"},
-        "annotations": {"summary": "Order API is not answering",
-                        "description": "No successful response for 5 minutes."},
+        "labels": {
+            "alertname": "OrderApiDown",
+            "severity": "critical",
+            "component": "order-api",
+            "instance": "order-api-1:8080",
+        },
+        "annotations": {
+            "summary": "Order API is not answering",
+            "description": "No successful response for 5 minutes.",
+        },
         "startsAt": (now - timedelta(minutes=5)).isoformat(),
         "generatorURL": "http://prometheus.example.com/graph",
     }
@@ -177,6 +185,8 @@ async def test_real_alertmanager_opens_one_incident_and_never_renotifies(
 async def _notices(herald: Any, incident_id: int) -> list[tuple[str, str]]:
     async with herald.app["store"].read() as conn:
         rows = await conn.execute(
-            select(notices.c.kind, notices.c.state).where(notices.c.incident_id == incident_id).order_by(notices.c.version)
+            select(notices.c.kind, notices.c.state)
+            .where(notices.c.incident_id == incident_id)
+            .order_by(notices.c.version)
         )
         return [tuple(r) for r in rows]  # type: ignore[misc]

@@ -168,9 +168,7 @@ async def test_subject_with_line_break_cannot_inject_a_bcc(channel, smtp_sink):
         {"headers": {"Bcc": "x@evil.example"}},
     ],
 )
-async def test_addresses_and_headers_with_injection_are_refused_for_good(
-    channel, smtp_sink, overrides
-):
+async def test_addresses_and_headers_with_injection_are_refused_for_good(channel, smtp_sink, overrides):
     with pytest.raises(PermanentError):
         await channel.send(notice(**overrides))
 

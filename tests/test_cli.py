@@ -29,8 +29,14 @@ async def test_herald_serve_starts_on_sqlite_with_no_other_configuration(tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     env["HERALD_SERVER__PORT"] = str(port)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "serve", cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "service.cli",
+        "serve",
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -63,10 +69,17 @@ def test_a_bad_setting_stops_start_up_naming_the_key(tmp_path: Path) -> None:
 
 def test_environment_overrides_the_file_and_secrets_come_only_from_it(tmp_path: Path) -> None:
     config = tmp_path / "herald.toml"
-    config.write_text('[database]\nurl = "sqlite:///a.db"\n[[auth.tokens]]\nname = "ops"\nscopes = ["operator"]\n',
-                      encoding="utf-8")
-    settings = load_settings(config, environ={"HERALD_DATABASE__URL": "postgresql://db/herald",
-                                               "HERALD_TOKEN_OPS": "s3cret", "HERALD_DISPATCH__MAX_ATTEMPTS": "3"})
+    config.write_text(
+        '[database]\nurl = "sqlite:///a.db"\n[[auth.tokens]]\nname = "ops"\nscopes = ["operator"]\n', encoding="utf-8"
+    )
+    settings = load_settings(
+        config,
+        environ={
+            "HERALD_DATABASE__URL": "postgresql://db/herald",
+            "HERALD_TOKEN_OPS": "s3cret",
+            "HERALD_DISPATCH__MAX_ATTEMPTS": "3",
+        },
+    )
     assert settings.database.url == "postgresql://db/herald"
     assert settings.dispatch.max_attempts == 3
     assert settings.auth.tokens[0].secret is not None and settings.auth.tokens[0].secret.get_secret_value() == "s3cret"
@@ -86,7 +99,9 @@ def test_cli_reports_a_bad_config_file_with_exit_2(tmp_path: Path, capsys: Any) 
     assert "server.port" in capsys.readouterr().err
 
 
-def test_the_demo_posts_the_sample_incident_and_shows_its_deliveries(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+def test_the_demo_posts_the_sample_incident_and_shows_its_deliveries(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HERALD_SERVER__PORT", str(free_port()))
     root = logging.getLogger()

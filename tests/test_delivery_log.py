@@ -142,7 +142,9 @@ async def test_filters_narrow_the_log(log_client: Any) -> None:
     assert await ids([("incident", "999")]) == set()
     since = datetime.fromtimestamp(BASE + 50, TOKYO).isoformat()  # +09:00
     until = datetime.fromtimestamp(BASE + 60, ZoneInfo("UTC")).isoformat().replace("+00:00", "Z")
-    assert await ids([("since", since), ("until", until)]) == expected(lambda r: BASE + 50 <= r["created_at"] < BASE + 60)
+    assert await ids([("since", since), ("until", until)]) == expected(
+        lambda r: BASE + 50 <= r["created_at"] < BASE + 60
+    )
     # A hand-typed URL often leaves the + of +09:00 unencoded; it arrives as a space.
     response = await log_client.get(f"/v1/deliveries?since={since}&limit=500", headers=auth("admin"))
     assert {i["id"] for i in (await response.json())["items"]} == expected(lambda r: r["created_at"] >= BASE + 50)
@@ -168,8 +170,13 @@ async def test_a_bad_query_value_is_400_naming_the_field(log_client: Any, query:
 
 async def test_the_log_is_for_admins_only(log_client: Any) -> None:
     rows = await seed(log_client, 3, notices=1)
-    paths = ["/v1/deliveries", "/v1/deliveries.csv", f"/v1/deliveries/{rows[0]['id']}",
-             f"/v1/incidents/{rows[0]['incident_id']}/summary", f"/v1/notices/{rows[0]['notice_id']}/summary"]
+    paths = [
+        "/v1/deliveries",
+        "/v1/deliveries.csv",
+        f"/v1/deliveries/{rows[0]['id']}",
+        f"/v1/incidents/{rows[0]['incident_id']}/summary",
+        f"/v1/notices/{rows[0]['notice_id']}/summary",
+    ]
     for path in paths:
         assert (await log_client.get(path, headers=auth("operator"))).status == 403, path
         assert (await log_client.get(path)).status == 401, path
@@ -182,14 +189,20 @@ async def test_one_delivery_comes_with_its_receipts(log_client: Any) -> None:
     async with log_client.app["store"].begin() as conn:
         for receipt in (
             {"delivery_id": target["id"], "status": "sent", "received_at": BASE + 10},
-            {"delivery_id": target["id"], "status": "delivered", "detail": {"MessageStatus": "delivered"}, "received_at": BASE + 20},
+            {
+                "delivery_id": target["id"],
+                "status": "delivered",
+                "detail": {"MessageStatus": "delivered"},
+                "received_at": BASE + 20,
+            },
             {"delivery_id": rows[0]["id"], "status": "failed", "error_code": "30003", "received_at": BASE},
         ):
             await conn.execute(insert(receipts).values(source="twilio", **receipt))
     body = await get_json(log_client, f"/v1/deliveries/{target['id']}")
     assert body["id"] == target["id"] and body["address"] == target["address"] and body["status"] == target["status"]
     assert [(r["source"], r["status"], r["received_at"]) for r in body["receipts"]] == [
-        ("twilio", "sent", "2026-05-28T20:26:50Z"), ("twilio", "delivered", "2026-05-28T20:27:00Z"),
+        ("twilio", "sent", "2026-05-28T20:26:50Z"),
+        ("twilio", "delivered", "2026-05-28T20:27:00Z"),
     ]
     assert body["receipts"][1]["detail"] == {"MessageStatus": "delivered"}
     missing = await log_client.get("/v1/deliveries/999999", headers=auth("admin"))
@@ -215,15 +228,16 @@ async def test_summaries_count_by_status_by_channel_and_by_tier(log_client: Any)
     incident = await get_json(log_client, f"/v1/incidents/{incident_id}/summary")
     assert incident == {"incident_id": incident_id, **counts(rows)}
     notice = await get_json(log_client, f"/v1/notices/{notice_id}/summary")
-    assert notice == {"notice_id": notice_id, "incident_id": incident_id,
-                      **counts([r for r in rows if r["notice_id"] == notice_id])}
+    assert notice == {
+        "notice_id": notice_id,
+        "incident_id": incident_id,
+        **counts([r for r in rows if r["notice_id"] == notice_id]),
+    }
     for path in ("/v1/incidents/999/summary", "/v1/notices/999/summary"):
         assert (await log_client.get(path, headers=auth("admin"))).status == 404
 
 
-async def test_csv_export_of_10000_rows_streams_page_by_page(
-    log_client: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_csv_export_of_10000_rows_streams_page_by_page(log_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The export holds one page at a time and the first rows reach the client while later pages
     have not been read yet: the second page waits until the client has seen the first bytes."""
     rows = await seed(log_client, 10_000)
@@ -271,4 +285,6 @@ async def test_csv_export_applies_the_same_filters(log_client: Any) -> None:
     response = await log_client.get("/v1/deliveries.csv?status=sent&channel=email", headers=auth("admin"))
     table = list(csv.DictReader(io.StringIO(await response.text())))
     assert {int(r["id"]) for r in table} == {r["id"] for r in rows if r["status"] == "sent" and r["channel"] == "email"}
-    assert {r["created_at"] for r in table} <= {datetime.fromtimestamp(r["created_at"], ZoneInfo("UTC")).isoformat().replace("+00:00", "Z") for r in rows}
+    assert {r["created_at"] for r in table} <= {
+        datetime.fromtimestamp(r["created_at"], ZoneInfo("UTC")).isoformat().replace("+00:00", "Z") for r in rows
+    }

@@ -95,8 +95,13 @@ async def snapshot(store: Store) -> list[dict[str, Any]]:
     async with store.read() as conn:
         partners = await partner_store.list_partners(conn, limit=500)
         return [
-            {"id": p["id"], "name": p["name"],
-             "contacts": [(c["key"], c["email"], c["phone"]) for c in await partner_store.list_contacts(conn, p["id"])]}
+            {
+                "id": p["id"],
+                "name": p["name"],
+                "contacts": [
+                    (c["key"], c["email"], c["phone"]) for c in await partner_store.list_contacts(conn, p["id"])
+                ],
+            }
             for p in partners
         ]
 
@@ -286,7 +291,11 @@ async def test_coverage_lists_partners_without_reachable_tier1(
         gaps = await directory.coverage_gaps(conn)
     assert gaps == [
         {"partner_id": "hokuriku-seimitsu", "name": "北陸精密工業株式会社", "reason": "no tier-1 contact"},
-        {"partner_id": "sakura-foods", "name": "さくら食品株式会社", "reason": "tier-1 contacts have no email or phone"},
+        {
+            "partner_id": "sakura-foods",
+            "name": "さくら食品株式会社",
+            "reason": "tier-1 contacts have no email or phone",
+        },
     ]
     assert await directory.cli_coverage(make_settings(db_url)) == 1
     out = capsys.readouterr().out

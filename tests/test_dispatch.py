@@ -25,9 +25,18 @@ FINAL = ("sent", "failed", "dead")
 def wired_settings(db_url: str, smtp: SmtpSink, twilio: TwilioFake, **dispatch: Any) -> Settings:
     return make_settings(
         db_url,
-        smtp={"host": "127.0.0.1", "port": smtp.port, "tls": "none", "from_address": "Herald <incident@herald.example.com>"},
-        twilio={"account_sid": twilio.account_sid, "auth_token": twilio.auth_token, "from_number": "+15005550006",
-                "api_base_url": twilio.base_url},
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "tls": "none",
+            "from_address": "Herald <incident@herald.example.com>",
+        },
+        twilio={
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "from_number": "+15005550006",
+            "api_base_url": twilio.base_url,
+        },
         server={"public_base_url": "https://herald.example.com"},
         dispatch=dispatch,
     )
@@ -164,7 +173,7 @@ async def test_an_invalid_number_fails_at_once_and_is_not_retried(
     aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
-    first_sms_number = (await _first_planned_sms_number(client))
+    first_sms_number = await _first_planned_sms_number(client)
     twilio_fake.reject_numbers({first_sms_number}, code=21211)
     await post_sample(client)
     await wait_until(lambda: all_final(client), timeout=30)
@@ -227,7 +236,9 @@ async def test_a_restart_mid_dispatch_loses_nothing(
         stranded = await outbox.claim_due(conn, ["email", "sms"], 5, "crashed-worker", 0.3)
     await first.close()
 
-    second = await aiohttp_client(create_app(settings.model_copy(update={"dispatch": settings.dispatch.model_copy(update={"enabled": True})})))
+    second = await aiohttp_client(
+        create_app(settings.model_copy(update={"dispatch": settings.dispatch.model_copy(update={"enabled": True})}))
+    )
     await wait_until(lambda: all_final(second), timeout=30)
     final = await rows(second)
     assert {r["status"] for r in final} == {"sent"}
@@ -253,8 +264,12 @@ async def test_deliveries_are_written_before_the_reply(
 
 @pytest.mark.parametrize("tiers, expected_tiers", [([1], {1}), ([2, 3], {2, 3})])
 async def test_an_operator_can_address_a_broadcast_to_tiers(
-    aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake,
-    tiers: list[int], expected_tiers: set[int],
+    aiohttp_client: Any,
+    sqlite_url: str,
+    smtp_sink: SmtpSink,
+    twilio_fake: TwilioFake,
+    tiers: list[int],
+    expected_tiers: set[int],
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False))
     body = {
@@ -276,8 +291,11 @@ async def test_an_operator_can_address_a_broadcast_to_tiers(
 
 
 async def test_a_broadcast_to_an_unknown_partner_is_422(client: Any) -> None:
-    body = {"kind": "custom", "fields": {"subject": "x", "body": "y", "responsible": {"name": "ops"}},
-            "audience": {"partners": ["no-such-partner"]}}
+    body = {
+        "kind": "custom",
+        "fields": {"subject": "x", "body": "y", "responsible": {"name": "ops"}},
+        "audience": {"partners": ["no-such-partner"]},
+    }
     response = await client.post("/v1/broadcasts", json=body, headers=auth("operator"))
     assert response.status == 422
     assert (await response.json())["field"] == "audience.partners"
@@ -293,8 +311,11 @@ async def test_a_broadcast_larger_than_one_planning_page_reaches_every_partner(
     settings = wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False)
     await seed_directory(settings, partners, emails=1, phones=1)
     client = await aiohttp_client(create_app(settings))
-    body = {"kind": "custom", "severity": "critical",
-            "fields": {"subject": "Herald drill", "body": "A drill.", "responsible": {"name": "ops"}}}
+    body = {
+        "kind": "custom",
+        "severity": "critical",
+        "fields": {"subject": "Herald drill", "body": "A drill.", "responsible": {"name": "ops"}},
+    }
     response = await client.post("/v1/broadcasts", json=body, headers=auth("operator"))
     plan = (await response.json())["deliveries"]
     assert plan["total"] == 2 * partners and plan["partners"] == partners

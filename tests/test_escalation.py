@@ -77,8 +77,11 @@ async def test_an_unacknowledged_critical_notice_escalates_to_the_next_channel_a
     tier1 = {(r["partner_id"], r["channel"]) for r in escalated if r["tier"] == 1}
     assert tier1 == {("tokai-logistics", "sms"), ("minato-shoji", "sms")}
     tier2 = {r["address"] for r in escalated if r["tier"] == 2}
-    assert tier2 == {"ken.ito@tokai-logistics.example.jp", "ops@tokai-logistics.example.jp",
-                     "naoko.takahashi@minato-shoji.example.jp"}
+    assert tier2 == {
+        "ken.ito@tokai-logistics.example.jp",
+        "ops@tokai-logistics.example.jp",
+        "naoko.takahashi@minato-shoji.example.jp",
+    }
     assert all(r["message_id"].endswith(".1@herald.example.com>") for r in escalated)
     assert {r["To"] for r in twilio_fake.requests} == {r["address"] for r in escalated if r["channel"] == "sms"}
     fired = await audited(client, "escalation.fired")

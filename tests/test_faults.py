@@ -140,10 +140,18 @@ async def test_a_herald_killed_mid_broadcast_loses_nothing_and_resends_only_what
 def wired_settings(db_url: str, smtp: SmtpSink | Tarpit, twilio: TwilioFake, **dispatch: Any) -> Settings:
     return make_settings(
         db_url,
-        smtp={"host": "127.0.0.1", "port": smtp.port, "tls": "none",
-              "from_address": "Herald <incident@herald.example.com>"},
-        twilio={"account_sid": twilio.account_sid, "auth_token": twilio.auth_token, "from_number": "+15005550006",
-                "api_base_url": twilio.base_url},
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp.port,
+            "tls": "none",
+            "from_address": "Herald <incident@herald.example.com>",
+        },
+        twilio={
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "from_number": "+15005550006",
+            "api_base_url": twilio.base_url,
+        },
         dispatch=dispatch,
         escalation={"critical_minutes": 0, "major_minutes": 0},
     )

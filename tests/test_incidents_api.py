@@ -51,7 +51,9 @@ async def test_operator_opens_an_incident_and_its_initial_notice_is_version_1(cl
 async def test_recovery_follows_the_state_machine_and_each_step_is_a_new_version(client: Any) -> None:
     incident_id = (await open_incident(client))["incident_id"]
     for status in ("identified", "recovering", "monitoring", "resolved"):
-        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator"))
+        response = await client.post(
+            f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator")
+        )
         assert response.status == 202, await response.text()
     body = await (await client.get(f"/v1/incidents/{incident_id}", headers=auth("operator"))).json()
     assert body["status"] == "resolved" and body["resolved_at"]
@@ -78,7 +80,9 @@ async def test_recovery_follows_the_state_machine_and_each_step_is_a_new_version
 async def test_invalid_transition_is_409(client: Any, path: list[str], bad: str) -> None:
     incident_id = (await open_incident(client))["incident_id"]
     for status in path[1:]:
-        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator"))
+        response = await client.post(
+            f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator")
+        )
         assert response.status == 202
     response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(bad), headers=auth("operator"))
     body = await response.json()
@@ -92,7 +96,9 @@ async def test_invalid_transition_is_409(client: Any, path: list[str], bad: str)
 async def test_recovery_failure_can_be_retried(client: Any) -> None:
     incident_id = (await open_incident(client))["incident_id"]
     for status, expected in (("recovering", 202), ("recovery_failed", 202), ("recovering", 202), ("resolved", 202)):
-        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator"))
+        response = await client.post(
+            f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator")
+        )
         assert response.status == expected, await response.text()
 
 
@@ -134,7 +140,9 @@ async def test_the_raw_event_is_persisted_with_the_incident(client: Any) -> None
         ("admin", "get", "/v1/incidents", 200),
     ],
 )
-async def test_tokens_need_the_right_scope(client: Any, scope: str | None, method: str, path: str, expected: int) -> None:
+async def test_tokens_need_the_right_scope(
+    client: Any, scope: str | None, method: str, path: str, expected: int
+) -> None:
     headers = auth(scope) if scope else {}
     response = await getattr(client, method)(path, json=incident() if method == "post" else None, headers=headers)
     assert response.status == expected
@@ -192,7 +200,9 @@ async def test_listing_filters_and_pages(client: Any) -> None:
     first = await (await client.get("/v1/incidents?severity=major&limit=1", headers=auth("operator"))).json()
     assert [i["severity"] for i in first["items"]] == ["major"]
     second = await (
-        await client.get(f"/v1/incidents?severity=major&limit=1&cursor={first['next_cursor']}", headers=auth("operator"))
+        await client.get(
+            f"/v1/incidents?severity=major&limit=1&cursor={first['next_cursor']}", headers=auth("operator")
+        )
     ).json()
     assert [i["severity"] for i in second["items"]] == ["major"]
     assert second["items"][0]["id"] < first["items"][0]["id"]

@@ -243,8 +243,9 @@ async def test_alerts_keep_firing_after_an_operator_resolved_the_incident(aiohtt
     client = await start(aiohttp_client, sqlite_url, flap_window=0)
     opened = await post(client, firing())
     closing = {"status": "resolved", "notice": {"fields": {"summary": "復旧しました"}}}
-    response = await client.post(f"/v1/incidents/{opened['incident_id']}/updates", json=closing,
-                                  headers=auth("operator"))
+    response = await client.post(
+        f"/v1/incidents/{opened['incident_id']}/updates", json=closing, headers=auth("operator")
+    )
     assert response.status == 202, await response.text()
     assert (await post(client, firing()))["action"] == "duplicate"
     assert (await post(client, resolved()))["action"] == "duplicate"

@@ -31,7 +31,10 @@ async def test_grafana_alert_opens_and_resolves_an_incident(aiohttp_client: Any,
 
     first = await incident()
     assert (first["title"], first["severity"], first["components"], first["source"]) == (
-        "Web portal p99 latency above 3 s", "critical", ["web-portal"], "grafana"
+        "Web portal p99 latency above 3 s",
+        "critical",
+        ["web-portal"],
+        "grafana",
     )
     await wait_until(lambda: incident_resolved(incident))
     body = await incident()

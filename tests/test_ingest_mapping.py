@@ -17,7 +17,7 @@ FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager"
 
 
 def webhook(*alerts: dict[str, Any], **top: Any) -> dict[str, Any]:
-    body = {"version": "4", "groupKey": "{}:{alertname=\"X\"}", "status": "firing", "alerts": list(alerts)}
+    body = {"version": "4", "groupKey": '{}:{alertname="X"}', "status": "firing", "alerts": list(alerts)}
     return {**body, **top}
 
 
@@ -27,8 +27,14 @@ def alert(status: str = "firing", **labels: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "label, severity",
-    [("critical", "critical"), ("page", "critical"), ("PAGE", "critical"), ("warning", "major"),
-     ("info", "minor"), ("unheard-of", "major")],
+    [
+        ("critical", "critical"),
+        ("page", "critical"),
+        ("PAGE", "critical"),
+        ("warning", "major"),
+        ("info", "minor"),
+        ("unheard-of", "major"),
+    ],
 )
 def test_severity_label_maps_to_a_herald_severity(label: str, severity: str) -> None:
     [event] = alertmanager.parse_events(webhook(alert(alertname="X", severity=label)), IngestSettings())
@@ -36,8 +42,9 @@ def test_severity_label_maps_to_a_herald_severity(label: str, severity: str) -> 
 
 
 def test_component_comes_from_component_then_service_label() -> None:
-    body = webhook(alert(alertname="X", component="billing"), alert(alertname="X", service="reporting"),
-                   alert(alertname="X"))
+    body = webhook(
+        alert(alertname="X", component="billing"), alert(alertname="X", service="reporting"), alert(alertname="X")
+    )
     [event] = alertmanager.parse_events(body, IngestSettings())
     assert event.components == ("billing", "reporting")
 
@@ -49,8 +56,11 @@ def test_title_falls_back_to_the_alert_name_and_summary_to_the_description() -> 
 
 
 def test_the_gravest_firing_alert_sets_the_group_severity() -> None:
-    body = webhook(alert(alertname="X", severity="info"), alert(alertname="X", severity="critical"),
-                   alert("resolved", alertname="X", severity="critical"))
+    body = webhook(
+        alert(alertname="X", severity="info"),
+        alert(alertname="X", severity="critical"),
+        alert("resolved", alertname="X", severity="critical"),
+    )
     [event] = alertmanager.parse_events(body, IngestSettings())
     assert event.severity == "critical"
     assert len(event.fingerprints) == 2
@@ -64,8 +74,14 @@ def test_group_is_resolved_only_when_every_alert_is() -> None:
 
 
 def test_configured_mapping_reads_other_labels() -> None:
-    settings = IngestSettings(mapping=LabelMapping(component=["labels.team"], severity=["labels.priority"],
-                                                   severity_map={"P1": "critical"}, default_component="core"))
+    settings = IngestSettings(
+        mapping=LabelMapping(
+            component=["labels.team"],
+            severity=["labels.priority"],
+            severity_map={"P1": "critical"},
+            default_component="core",
+        )
+    )
     [event] = alertmanager.parse_events(webhook(alert(alertname="X", team="payments", priority="p1")), settings)
     assert (event.components, event.severity) == (("payments",), "critical")
     [event] = alertmanager.parse_events(webhook(alert(alertname="X")), settings)

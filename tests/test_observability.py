@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
         if line.startswith(f"{name}{{") or line.startswith(f"{name} "):
             series, _, value = line.rpartition(" ")
-            found = series[len(name):].strip("{}")
+            found = series[len(name) :].strip("{}")
             if ",".join(sorted(found.split(","))) == wanted:
                 return float(value)
     return 0.0
@@ -65,14 +66,19 @@ async def test_queue_depth_shows_what_is_waiting(
 
 
 async def test_webhook_ingest_is_counted_by_source_and_status(client: Any) -> None:
-    await client.post("/v1/webhooks/alertmanager", data=b"{", headers={**auth("ingest"), "Content-Type": "application/json"})
+    await client.post(
+        "/v1/webhooks/alertmanager", data=b"{", headers={**auth("ingest"), "Content-Type": "application/json"}
+    )
     text = await (await client.get("/metrics")).text()
     assert metric(text, "herald_webhooks_total", source="alertmanager", status="400") == 1
 
 
 async def test_every_response_carries_a_request_id_that_the_logs_repeat(client: Any, log_stream: io.StringIO) -> None:
-    response = await client.post("/v1/incidents/12345/updates", json={"status": "identified"},
-                                 headers={**auth("operator"), "X-Request-Id": "req-abc-123"})
+    response = await client.post(
+        "/v1/incidents/12345/updates",
+        json={"status": "identified"},
+        headers={**auth("operator"), "X-Request-Id": "req-abc-123"},
+    )
     assert response.status == 404
     assert response.headers["X-Request-Id"] == "req-abc-123"
     fresh = await client.get("/healthz")

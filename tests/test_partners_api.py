@@ -19,8 +19,14 @@ MINATO = {
     "language": "ja",
     "components": ["order-api", "payments"],
     "contacts": [
-        {"key": "suzuki", "name": "鈴木 一郎", "tier": 1, "email": "ichiro.suzuki@minato-shoji.example.jp",
-         "phone": "090-1234-5678", "channels": ["sms", "email"]},
+        {
+            "key": "suzuki",
+            "name": "鈴木 一郎",
+            "tier": 1,
+            "email": "ichiro.suzuki@minato-shoji.example.jp",
+            "phone": "090-1234-5678",
+            "channels": ["sms", "email"],
+        },
         {"key": "takahashi", "name": "高橋 直子", "tier": 2, "email": "naoko.takahashi@minato-shoji.example.jp"},
     ],
 }
@@ -42,18 +48,26 @@ async def test_admin_can_create_update_and_delete_partners_and_contacts(client: 
     assert body["contacts"][0]["phone"] == "+819012345678"
     assert [c["key"] for c in body["contacts"]] == ["suzuki", "takahashi"]
 
-    patched = await client.patch("/v1/partners/minato-shoji", json={"name": "みなと商事株式会社",
-                                                                   "policy": {"minor": {"1": ["email", "sms"]}}},
-                                 headers=ADMIN)
+    patched = await client.patch(
+        "/v1/partners/minato-shoji",
+        json={"name": "みなと商事株式会社", "policy": {"minor": {"1": ["email", "sms"]}}},
+        headers=ADMIN,
+    )
     assert patched.status == 200, await patched.text()
     assert (await patched.json())["name"] == "みなと商事株式会社"
     assert (await patched.json())["policy"] == {"minor": {"1": ["email", "sms"]}}
 
-    added = await client.post("/v1/partners/minato-shoji/contacts", headers=ADMIN, json={
-        "key": "kato", "name": "加藤 美咲", "tier": 3, "email": "misaki.kato@minato-shoji.example.jp"})
+    added = await client.post(
+        "/v1/partners/minato-shoji/contacts",
+        headers=ADMIN,
+        json={"key": "kato", "name": "加藤 美咲", "tier": 3, "email": "misaki.kato@minato-shoji.example.jp"},
+    )
     assert added.status == 201, await added.text()
-    changed = await client.patch("/v1/partners/minato-shoji/contacts/kato", headers=ADMIN,
-                                 json={"tier": 2, "phone": "+81 80-2345-6789", "channels": ["email", "sms"]})
+    changed = await client.patch(
+        "/v1/partners/minato-shoji/contacts/kato",
+        headers=ADMIN,
+        json={"tier": 2, "phone": "+81 80-2345-6789", "channels": ["email", "sms"]},
+    )
     assert changed.status == 200, await changed.text()
     assert (await changed.json())["phone"] == "+818023456789"
 
@@ -70,7 +84,11 @@ async def test_admin_can_create_update_and_delete_partners_and_contacts(client: 
 
     rows = await audit_rows(client)
     assert [r["action"] for r in rows] == [
-        "partner.created", "partner.updated", "contact.created", "contact.updated", "contact.deleted",
+        "partner.created",
+        "partner.updated",
+        "contact.created",
+        "contact.updated",
+        "contact.deleted",
         "partner.deleted",
     ]
     assert {r["actor"] for r in rows} == {"admin"}
@@ -84,11 +102,15 @@ async def test_duplicate_ids_and_keys_are_409(client: Any) -> None:
     assert again.status == 409
     assert (await again.json())["field"] == "id"
 
-    twice = await client.post("/v1/partners/minato-shoji/contacts", headers=ADMIN,
-                              json={"key": "suzuki", "name": "鈴木 二郎", "tier": 2})
+    twice = await client.post(
+        "/v1/partners/minato-shoji/contacts", headers=ADMIN, json={"key": "suzuki", "name": "鈴木 二郎", "tier": 2}
+    )
     assert twice.status == 409
-    assert await twice.json() == {"error": "duplicate_key", "detail": "partner 'minato-shoji' already has contact 'suzuki'",
-                                  "field": "key"}
+    assert await twice.json() == {
+        "error": "duplicate_key",
+        "detail": "partner 'minato-shoji' already has contact 'suzuki'",
+        "field": "key",
+    }
 
     repeated = await create(client, {**MINATO, "id": "minato-2", "contacts": [MINATO["contacts"][0]] * 2})
     assert repeated.status == 409
@@ -96,9 +118,14 @@ async def test_duplicate_ids_and_keys_are_409(client: Any) -> None:
 
 
 async def test_unknown_ids_are_404(client: Any) -> None:
-    for method, path in (("GET", "/v1/partners/nobody"), ("PATCH", "/v1/partners/nobody"),
-                         ("DELETE", "/v1/partners/nobody"), ("POST", "/v1/partners/nobody/contacts"),
-                         ("PATCH", "/v1/partners/nobody/contacts/x"), ("DELETE", "/v1/partners/nobody/contacts/x")):
+    for method, path in (
+        ("GET", "/v1/partners/nobody"),
+        ("PATCH", "/v1/partners/nobody"),
+        ("DELETE", "/v1/partners/nobody"),
+        ("POST", "/v1/partners/nobody/contacts"),
+        ("PATCH", "/v1/partners/nobody/contacts/x"),
+        ("DELETE", "/v1/partners/nobody/contacts/x"),
+    ):
         body = {"key": "x", "name": "X", "tier": 1} if method == "POST" else {"name": "X"}
         response = await client.request(method, path, headers=ADMIN, json=body if method != "DELETE" else None)
         assert response.status == 404, (method, path)
@@ -145,8 +172,12 @@ async def test_contact_changes_are_validated_like_the_file(client: Any, change: 
 
 async def test_partner_changes_are_validated(client: Any) -> None:
     assert (await create(client, MINATO)).status == 201
-    for change, field in (({"language": "fr"}, "language"), ({"policy": {"urgent": {}}}, "policy.urgent"),
-                          ({"components": ["Order API"]}, "components[0]"), ({"contacts": []}, "contacts")):
+    for change, field in (
+        ({"language": "fr"}, "language"),
+        ({"policy": {"urgent": {}}}, "policy.urgent"),
+        ({"components": ["Order API"]}, "components[0]"),
+        ({"contacts": []}, "contacts"),
+    ):
         response = await client.patch("/v1/partners/minato-shoji", json=change, headers=ADMIN)
         assert response.status == 422, change
         assert (await response.json())["field"] == field
@@ -177,18 +208,38 @@ async def test_list_pages_through_partners_and_filters_by_component(client: Any)
 
 async def test_coverage_lists_partners_without_reachable_tier1(client: Any) -> None:
     assert (await create(client, MINATO)).status == 201
-    assert (await create(client, {"id": "sakura-foods", "name": "さくら食品株式会社", "language": "ja",
-                                  "contacts": [{"key": "yamamoto", "name": "山本 恵", "tier": 1}]})).status == 201
-    assert (await create(client, {"id": "pacific-freight", "name": "Pacific Freight Ltd.", "language": "en"})).status == 201
+    assert (
+        await create(
+            client,
+            {
+                "id": "sakura-foods",
+                "name": "さくら食品株式会社",
+                "language": "ja",
+                "contacts": [{"key": "yamamoto", "name": "山本 恵", "tier": 1}],
+            },
+        )
+    ).status == 201
+    assert (
+        await create(client, {"id": "pacific-freight", "name": "Pacific Freight Ltd.", "language": "en"})
+    ).status == 201
 
     coverage = await (await client.get("/v1/directory/coverage", headers=ADMIN)).json()
-    assert coverage == {"gaps": [
-        {"partner_id": "pacific-freight", "name": "Pacific Freight Ltd.", "reason": "no tier-1 contact"},
-        {"partner_id": "sakura-foods", "name": "さくら食品株式会社", "reason": "tier-1 contacts have no email or phone"},
-    ]}
+    assert coverage == {
+        "gaps": [
+            {"partner_id": "pacific-freight", "name": "Pacific Freight Ltd.", "reason": "no tier-1 contact"},
+            {
+                "partner_id": "sakura-foods",
+                "name": "さくら食品株式会社",
+                "reason": "tier-1 contacts have no email or phone",
+            },
+        ]
+    }
 
-    fixed = await client.patch("/v1/partners/sakura-foods/contacts/yamamoto", headers=ADMIN,
-                               json={"email": "megumi.yamamoto@sakura-foods.example.jp"})
+    fixed = await client.patch(
+        "/v1/partners/sakura-foods/contacts/yamamoto",
+        headers=ADMIN,
+        json={"email": "megumi.yamamoto@sakura-foods.example.jp"},
+    )
     assert fixed.status == 200
     coverage = await (await client.get("/v1/directory/coverage", headers=ADMIN)).json()
     assert [g["partner_id"] for g in coverage["gaps"]] == ["pacific-freight"]

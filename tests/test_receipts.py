@@ -64,7 +64,10 @@ def callback_params(sms: dict[str, Any], status: str, error_code: int | None = N
 
 
 async def twilio_reports(
-    client: Any, twilio: TwilioFake, params: dict[str, str], signed_url: str = PUBLIC_CALLBACK_URL,
+    client: Any,
+    twilio: TwilioFake,
+    params: dict[str, str],
+    signed_url: str = PUBLIC_CALLBACK_URL,
     token: str | None = None,
 ) -> Any:
     """POST a status callback signed the way Twilio signs it: over the public URL it called."""

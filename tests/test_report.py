@@ -71,7 +71,9 @@ async def test_the_report_lists_every_notice_version_and_every_recipient(
     assert report["incident"]["title"]["en"] == "Order API slow responses and errors"
     assert [(n["version"], n["kind"]) for n in report["notices"]] == [(1, "initial"), (2, "progress"), (3, "progress")]
     assert [(s["status"], s["notice_version"]) for s in report["incident"]["status_history"]] == [
-        ("investigating", 1), ("identified", 2), ("recovering", 3),
+        ("investigating", 1),
+        ("identified", 2),
+        ("recovering", 3),
     ]
     for entry, stored in zip(report["notices"], await stored_notices(client, incident_id), strict=True):
         assert entry["published_at"] == iso(stored["published_at"]) and entry["created_by"] == "operator"
@@ -79,7 +81,9 @@ async def test_the_report_lists_every_notice_version_and_every_recipient(
             assert entry["rendered"][lang]["subject"] == stored["rendered"][lang]["subject"]
             assert entry["rendered"][lang]["txt"] == stored["rendered"][lang]["txt"]
 
-    recipients = [(n["id"], p["partner_id"], r) for n in report["notices"] for p in n["partners"] for r in p["recipients"]]
+    recipients = [
+        (n["id"], p["partner_id"], r) for n in report["notices"] for p in n["partners"] for r in p["recipients"]
+    ]
     assert sorted((nid, pid, r["delivery_id"], r["contact_id"], r["channel"], r["address"], r["status"])
                   for nid, pid, r in recipients) == sorted(
         (d["notice_id"], d["partner_id"], d["id"], d["contact_id"], d["channel"], d["address"], d["status"]) for d in logged
@@ -129,7 +133,9 @@ async def test_the_printable_report_shows_subjects_partners_recipients_and_failu
     assert "Late by" in page and "On time" in page and "Still open" in page
     assert str(escape(SCRIPT)) in page and SCRIPT not in page
 
-    by_accept = await client.get(f"/v1/incidents/{incident_id}/report", headers={**auth("admin"), "Accept": "text/html"})
+    by_accept = await client.get(
+        f"/v1/incidents/{incident_id}/report", headers={**auth("admin"), "Accept": "text/html"}
+    )
     assert by_accept.content_type == "text/html"
 
 

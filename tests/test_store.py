@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import insert, select
@@ -27,20 +27,56 @@ async def seed_notice(store: Store, rows: list[tuple[int, str]], now: float | No
     """One partner, one contact, one notice, and a delivery per (priority, channel)."""
     now = time.time() if now is None else now
     async with store.begin() as conn:
-        await conn.execute(insert(partners).values(id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now))
+        await conn.execute(
+            insert(partners).values(id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now)
+        )
         contact = await conn.execute(
-            insert(contacts).values(partner_id="p1", key="c", name="C", tier=1, email="c@example.jp", phone="+819012345678",
-                                    channels=["sms", "email"], created_at=now, updated_at=now)
+            insert(contacts).values(
+                partner_id="p1",
+                key="c",
+                name="C",
+                tier=1,
+                email="c@example.jp",
+                phone="+819012345678",
+                channels=["sms", "email"],
+                created_at=now,
+                updated_at=now,
+            )
         )
         contact_id = contact.inserted_primary_key[0]
-        incident_id = await incident_store.insert_incident(conn, {"title": "t", "severity": "critical", "status": "investigating", "components": ["x"]})
-        notice_id = await incident_store.insert_notice(conn, {
-            "incident_id": incident_id, "kind": "initial", "version": 1, "state": "published", "severity": "critical",
-            "fields": {}, "audience": {}})
+        incident_id = await incident_store.insert_incident(
+            conn, {"title": "t", "severity": "critical", "status": "investigating", "components": ["x"]}
+        )
+        notice_id = await incident_store.insert_notice(
+            conn,
+            {
+                "incident_id": incident_id,
+                "kind": "initial",
+                "version": 1,
+                "state": "published",
+                "severity": "critical",
+                "fields": {},
+                "audience": {},
+            },
+        )
         values = [
-            {"notice_id": notice_id, "incident_id": incident_id, "partner_id": "p1", "contact_id": contact_id, "tier": 1,
-             "channel": channel, "address": "x", "language": "ja", "priority": priority, "status": "pending",
-             "attempts": 0, "next_attempt_at": now, "message_id": f"<m{i}@h>", "created_at": now, "updated_at": now}
+            {
+                "notice_id": notice_id,
+                "incident_id": incident_id,
+                "partner_id": "p1",
+                "contact_id": contact_id,
+                "tier": 1,
+                "channel": channel,
+                "address": "x",
+                "language": "ja",
+                "priority": priority,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "message_id": f"<m{i}@h>",
+                "created_at": now,
+                "updated_at": now,
+            }
             for i, (priority, channel) in enumerate(rows)
         ]
         await outbox.insert_deliveries(conn, values)
@@ -65,7 +101,9 @@ async def test_claim_takes_the_most_urgent_due_deliveries_first(store: Store) ->
 async def test_claim_respects_channel_and_due_time(store: Store) -> None:
     ids = await seed_notice(store, [(0, "sms"), (1, "email")])
     async with store.begin() as conn:
-        await conn.execute(deliveries.update().where(deliveries.c.id == ids[0]).values(next_attempt_at=time.time() + 60))
+        await conn.execute(
+            deliveries.update().where(deliveries.c.id == ids[0]).values(next_attempt_at=time.time() + 60)
+        )
         assert await outbox.claim_due(conn, ["sms"], 10, "w", 30) == []
         assert [d["id"] for d in await outbox.claim_due(conn, ["email"], 10, "w", 30)] == [ids[1]]
 
@@ -103,10 +141,33 @@ async def test_a_late_result_from_a_worker_that_lost_its_lease_is_ignored(store:
         await outbox.claim_due(conn, ["sms"], 1, "slow", 0.01)
         await outbox.release_expired_leases(conn, now=time.time() + 1)
         await outbox.claim_due(conn, ["sms"], 1, "fast", 30, now=time.time() + 1)
-        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "slow", "attempts": 1, "status": "failed",
-                                             "next_attempt_at": 0, "updated_at": time.time()}])
-        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "fast", "attempts": 2, "status": "sent",
-                                             "provider_id": "SM1", "next_attempt_at": 0, "updated_at": time.time()}])
+        await outbox.record_outcomes(
+            conn,
+            [
+                {
+                    "id": delivery_id,
+                    "worker": "slow",
+                    "attempts": 1,
+                    "status": "failed",
+                    "next_attempt_at": 0,
+                    "updated_at": time.time(),
+                }
+            ],
+        )
+        await outbox.record_outcomes(
+            conn,
+            [
+                {
+                    "id": delivery_id,
+                    "worker": "fast",
+                    "attempts": 2,
+                    "status": "sent",
+                    "provider_id": "SM1",
+                    "next_attempt_at": 0,
+                    "updated_at": time.time(),
+                }
+            ],
+        )
         row = await outbox.get_delivery(conn, delivery_id)
     assert row is not None and row["status"] == "sent" and row["provider_id"] == "SM1"
 
@@ -117,8 +178,19 @@ async def test_an_outcome_from_an_earlier_claim_of_the_same_worker_is_ignored(st
         await outbox.claim_due(conn, ["sms"], 1, "w", 0.01)
         await outbox.release_expired_leases(conn, now=time.time() + 1)
         await outbox.claim_due(conn, ["sms"], 1, "w", 30, now=time.time() + 1)
-        await outbox.record_outcomes(conn, [{"id": delivery_id, "worker": "w", "attempts": 1, "status": "dead",
-                                             "next_attempt_at": 0, "updated_at": time.time()}])
+        await outbox.record_outcomes(
+            conn,
+            [
+                {
+                    "id": delivery_id,
+                    "worker": "w",
+                    "attempts": 1,
+                    "status": "dead",
+                    "next_attempt_at": 0,
+                    "updated_at": time.time(),
+                }
+            ],
+        )
         row = await outbox.get_delivery(conn, delivery_id)
     assert row is not None and (row["status"], row["attempts"]) == ("sending", 2)
 
@@ -144,11 +216,25 @@ async def test_requeue_gives_a_dead_delivery_fresh_attempts(store: Store) -> Non
 
 async def test_notice_versions_count_up_per_incident(store: Store) -> None:
     async with store.begin() as conn:
-        first = await incident_store.insert_incident(conn, {"title": "a", "severity": "minor", "status": "investigating", "components": []})
-        second = await incident_store.insert_incident(conn, {"title": "b", "severity": "minor", "status": "investigating", "components": []})
+        first = await incident_store.insert_incident(
+            conn, {"title": "a", "severity": "minor", "status": "investigating", "components": []}
+        )
+        second = await incident_store.insert_incident(
+            conn, {"title": "b", "severity": "minor", "status": "investigating", "components": []}
+        )
         for incident_id in (first, first, second):
             version = await incident_store.next_notice_version(conn, incident_id)
-            await incident_store.insert_notice(conn, {"incident_id": incident_id, "kind": "progress", "version": version,
-                                                      "state": "draft", "severity": "minor", "fields": {}, "audience": {}})
+            await incident_store.insert_notice(
+                conn,
+                {
+                    "incident_id": incident_id,
+                    "kind": "progress",
+                    "version": version,
+                    "state": "draft",
+                    "severity": "minor",
+                    "fields": {},
+                    "audience": {},
+                },
+            )
         assert [n["version"] for n in await incident_store.notices_of(conn, first)] == [1, 2]
         assert [n["version"] for n in await incident_store.notices_of(conn, second)] == [1]

@@ -1,5 +1,5 @@
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +8,7 @@ import pytest
 from service.render import KINDS, LANGUAGES, PARTS, RenderedMessage, Renderer
 from service.segments import sms_segments
 
-UTC = timezone.utc
+UTC = UTC
 STARTED = datetime(2026, 11, 25, 5, 10, tzinfo=UTC)  # 14:10 JST
 NEXT_UPDATE = datetime(2026, 11, 25, 6, 30, tzinfo=UTC)  # 15:30 JST
 ETA = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # 18:00 JST
@@ -66,19 +66,20 @@ FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
-NOTICE_KEYS = (
-    "title summary impact current_status outlook stage progress_percent next_steps cause countermeasures "
-    "changes window_start window_end recovery_eta cost_estimate time_estimate subject body responsible "
-    "next_update_at components"
-).split()
+NOTICE_KEYS = ["title", "summary", "impact", "current_status", "outlook", "stage", "progress_percent", "next_steps", "cause", "countermeasures", "changes", "window_start", "window_end", "recovery_eta", "cost_estimate", "time_estimate", "subject", "body", "responsible", "next_update_at", "components"]
 
 
 def notice_context(
-    lang: str, *, version: int = 2, corrects_version: int | None = None, ack_url: str | None = ACK_URL,
-    incident: bool = True, **notice: Any,
+    lang: str,
+    *,
+    version: int = 2,
+    corrects_version: int | None = None,
+    ack_url: str | None = ACK_URL,
+    incident: bool = True,
+    **notice: Any,
 ) -> dict[str, Any]:
     """A render context as the dispatcher builds it: every notice key present, None when not given."""
-    fields = {key: None for key in NOTICE_KEYS}
+    fields = dict.fromkeys(NOTICE_KEYS)
     fields.update(FIELDS[lang], next_update_at=NEXT_UPDATE)
     fields.update(notice)
     return {
@@ -92,7 +93,9 @@ def notice_context(
             "status": "investigating",
             "components": fields["components"],
             "started_at": STARTED,
-        } if incident else None,
+        }
+        if incident
+        else None,
         "notice": fields,
         "recipient": {
             "name": "山田 太郎" if lang == "ja" else "Taro Yamada",

@@ -28,8 +28,11 @@ from service.store import receipts as receipt_store
 routes = web.RouteTableDef()
 
 _pages = Environment(
-    loader=FileSystemLoader(DEFAULT_TEMPLATES_DIR / "web"), autoescape=True, undefined=StrictUndefined,
-    trim_blocks=True, lstrip_blocks=True,
+    loader=FileSystemLoader(DEFAULT_TEMPLATES_DIR / "web"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
 # The token is in the URL: keep it out of caches, search indexes, Referer headers and frames.
 PAGE_HEADERS = {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aiohttp import web
 
@@ -69,7 +69,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization", "")
     principal = None
     if header.startswith("Bearer "):
-        principal = request.app["tokens"].lookup(header[len("Bearer "):].strip())
+        principal = request.app["tokens"].lookup(header[len("Bearer ") :].strip())
     if principal is None:
         hook = request.app.get("alternate_auth", {}).get(scope)
         principal = await hook(request) if hook else None

@@ -169,8 +169,18 @@ async def retry_delivery(request: web.Request) -> web.Response:
         if delivery is None:
             raise ApiError(404, "not_found", f"no delivery {delivery_id}")
         if not await delivery_store.requeue(conn, delivery_id):
-            raise ApiError(409, "not_retryable", f"delivery {delivery_id} is {delivery['status']}; only dead or failed deliveries are re-queued")
-        await audit(conn, "delivery.requeued", "delivery", delivery_id, principal_of(request).name,
-                    {"was": delivery["status"], "last_error": delivery["last_error"]})
+            raise ApiError(
+                409,
+                "not_retryable",
+                f"delivery {delivery_id} is {delivery['status']}; only dead or failed deliveries are re-queued",
+            )
+        await audit(
+            conn,
+            "delivery.requeued",
+            "delivery",
+            delivery_id,
+            principal_of(request).name,
+            {"was": delivery["status"], "last_error": delivery["last_error"]},
+        )
     request.app["dispatcher_wake"]()
     return web.json_response({"id": delivery_id, "status": "pending"}, status=202)

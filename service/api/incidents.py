@@ -34,8 +34,9 @@ async def create_incident(request: web.Request) -> web.Response:
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:
         outcome = await incident_flow.open_incident(conn, request.app["settings"], body, actor)
-        await record_inbound(conn, "api", raw, actor, request.content_type, incident_id=outcome.incident_id,
-                             notice_id=outcome.notice_id)
+        await record_inbound(
+            conn, "api", raw, actor, request.content_type, incident_id=outcome.incident_id, notice_id=outcome.notice_id
+        )
     return _accepted(request, outcome, 201 if outcome.plan is None else 202)
 
 
@@ -48,8 +49,9 @@ async def update_incident(request: web.Request) -> web.Response:
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:
         outcome = await incident_flow.update_incident(conn, request.app["settings"], incident_id, body, actor)
-        await record_inbound(conn, "api", raw, actor, request.content_type, incident_id=incident_id,
-                             notice_id=outcome.notice_id)
+        await record_inbound(
+            conn, "api", raw, actor, request.content_type, incident_id=incident_id, notice_id=outcome.notice_id
+        )
     return _accepted(request, outcome, 200 if outcome.plan is None else 202)
 
 
@@ -103,7 +105,9 @@ async def list_drafts(request: web.Request) -> web.Response:
 async def publish_draft(request: web.Request) -> web.Response:
     notice_id = int(request.match_info["id"])
     async with request.app["store"].begin() as conn:
-        outcome = await incident_flow.publish_draft(conn, request.app["settings"], notice_id, principal_of(request).name)
+        outcome = await incident_flow.publish_draft(
+            conn, request.app["settings"], notice_id, principal_of(request).name
+        )
     return _accepted(request, outcome)
 
 
@@ -127,10 +131,17 @@ async def create_broadcast(request: web.Request) -> web.Response:
     async with request.app["store"].begin() as conn:
         await check_audience(conn, draft.audience, "audience")
         notice = {
-            "incident_id": None, "kind": draft.kind, "version": 1, "corrects_id": None, "state": "draft",
-            "severity": draft.severity, "status": None,
+            "incident_id": None,
+            "kind": draft.kind,
+            "version": 1,
+            "corrects_id": None,
+            "state": "draft",
+            "severity": draft.severity,
+            "status": None,
             "fields": draft.fields.model_dump(mode="json", exclude_none=True),
-            "audience": draft.audience.model_dump(), "next_update_at": None, "created_by": actor,
+            "audience": draft.audience.model_dump(),
+            "next_update_at": None,
+            "created_by": actor,
         }
         notice["id"] = await incident_store.insert_notice(conn, notice)
         await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": draft.kind, "broadcast": True})

@@ -45,5 +45,9 @@ async def metrics(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         depth = await delivery_store.queue_depth(conn)
     request.app["metrics"].set_queue_depth(depth)
-    return web.Response(body=request.app["metrics"].render(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Prometheus-Format": "0.0.4"})
+    return web.Response(
+        body=request.app["metrics"].render(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Prometheus-Format": "0.0.4"},
+    )

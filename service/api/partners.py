@@ -117,8 +117,9 @@ async def create_partner(request: web.Request) -> web.Response:
             if await partner_store.get_partner(conn, spec.id, with_contacts=False):
                 raise ApiError(409, "duplicate_id", f"partner {spec.id!r} already exists", "id")
             await partner_store.insert_partner(conn, spec.row_with_contacts())
-            await audit(conn, "partner.created", "partner", spec.id, actor,
-                        {"contacts": [c.key for c in spec.contacts]})
+            await audit(
+                conn, "partner.created", "partner", spec.id, actor, {"contacts": [c.key for c in spec.contacts]}
+            )
             partner = await _partner_or_404(conn, spec.id, with_contacts=True)
     except IntegrityError as exc:  # created by a concurrent request after our check
         raise ApiError(409, "duplicate_id", f"partner {spec.id!r} already exists", "id") from exc
@@ -161,8 +162,9 @@ async def delete_partner(request: web.Request) -> web.Response:
     async with request.app["store"].begin() as conn:
         partner = await _partner_or_404(conn, partner_id, with_contacts=True)
         await partner_store.delete_partner(conn, partner_id)
-        await audit(conn, "partner.deleted", "partner", partner_id, actor,
-                    {"contacts": [c["key"] for c in partner["contacts"]]})
+        await audit(
+            conn, "partner.deleted", "partner", partner_id, actor, {"contacts": [c["key"] for c in partner["contacts"]]}
+        )
     log.info("partner %s deleted by %s", partner_id, actor)
     return web.Response(status=204)
 
@@ -194,8 +196,14 @@ async def create_contact(request: web.Request) -> web.Response:
             if await partner_store.get_contact(conn, partner_id, spec.key):
                 raise ApiError(409, "duplicate_key", f"partner {partner_id!r} already has contact {spec.key!r}", "key")
             await partner_store.insert_contact(conn, partner_id, spec.row())
-            await audit(conn, "contact.created", "contact", _contact_subject(partner_id, spec.key), actor,
-                        {"partner_id": partner_id, "key": spec.key, "tier": spec.tier})
+            await audit(
+                conn,
+                "contact.created",
+                "contact",
+                _contact_subject(partner_id, spec.key),
+                actor,
+                {"partner_id": partner_id, "key": spec.key, "tier": spec.tier},
+            )
             contact = await _contact_or_404(conn, partner_id, spec.key)
     except IntegrityError as exc:
         raise ApiError(409, "duplicate_key", f"partner {partner_id!r} already has contact {spec.key!r}", "key") from exc
@@ -214,8 +222,14 @@ async def update_contact(request: web.Request) -> web.Response:
         _keep(payload, "key", key)
         spec = validate(ContactSpec, {**{k: current[k] for k in CONTACT_KEYS}, **payload})
         await partner_store.update_contact(conn, partner_id, key, spec.row())
-        await audit(conn, "contact.updated", "contact", _contact_subject(partner_id, key), actor,
-                    {"partner_id": partner_id, "key": key, "fields": sorted(payload)})
+        await audit(
+            conn,
+            "contact.updated",
+            "contact",
+            _contact_subject(partner_id, key),
+            actor,
+            {"partner_id": partner_id, "key": key, "fields": sorted(payload)},
+        )
         contact = await _contact_or_404(conn, partner_id, key)
     log.info("contact %s/%s updated by %s", partner_id, key, actor)
     return web.json_response(contact_json(contact))
@@ -229,8 +243,14 @@ async def delete_contact(request: web.Request) -> web.Response:
     async with request.app["store"].begin() as conn:
         await _contact_or_404(conn, partner_id, key)
         await partner_store.delete_contact(conn, partner_id, key)
-        await audit(conn, "contact.deleted", "contact", _contact_subject(partner_id, key), actor,
-                    {"partner_id": partner_id, "key": key})
+        await audit(
+            conn,
+            "contact.deleted",
+            "contact",
+            _contact_subject(partner_id, key),
+            actor,
+            {"partner_id": partner_id, "key": key},
+        )
     log.info("contact %s/%s deleted by %s", partner_id, key, actor)
     return web.Response(status=204)
 

@@ -82,13 +82,23 @@ async def bounce_report(request: web.Request) -> web.Response:
     async with request.app["store"].begin() as conn:
         delivery = await receipts.find_bounced_delivery(conn, bounce)
         if delivery is None:
-            log.warning("bounce (status %s) matches no delivery: %d Message-IDs, %d VERP ids tried",
-                        bounce.status, len(bounce.message_ids), len(bounce.verp_delivery_ids))
+            log.warning(
+                "bounce (status %s) matches no delivery: %d Message-IDs, %d VERP ids tried",
+                bounce.status,
+                len(bounce.message_ids),
+                len(bounce.verp_delivery_ids),
+            )
             raise ApiError(404, "unknown_message", "the DSN names no message Herald sent")
         outcome = await receipts.apply_bounce(conn, delivery, bounce)
         if outcome.applied:
-            await audit(conn, "delivery.bounced", "delivery", delivery["id"], principal_of(request).name,
-                        {"status": bounce.status, "action": bounce.action})
+            await audit(
+                conn,
+                "delivery.bounced",
+                "delivery",
+                delivery["id"],
+                principal_of(request).name,
+                {"status": bounce.status, "action": bounce.action},
+            )
     effect = "applied" if outcome.applied else "recorded"
     log.info("delivery %s: bounce %s (%s)", outcome.delivery_id, bounce.status, effect)
     return web.json_response({**outcome.as_json(), "bounce_status": bounce.status, "permanent": bounce.permanent})

@@ -8,7 +8,8 @@ alert) when `ingest.incident_per = "fingerprint"`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 

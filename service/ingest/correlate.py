@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -85,8 +85,9 @@ async def _on_firing(
         await _save_if_changed(conn, group, changes)
         return IngestResult(group["incident_id"], None, "duplicate")
     components = [*(group["incident_components"] or []), *added]
-    outcome = await _widen(conn, settings, group["incident_id"], components, event.severity if graver else None,
-                           actor, now)
+    outcome = await _widen(
+        conn, settings, group["incident_id"], components, event.severity if graver else None, actor, now
+    )
     changes["components"] = _union(group["components"], event.components)
     await alert_store.update_group(conn, group["key"], changes)
     return _result(outcome, "updated")
@@ -126,8 +127,9 @@ async def _on_resolved(
     transitions = _remember(group, "resolved", now)
     flap_window = settings.ingest.flap_window
     if flap_window <= 0:
-        await alert_store.update_group(conn, group["key"], {"state": "resolved", "fingerprints": [],
-                                                            "transitions": transitions})
+        await alert_store.update_group(
+            conn, group["key"], {"state": "resolved", "fingerprints": [], "transitions": transitions}
+        )
         return await settle_resolve(conn, settings, group, actor)
     await alert_store.update_group(
         conn,
@@ -271,7 +273,7 @@ def _union(first: list[str] | None, second: tuple[str, ...]) -> list[str]:
 
 
 def _next_update(settings: Settings, now: float) -> datetime:
-    return datetime.fromtimestamp(now, tz=timezone.utc) + timedelta(minutes=settings.ingest.next_update_minutes)
+    return datetime.fromtimestamp(now, tz=UTC) + timedelta(minutes=settings.ingest.next_update_minutes)
 
 
 def _fill(text: Text, placeholder: str, value: str) -> Text:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -35,7 +35,7 @@ class DampingFlusher:
     async def flush_once(self) -> None:
         try:
             results = await flush_due(self._store, self._settings)
-        except Exception:  # noqa: BLE001 - keep running; the hold stays stored and is retried
+        except Exception:
             log.exception("applying held resolves failed; will retry")
             return
         if any(result.deliveries for result in results):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -40,8 +40,9 @@ def signature_hook(sources: list[HmacSource]) -> Hook:
     ]
 
     async def hmac_principal(request: web.Request) -> Principal | None:
-        presented = [(name, request.headers[header], secret) for name, header, secret in keyed
-                     if header in request.headers]
+        presented = [
+            (name, request.headers[header], secret) for name, header, secret in keyed if header in request.headers
+        ]
         if not presented:
             return None
         body = await request.read()  # cached by aiohttp: the handler reads the same bytes

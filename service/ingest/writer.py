@@ -86,7 +86,7 @@ class IngestWriter:
     async def _write(self, batch: list[Webhook]) -> None:
         try:
             outcomes = await self._write_batch(batch)
-        except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: every sender hears it
+        except Exception as exc:
             log.exception("writing a batch of %d webhooks failed", len(batch))
             outcomes = [exc] * len(batch)
         for webhook, outcome in zip(batch, outcomes):
@@ -114,7 +114,7 @@ class IngestWriter:
         changed.update(e.key for e in events)
         try:
             return await self._apply_in_savepoint(conn, webhook)
-        except Exception as exc:  # noqa: BLE001 - this webhook fails alone; its savepoint is undone
+        except Exception as exc:
             if not isinstance(exc, ApiError):
                 log.exception("applying a %s webhook failed", webhook.source)
             return exc

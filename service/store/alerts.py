@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import and_, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,9 +55,7 @@ async def due_group_keys(conn: AsyncConnection, now: float, limit: int = 100) ->
 
 async def has_published_notice(conn: AsyncConnection, incident_id: int) -> bool:
     """Whether partners have heard of the incident (a later notice should then follow)."""
-    query = select(
-        exists().where(and_(notices.c.incident_id == incident_id, notices.c.state == "published"))
-    )
+    query = select(exists().where(and_(notices.c.incident_id == incident_id, notices.c.state == "published")))
     return bool(await conn.scalar(query))
 
 

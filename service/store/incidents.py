@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,9 +19,7 @@ async def insert_incident(conn: AsyncConnection, values: dict[str, Any]) -> int:
 
 
 async def update_incident(conn: AsyncConnection, incident_id: int, values: dict[str, Any]) -> None:
-    await conn.execute(
-        update(incidents).where(incidents.c.id == incident_id).values(updated_at=time.time(), **values)
-    )
+    await conn.execute(update(incidents).where(incidents.c.id == incident_id).values(updated_at=time.time(), **values))
 
 
 async def get_incident(conn: AsyncConnection, incident_id: int, for_update: bool = False) -> dict[str, Any] | None:

@@ -36,8 +36,12 @@ class DeliveryFilter:
     def conditions(self) -> list[ColumnElement[bool]]:
         c = deliveries.c
         found: list[ColumnElement[bool]] = []
-        for column, value in ((c.incident_id, self.incident_id), (c.notice_id, self.notice_id),
-                              (c.partner_id, self.partner_id), (c.contact_id, self.contact_id)):
+        for column, value in (
+            (c.incident_id, self.incident_id),
+            (c.notice_id, self.notice_id),
+            (c.partner_id, self.partner_id),
+            (c.contact_id, self.contact_id),
+        ):
             if value is not None:
                 found.append(column == value)
         for column, values in ((c.channel, self.channels), (c.status, self.statuses), (c.tier, self.tiers)):
@@ -77,7 +81,9 @@ async def delivery_pages(
 
 
 async def receipts_of(conn: AsyncConnection, delivery_id: int) -> list[dict[str, Any]]:
-    query = select(receipts).where(receipts.c.delivery_id == delivery_id).order_by(receipts.c.received_at, receipts.c.id)
+    query = (
+        select(receipts).where(receipts.c.delivery_id == delivery_id).order_by(receipts.c.received_at, receipts.c.id)
+    )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
@@ -114,16 +120,28 @@ async def recipients_of_incident(conn: AsyncConnection, incident_id: int) -> lis
     directory since keep their deliveries (the log is the evidence), just without a name. An
     acknowledgement counts whether it was recorded on the delivery or only in its own table."""
     query = (
-        select(deliveries, contacts.c.name.label("contact_name"), contacts.c.key.label("contact_key"),
-               partners.c.name.label("partner_name"), acknowledgements.c.at.label("ack_at"))
+        select(
+            deliveries,
+            contacts.c.name.label("contact_name"),
+            contacts.c.key.label("contact_key"),
+            partners.c.name.label("partner_name"),
+            acknowledgements.c.at.label("ack_at"),
+        )
         .select_from(
             deliveries.outerjoin(contacts, contacts.c.id == deliveries.c.contact_id)
             .outerjoin(partners, partners.c.id == deliveries.c.partner_id)
             .outerjoin(acknowledgements, acknowledgements.c.delivery_id == deliveries.c.id)
         )
         .where(deliveries.c.incident_id == incident_id)
-        .order_by(deliveries.c.notice_id, deliveries.c.partner_id, deliveries.c.tier, deliveries.c.contact_id,
-                  deliveries.c.escalation_step, deliveries.c.channel, deliveries.c.id)
+        .order_by(
+            deliveries.c.notice_id,
+            deliveries.c.partner_id,
+            deliveries.c.tier,
+            deliveries.c.contact_id,
+            deliveries.c.escalation_step,
+            deliveries.c.channel,
+            deliveries.c.id,
+        )
     )
     found = []
     for row in (await conn.execute(query)).mappings():

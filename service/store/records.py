@@ -60,12 +60,14 @@ async def audit(
 
 async def find_idempotent(conn: AsyncConnection, principal: str, key: str) -> dict[str, Any] | None:
     row = (
-        await conn.execute(
-            select(idempotency_keys).where(
-                idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
+        (
+            await conn.execute(
+                select(idempotency_keys).where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
             )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 

@@ -87,9 +87,7 @@ class _Handler:
         if failure:
             return failure
         assert isinstance(envelope.content, bytes)
-        return self.sink._record(
-            ReceivedMessage(str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content)
-        )
+        return self.sink._record(ReceivedMessage(str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content))
 
 
 class _SinkController(Controller):
@@ -156,9 +154,7 @@ class SmtpSink:
         self._unavailable = False
         self.start()
 
-    def fail_next(
-        self, n: int = 1, code: int = 451, text: str = "try again", *, on: Stage = "DATA"
-    ) -> None:
+    def fail_next(self, n: int = 1, code: int = 451, text: str = "try again", *, on: Stage = "DATA") -> None:
         """Answer the next n DATA (or RCPT) commands with `code text` instead of accepting."""
         with self._lock:
             self._failures.extend(_Failure(on, f"{code} {text}") for _ in range(n))
@@ -167,9 +163,7 @@ class SmtpSink:
         deadline = time.monotonic() + timeout
         while len(self.messages) < count:
             if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"SMTP sink got {len(self.messages)} of {count} messages in {timeout}s"
-                )
+                raise TimeoutError(f"SMTP sink got {len(self.messages)} of {count} messages in {timeout}s")
             await asyncio.sleep(0.01)
         return self.messages
 

@@ -40,9 +40,7 @@ _MESSAGES = {
 
 
 class TwilioFake:
-    def __init__(
-        self, account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN
-    ) -> None:
+    def __init__(self, account_sid: str = DEFAULT_ACCOUNT_SID, auth_token: str = DEFAULT_AUTH_TOKEN) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.requests: list[dict[str, str]] = []  # form fields of every authenticated POST
@@ -62,9 +60,7 @@ class TwilioFake:
 
     async def start(self) -> TwilioFake:
         app = web.Application()
-        app.router.add_post(
-            f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._create_message
-        )
+        app.router.add_post(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", self._create_message)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -80,9 +76,7 @@ class TwilioFake:
     def fail_next(self, n: int = 1, status: int = 500, code: int | None = None) -> None:
         self._failures.extend([(status, code or _STATUS_CODES.get(status, status))] * n)
 
-    def fail_ratio(
-        self, ratio: float, statuses: Iterable[int] = (429, 500), seed: int | None = None
-    ) -> None:
+    def fail_ratio(self, ratio: float, statuses: Iterable[int] = (429, 500), seed: int | None = None) -> None:
         """Fail about `ratio` of the requests from now on with one of `statuses`; 0 stops it."""
         self._fail_ratio = ratio
         self._fail_statuses = tuple(statuses)
@@ -90,19 +84,15 @@ class TwilioFake:
 
     def reject_numbers(self, numbers: Iterable[str], code: int = 21610, status: int = 400) -> None:
         """Refuse these numbers from now on, e.g. 21610: the recipient replied STOP."""
-        self._rejected.update({number: (status, code) for number in numbers})
+        self._rejected.update(dict.fromkeys(numbers, (status, code)))
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until `count` messages were accepted."""
         async with self._arrived:
-            await asyncio.wait_for(
-                self._arrived.wait_for(lambda: len(self.messages) >= count), timeout
-            )
+            await asyncio.wait_for(self._arrived.wait_for(lambda: len(self.messages) >= count), timeout)
         return self.messages
 
-    async def send_status_callback(
-        self, sid: str, status: str = "delivered", error_code: int | None = None
-    ) -> int:
+    async def send_status_callback(self, sid: str, status: str = "delivered", error_code: int | None = None) -> int:
         """POST a signed status callback for message `sid` to its StatusCallback URL, as Twilio
         does when the carrier reports back. Returns the HTTP status the receiver answered."""
         created = next(m for m in self.messages if m["sid"] == sid)
@@ -123,9 +113,7 @@ class TwilioFake:
             params["ErrorCode"] = str(error_code)
         signature = RequestValidator(self.auth_token).compute_signature(url, params)
         async with aiohttp.ClientSession() as session:
-            async with session.post(
-                url, data=params, headers={"X-Twilio-Signature": signature}
-            ) as response:
+            async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response:
                 return response.status
 
     async def _create_message(self, request: web.Request) -> web.Response:
