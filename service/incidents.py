@@ -212,6 +212,11 @@ async def _write_notice(
     if draft.corrects_version is not None:
         corrects_id = await _notice_id_of_version(conn, incident_id, draft.corrects_version)
     version = version or await incident_store.next_notice_version(conn, incident_id)
+    stored_fields = fields.model_dump(mode="json", exclude_none=True)
+    if kind == "estimate":
+        replaces = await replaced_estimate(conn, incident_id, stored_fields)
+        if replaces is not None:
+            stored_fields["replaces"] = replaces
     notice = {
         "incident_id": incident_id,
         "kind": kind,
@@ -220,7 +225,7 @@ async def _write_notice(
         "state": "draft",
         "severity": incident["severity"],
         "status": incident["status"],
-        "fields": fields.model_dump(mode="json", exclude_none=True),
+        "fields": stored_fields,
         "audience": draft.audience.model_dump(),
         "next_update_at": to_timestamp(fields.next_update_at),
         "created_by": actor,
@@ -232,6 +237,35 @@ async def _write_notice(
     plan = await planner.publish(conn, settings, notice, incident)
     await audit(conn, "notice.published", "notice", notice["id"], actor, {"deliveries": plan.total})
     return Outcome(incident_id, notice["id"], version, "published", plan)
+
+
+ESTIMATE_FIGURES = ("time_estimate", "cost_estimate")
+
+
+async def replaced_estimate(conn: AsyncConnection, incident_id: int, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The incident's latest published estimate, which a new one replaces: partners read both side by
+    side, and a changed time or cost must say why (`change_reason`)."""
+    earlier = [
+        n
+        for n in await incident_store.notices_of(conn, incident_id)
+        if n["kind"] == "estimate" and n["state"] == "published"
+    ]
+    if not earlier:
+        return None
+    previous = max(earlier, key=lambda n: n["version"])
+    changed = any(previous["fields"].get(name) != fields.get(name) for name in ESTIMATE_FIGURES)
+    if changed and not fields.get("change_reason"):
+        raise ApiError(
+            422,
+            "missing_field",
+            f"this estimate changes the time or cost of update #{previous['version']}: say why",
+            "notice.fields.change_reason",
+        )
+    return {
+        "version": previous["version"],
+        "notice_id": previous["id"],
+        **{name: previous["fields"].get(name) for name in ESTIMATE_FIGURES},
+    }
 
 
 async def _notice_id_of_version(conn: AsyncConnection, incident_id: int, version: int) -> int:

@@ -39,7 +39,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "root_cause": ("cause", "countermeasures"),
     "bcp_revision": ("summary", "changes"),
     "maintenance": ("summary", "impact", "window_start", "window_end"),
-    "estimate": ("summary", "next_update_at"),
+    # An estimate is only honest with what it rests on and what could change it.
+    "estimate": ("summary", "time_estimate", "cost_estimate", "assumptions", "risks", "next_update_at"),
     "custom": ("subject", "body"),
 }
 
@@ -72,6 +73,10 @@ class NoticeFields(BaseModel):
     recovery_eta: AwareDatetime | None = None
     cost_estimate: Text | None = None
     time_estimate: Text | None = None
+    assumptions: Text | None = None
+    risks: Text | None = None
+    # Why this estimate differs from the one it replaces (needed when time or cost changed).
+    change_reason: Text | None = None
     subject: Text | None = None
     body: Text | None = None
     responsible: Responsible | None = None
