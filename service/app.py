@@ -16,6 +16,7 @@ from service.acks import AckSigner, ack_link
 from service.api import acks, deliveries, health, incidents, observe, partners, receipts, reports, webhooks
 from service.api.auth import TokenTable, auth_middleware
 from service.api.errors import error_middleware
+from service.config_checks import configuration_warnings, log_warnings
 from service.dispatcher import Dispatcher
 from service.escalation import escalation_ctx
 from service.ingest.lifecycle import ingest_ctx
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.server.max_body_bytes,
     )
     app["settings"] = settings
+    app["config_warnings"] = configuration_warnings(settings)
     app["tokens"] = TokenTable(settings)
     app["metrics"] = Metrics()
     app["dispatcher_wake"] = lambda: None
@@ -51,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = app["settings"]
+    log_warnings(app["config_warnings"])
     store = Store(settings.database.url, settings.database.pool_size)
     if settings.database.auto_migrate:
         await store.upgrade()

@@ -29,12 +29,15 @@ def _mask_phone(value: str) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": mask(record.getMessage()),
         }
+        fields = getattr(record, "fields", None)  # logger.warning(..., extra={"fields": {...}})
+        if isinstance(fields, dict):
+            entry.update({key: value for key, value in fields.items() if key not in entry})
         rid = request_id.get()
         if rid:
             entry["request_id"] = rid

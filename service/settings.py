@@ -1,20 +1,26 @@
-"""Typed settings: defaults, overlaid by `config/herald.toml`, overlaid by environment variables.
+"""Typed settings (pydantic-settings): defaults, overlaid by a TOML file, overlaid by the environment.
 
 Environment variables are `HERALD_<SECTION>__<KEY>` (for example `HERALD_DATABASE__URL`,
-`HERALD_SMTP__PASSWORD`). Secrets are only ever read from the environment; bearer tokens are
-declared by name in the TOML file and their values read from `HERALD_TOKEN_<NAME>`.
+`HERALD_SMTP__PASSWORD`); a value is taken as text unless its key is a list, a table or a number
+(`HERALD_SMTP__PASSWORD=123456` stays the string "123456"). Secrets are only ever read from the
+environment; bearer tokens are declared by name in the TOML file and their values read from
+`HERALD_TOKEN_<NAME>` (HMAC sources from `HERALD_HMAC_<NAME>`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+import pydantic_settings
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from service.ingest.config import IngestSettings
 
@@ -47,13 +53,25 @@ class DatabaseSettings(_Section):
 class Token(_Section):
     name: str
     scopes: list[Scope]
+    # From HERALD_TOKEN_<NAME>; a token without one is disabled.
     secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _secret_from_environment(self) -> Token:
+        self.secret = self.secret or _secret_named("HERALD_TOKEN_", self.name)
+        return self
 
 
 class HmacSource(_Section):
     name: str
     header: str = "X-Herald-Signature"
+    # From HERALD_HMAC_<NAME>.
     secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _secret_from_environment(self) -> HmacSource:
+        self.secret = self.secret or _secret_named("HERALD_HMAC_", self.name)
+        return self
 
 
 class AuthSettings(_Section):
@@ -70,7 +88,9 @@ class SmtpSettings(_Section):
     from_address: str = "Herald <herald@example.com>"
     pool_size: int = Field(4, ge=1)
     timeout: float = Field(30.0, gt=0)
+    # The relay's certificate is verified against the system CAs, or against ca_file when set.
     validate_certs: bool = True
+    ca_file: str | None = None
 
 
 class TwilioSettings(_Section):
@@ -156,7 +176,17 @@ def _default_policy() -> dict[str, dict[str, list[str]]]:
     }
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
+    """Every key of the TOML file, each overridable by HERALD_<SECTION>__<KEY>.
+
+    `load_settings()` is the way in: it names the file and the environment and words errors for
+    the operator. `Settings.model_validate(data)` builds settings from data alone (tests).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", env_nested_delimiter="__", case_sensitive=False, extra="forbid"
+    )
+
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
@@ -173,6 +203,22 @@ class Settings(_Section):
     ingest: IngestSettings = IngestSettings()
     # Escalation window per severity; see service/escalation.py.
     escalation: EscalationSettings = EscalationSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environ = _environ.get()
+        return (
+            init_settings,
+            EnvironmentVariables(settings_cls, environ),
+            _TomlFile(settings_cls, config_path(None, environ)),
+        )
 
     @field_validator("policy")
     @classmethod
@@ -195,53 +241,91 @@ class SettingsError(Exception):
     """A configuration problem, worded for the operator: it names the source and the key."""
 
 
+# The environment settings are read from: os.environ, or the mapping given to load_settings.
+_environ: ContextVar[Mapping[str, str]] = ContextVar("herald_settings_environ", default=os.environ)
+_config_file: ContextVar[Path | None] = ContextVar("herald_settings_file", default=None)
+
+# Keys holding a file path: written in the TOML file, they are relative to that file.
+PATH_KEYS: tuple[tuple[str, str], ...] = (("directory", "path"), ("smtp", "ca_file"))
+
+
+def config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:
+    return Path(path or _config_file.get() or environ.get("HERALD_CONFIG") or DEFAULT_CONFIG)
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    config_path = Path(path or environ.get("HERALD_CONFIG") or DEFAULT_CONFIG)
-    data: dict[str, Any] = {}
-    if config_path.exists():
+    source = config_path(path, environ)
+    if path is not None and not source.exists():
+        raise SettingsError(f"{source}: no such configuration file")
+    with _reading(source, environ):
         try:
-            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"{config_path}: {exc}") from exc
-    elif path is not None:
-        raise SettingsError(f"{config_path}: no such configuration file")
-    _relative_to(config_path.parent, data.get("directory"), "path")
-    _overlay_environment(data, environ)
+            return Settings()
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc, source)) from exc
+        except pydantic_settings.SettingsError as exc:
+            raise SettingsError(f"invalid configuration in the HERALD_* environment: {exc}") from exc
+
+
+@contextmanager
+def _reading(source: Path, environ: Mapping[str, str]) -> Iterator[None]:
+    file_token, environ_token = _config_file.set(source), _environ.set(environ)
     try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise SettingsError(_describe(exc, config_path)) from exc
+        yield
+    finally:
+        _config_file.reset(file_token)
+        _environ.reset(environ_token)
+
+
+def _secret_named(prefix: str, name: str) -> SecretStr | None:
+    value = _environ.get().get(prefix + name.upper().replace("-", "_"))
+    return SecretStr(value) if value else None
+
+
+class EnvironmentVariables(EnvSettingsSource):
+    """HERALD_<SECTION>__<KEY> from a given mapping; a section that does not exist is an error
+    (a typo would otherwise be ignored in silence)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self._given.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        sections = set(self.settings_cls.model_fields)
+        for name in self._given:
+            section, nested, _ = name.lower().removeprefix("herald_").partition("__")
+            if name.upper().startswith("HERALD_") and nested and section not in sections:
+                raise SettingsError(f"{name}: Herald has no configuration section [{section}]")
+        return super().__call__()
+
+
+class _TomlFile(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{self.path}: {exc}") from exc
+        for section, key in PATH_KEYS:
+            _relative_to(self.path.parent, data.get(section), key)
+        return data
 
 
 def _relative_to(base: Path, section: Any, key: str) -> None:
     """A path written in the TOML file is relative to that file, wherever Herald is started."""
     if isinstance(section, dict) and isinstance(section.get(key), str) and not Path(section[key]).is_absolute():
         section[key] = str(base / section[key])
-
-
-def _overlay_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    for name, raw in environ.items():
-        if not name.startswith("HERALD_") or "__" not in name:
-            continue
-        section, _, key = name[len("HERALD_") :].lower().partition("__")
-        target = data.setdefault(section, {})
-        if not isinstance(target, dict):
-            continue
-        target[key] = _parse_env_value(raw)
-    for kind, prefix in (("tokens", "HERALD_TOKEN_"), ("hmac_sources", "HERALD_HMAC_")):
-        for entry in data.get("auth", {}).get(kind, []):
-            secret = environ.get(prefix + str(entry.get("name", "")).upper().replace("-", "_"))
-            if secret:
-                entry["secret"] = secret
-
-
-def _parse_env_value(raw: str) -> Any:
-    """Environment values may be JSON (numbers, booleans, lists); anything else is a string."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
 
 
 def _describe(exc: ValidationError, source: Path) -> str:

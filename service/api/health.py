@@ -24,4 +24,6 @@ async def readyz(request: web.Request) -> web.Response:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
         return web.json_response({"status": "unavailable", "detail": type(exc).__name__}, status=503)
-    return web.json_response({"status": "ready"})
+    # Configuration an operator should fix (no token, loopback public URL, ...): ready all the same.
+    warnings = [warning.as_dict() for warning in request.app["config_warnings"]]
+    return web.json_response({"status": "ready", "warnings": warnings})
