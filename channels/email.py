@@ -75,6 +75,7 @@ class EmailChannel:
         pool_size: int = 4,
         timeout: float = 30.0,
         validate_certs: bool = True,
+        ca_file: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -90,6 +91,7 @@ class EmailChannel:
         self.pool_size = pool_size
         self.timeout = timeout
         self.validate_certs = validate_certs
+        self.ca_file = ca_file  # trusted instead of the system CAs (a private relay's own CA)
         # Each slot holds a connected client or None (connect on next use).
         self._slots: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
         for _ in range(pool_size):
@@ -109,6 +111,7 @@ class EmailChannel:
             pool_size=settings.pool_size,
             timeout=settings.timeout,
             validate_certs=settings.validate_certs,
+            ca_file=settings.ca_file,
         )
 
     async def send(self, message: OutboundMessage) -> SendResult:
@@ -149,6 +152,7 @@ class EmailChannel:
             use_tls=self.tls == "implicit",
             start_tls=self.tls == "starttls",
             validate_certs=self.validate_certs,
+            cert_bundle=self.ca_file,
         )
         try:
             await client.connect()
@@ -283,7 +287,14 @@ def classify_smtp_error(exc: BaseException) -> ChannelError:
     return TransientError(f"SMTP error: {_describe(exc)}")
 
 
+# Replies about our session, not the message: the relay wants TLS or a login it did not get. The
+# operator fixes the configuration; until then the notices wait instead of dying.
+_SESSION_REFUSALS = frozenset({530, 534, 535, 538})
+
+
 def _by_reply_code(code: int, text: str) -> ChannelError:
+    if code in _SESSION_REFUSALS:
+        return TransientError(f"relay refused our session (check smtp.tls and the login): {text}", str(code))
     if 500 <= code < 600:
         return PermanentError(text, str(code))
     return TransientError(text, str(code))

@@ -12,6 +12,7 @@ import asyncio
 import email
 import email.policy
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -23,7 +24,7 @@ from functools import cached_property
 from typing import Any, Literal, NamedTuple
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 Stage = Literal["RCPT", "DATA"]
 
@@ -39,6 +40,8 @@ class ReceivedMessage:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    encrypted: bool = False  # the session ran over TLS (implicit, or after STARTTLS)
+    login: str | None = None  # the SMTP AUTH user, when the client authenticated
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -87,12 +90,43 @@ class _Handler:
         if failure:
             return failure
         assert isinstance(envelope.content, bytes)
-        return self.sink._record(ReceivedMessage(str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content))
+        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
+        received = ReceivedMessage(
+            str(envelope.mail_from),
+            list(envelope.rcpt_tos),
+            envelope.content,
+            server.transport is not None and server.transport.get_extra_info("ssl_object") is not None,
+            login,
+        )
+        return self.sink._record(received)
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        expected = self.sink.login
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and expected is not None
+            and (auth_data.login.decode(), auth_data.password.decode()) == expected
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 class _SinkController(Controller):
     def __init__(self, sink: SmtpSink, port: int) -> None:
-        super().__init__(_Handler(sink), hostname="127.0.0.1", port=port, ready_timeout=5.0)
+        handler = _Handler(sink)
+        options: dict[str, Any] = {}
+        if sink.tls == "implicit":
+            options["ssl_context"] = sink.ssl_context
+        elif sink.tls == "starttls":
+            options.update(tls_context=sink.ssl_context, require_starttls=True)
+        if sink.login is not None:
+            # Like a submission port: AUTH is required, and only over TLS. aiosmtpd counts only
+            # STARTTLS as TLS, so on an implicit-TLS port it is told not to insist.
+            options.update(
+                authenticator=handler.authenticate, auth_required=True, auth_require_tls=sink.tls != "implicit"
+            )
+        super().__init__(handler, hostname="127.0.0.1", port=port, ready_timeout=5.0, **options)
         self.sink = sink
         self._protocols: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()
 
@@ -115,8 +149,21 @@ class _SinkController(Controller):
 
 
 class SmtpSink:
-    def __init__(self, port: int | None = None) -> None:
+    """tls="starttls" requires STARTTLS before MAIL; tls="implicit" speaks TLS from the first byte
+    (both with `ssl_context`, a server context); login=(user, password) requires SMTP AUTH."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        tls: Literal["starttls", "implicit"] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.port = port or _free_port()
+        self.tls = tls
+        self.ssl_context = ssl_context
+        self.login = login
         self.host = "127.0.0.1"
         self.messages: list[ReceivedMessage] = []
         self.replies: list[str] = []  # our reply to each accepted DATA, in order
