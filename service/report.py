@@ -26,6 +26,7 @@ from service.notices import iso
 from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
 from service.store import incidents as incident_store
 from service.store import log as log_store
+from service.timeline import draw_timeline
 
 WEB_TEMPLATES = DEFAULT_TEMPLATES_DIR / "web"
 FAILED = frozenset({"failed", "undelivered", "bounced", "dead"})
@@ -180,7 +181,8 @@ def status_history(incident: dict[str, Any], notices: list[dict[str, Any]]) -> l
 
 
 def render_html(report: dict[str, Any], timezone: str) -> str:
-    return _environment(timezone).get_template("report.html.j2").render(report=report)
+    timeline = draw_timeline(report, timezone)
+    return _environment(timezone).get_template("report.html.j2").render(report=report, timeline=timeline)
 
 
 @lru_cache(maxsize=4)
