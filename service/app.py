@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import insert
@@ -21,9 +22,10 @@ from service.dispatcher import Dispatcher
 from service.escalation import escalation_ctx
 from service.ingest.lifecycle import ingest_ctx
 from service.metrics import Metrics
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 from service.store import Store
 from service.store.tables import sandbox_messages
+from service.template_check import check_templates
 
 log = logging.getLogger("herald.app")
 
@@ -31,6 +33,7 @@ ROUTE_MODULES = [health, observe, incidents, partners, deliveries, reports, webh
 
 
 def create_app(settings: Settings) -> web.Application:
+    _check_own_templates(settings)
     app = web.Application(
         middlewares=[observe.request_context, error_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
@@ -49,6 +52,16 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(ingest_ctx)
     app.cleanup_ctx.append(escalation_ctx)
     return app
+
+
+def _check_own_templates(settings: Settings) -> None:
+    """Own templates are rendered in every kind and language before Herald accepts anything."""
+    if not settings.templates.directory:
+        return
+    problems = check_templates(settings, Path(settings.templates.directory))
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise SettingsError(f"templates.directory {settings.templates.directory}:\n{listed}")
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

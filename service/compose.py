@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from email.utils import parseaddr
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from markupsafe import escape
@@ -18,12 +19,12 @@ PARTS_BY_CHANNEL = {"email": ("subject", "txt", "html"), "sms": ("sms",), "webho
 
 
 @lru_cache(maxsize=8)
-def _renderer(timezone: str, max_sms_segments: int) -> Renderer:
-    return Renderer(timezone=timezone, max_sms_segments=max_sms_segments)
+def _renderer(timezone: str, max_sms_segments: int, own_dir: str | None) -> Renderer:
+    return Renderer(timezone=timezone, max_sms_segments=max_sms_segments, own_dir=Path(own_dir) if own_dir else None)
 
 
 def renderer(settings: Settings) -> Renderer:
-    return _renderer(settings.company.timezone, settings.sms.max_segments)
+    return _renderer(settings.company.timezone, settings.sms.max_segments, settings.templates.directory)
 
 
 def context(

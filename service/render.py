@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import ChainableUndefined, FileSystemLoader, Template, select_autoescape
+from jinja2 import BaseLoader, ChainableUndefined, ChoiceLoader, FileSystemLoader, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -140,9 +140,16 @@ class _Formatter:
         }
 
 
-def _environment(directory: Path, formatter: _Formatter) -> SandboxedEnvironment:
+def _loader(directory: Path, own: Path | None) -> BaseLoader:
+    """Built-in templates, each replaced by the company's own file of the same name when it has one."""
+    if own is None:
+        return FileSystemLoader(directory)
+    return ChoiceLoader([FileSystemLoader(own), FileSystemLoader(directory)])
+
+
+def _environment(directory: Path, formatter: _Formatter, own: Path | None = None) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
-        loader=FileSystemLoader(directory),
+        loader=_loader(directory, own),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
         undefined=ChainableUndefined,
         finalize=lambda value: "" if value is None else value,
@@ -155,18 +162,24 @@ def _environment(directory: Path, formatter: _Formatter) -> SandboxedEnvironment
 
 
 class Renderer:
+    """own_dir: the company's templates (`<lang>/<kind>.<part>.j2`, layouts and macros too), each
+    overriding the built-in file of the same name; the others stay built in."""
+
     def __init__(
         self,
         templates_dir: Path | None = None,
         timezone: str = "Asia/Tokyo",
         max_sms_segments: int = 3,
+        own_dir: Path | None = None,
     ) -> None:
         self.templates_dir = Path(templates_dir) if templates_dir else DEFAULT_TEMPLATES_DIR
+        self.own_dir = Path(own_dir) if own_dir else None
         self.zone = ZoneInfo(timezone)
         self.max_sms_segments = max_sms_segments
         self._templates: dict[tuple[str, str, str], Template] = {}
         for lang in LANGUAGES:
-            env = _environment(self.templates_dir / lang, _Formatter(lang, self.zone))
+            own = self.own_dir / lang if self.own_dir else None
+            env = _environment(self.templates_dir / lang, _Formatter(lang, self.zone), own)
             for shared in env.list_templates(filter_func=lambda name: name.startswith("_")):
                 env.get_template(shared)  # layouts and macros join the environment's cache now
             for kind in KINDS:

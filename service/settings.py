@@ -158,6 +158,13 @@ class DirectorySettings(_Section):
     import_on_start: bool = True
 
 
+class TemplatesSettings(_Section):
+    """The company's own notice templates: `<directory>/<lang>/<kind>.<part>.j2` files override the
+    built-in ones one by one. Every kind is rendered in every language at start to check them."""
+
+    directory: str | None = None
+
+
 class CompanySettings(_Section):
     """Who Herald speaks for: shown in every notice."""
 
@@ -197,6 +204,7 @@ class Settings(BaseSettings):
     ack: AckSettings = AckSettings()
     directory: DirectorySettings = DirectorySettings()
     company: CompanySettings = CompanySettings()
+    templates: TemplatesSettings = TemplatesSettings()
     # severity -> tier ("1".."3") -> channels the tier's contacts are reached on, in order.
     policy: dict[Severity, dict[Literal["1", "2", "3"], list[ChannelName]]] = Field(default_factory=_default_policy)
     # Everything an ingest source needs (mappings, grouping, damping); see service/ingest.
@@ -246,7 +254,7 @@ _environ: ContextVar[Mapping[str, str]] = ContextVar("herald_settings_environ", 
 _config_file: ContextVar[Path | None] = ContextVar("herald_settings_file", default=None)
 
 # Keys holding a file path: written in the TOML file, they are relative to that file.
-PATH_KEYS: tuple[tuple[str, str], ...] = (("directory", "path"), ("smtp", "ca_file"))
+PATH_KEYS: tuple[tuple[str, str], ...] = (("directory", "path"), ("smtp", "ca_file"), ("templates", "directory"))
 
 
 def config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:

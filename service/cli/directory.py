@@ -1,0 +1,32 @@
+"""`herald directory validate|import|coverage`: the partner directory file and database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from service import directory
+from service.cli.local import configured
+from service.settings import Settings
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser("directory", help="the partner directory (YAML)")
+    verbs = group.add_subparsers(dest="directory_command", required=True)
+    validate = verbs.add_parser("validate", help="check a directory file (no configuration needed)")
+    validate.add_argument("file")
+    validate.set_defaults(run=lambda args: directory.cli_validate(args.file))
+    load = verbs.add_parser("import", help="replace the directory from a file")
+    load.add_argument("file")
+    load.set_defaults(run=configured(_import))
+    coverage = verbs.add_parser("coverage", help="partners with no reachable tier-1 contact")
+    coverage.set_defaults(run=configured(_coverage))
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(directory.cli_import(settings, args.file))
+
+
+def _coverage(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(directory.cli_coverage(settings))

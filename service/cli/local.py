@@ -1,0 +1,25 @@
+"""What the verbs that run Herald itself share: reading the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from service.cli import exits
+from service.settings import Settings, SettingsError, load_settings
+
+LocalVerb = Callable[[argparse.Namespace, Settings], int]
+
+
+def configured(run: LocalVerb) -> Callable[[argparse.Namespace], int]:
+    """The verb with the settings it needs; a bad configuration exits 2 naming the key."""
+
+    def verb(args: argparse.Namespace) -> int:
+        try:
+            return run(args, load_settings(args.config))
+        except SettingsError as exc:
+            print(f"herald: {exc}", file=sys.stderr)
+            return exits.USAGE
+
+    return verb

@@ -1,0 +1,65 @@
+"""`herald serve`, `herald demo`, `herald db upgrade`: Herald itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from service.app import create_app
+from service.cli import exits
+from service.cli.local import configured
+from service.logs import configure_logging
+from service.settings import Settings, Token
+from service.store import Store
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the HTTP service and the dispatcher")
+    serve.set_defaults(run=configured(_serve))
+    demo = commands.add_parser("demo", help="serve on embedded defaults and post a sample critical incident")
+    demo.add_argument("--once", action="store_true", help="exit after the sample incident is delivered")
+    demo.set_defaults(run=configured(_demo))
+    db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    upgrade = db.add_parser("upgrade", help="apply migrations up to the newest (a one-shot job before `serve`)")
+    upgrade.set_defaults(run=configured(_upgrade))
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging()
+    app = create_app(settings)  # own templates are checked here: a bad one stops start-up (exit 2)
+    web.run_app(app, host=settings.server.host, port=settings.server.port)
+    return exits.OK
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service.demo import run_demo
+
+    configure_logging()
+    return asyncio.run(run_demo(_with_demo_token(settings), once=args.once))
+
+
+def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging()
+    return asyncio.run(_apply_migrations(settings))
+
+
+async def _apply_migrations(settings: Settings) -> int:
+    store = Store(settings.database.url)
+    try:
+        await store.upgrade()
+    finally:
+        await store.close()
+    print(f"herald: schema is up to date ({store.engine.url.render_as_string(hide_password=True)})")
+    return exits.OK
+
+
+def _with_demo_token(settings: Settings) -> Settings:
+    """The demo mints a one-off admin token for itself: no secret is ever kept in the repo."""
+    token = Token(name="demo", scopes=["admin"], secret=secrets.token_urlsafe(24))  # type: ignore[arg-type]
+    return settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"tokens": [*settings.auth.tokens, token]})}
+    )
