@@ -56,13 +56,13 @@ async def test_own_templates_override_the_built_in_ones_file_by_file(
     total = (await reply.json())["deliveries"]["total"]
     store = client.app["store"]
 
-    async def recorded() -> list[Any]:
+    async def every_message_recorded() -> list[Any]:
         async with store.read() as conn:
-            rows = (await conn.execute(select(sandbox_messages).where(sandbox_messages.c.channel == "email"))).all()
-        return rows if len(rows) >= 2 else []
+            rows = (await conn.execute(select(sandbox_messages))).all()
+        return rows if len(rows) == total else []
 
-    emails = await wait_until(recorded, timeout=20)
-    assert total >= 2
+    messages = await wait_until(every_message_recorded, timeout=30)
+    emails = [row for row in messages if row.channel == "email"]
     japanese = [row for row in emails if "【" in (row.subject or "")]
     english = [row for row in emails if (row.subject or "").startswith("[Herald Inc.] Incident: ")]
     assert japanese and english, [row.subject for row in emails]
