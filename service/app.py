@@ -22,6 +22,7 @@ from service.dispatcher import Dispatcher
 from service.escalation import escalation_ctx
 from service.ingest.lifecycle import ingest_ctx
 from service.metrics import Metrics
+from service.promises import promise_ctx
 from service.settings import Settings, SettingsError
 from service.store import Store
 from service.store.tables import sandbox_messages
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_dispatcher_ctx)
     app.cleanup_ctx.append(ingest_ctx)
     app.cleanup_ctx.append(escalation_ctx)
+    app.cleanup_ctx.append(promise_ctx)
     return app
 
 

@@ -9,9 +9,19 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import planner
+from service import planner, promises
 from service.api.errors import ApiError
-from service.notices import Audience, Kind, NoticeFields, Responsible, Text, check_required, iso, to_timestamp
+from service.notices import (
+    NO_CHANGE_STATUS,
+    Audience,
+    Kind,
+    NoticeFields,
+    Responsible,
+    Text,
+    check_required,
+    iso,
+    to_timestamp,
+)
 from service.settings import Settings, Severity
 from service.store import incidents as incident_store
 from service.store.records import audit
@@ -23,7 +33,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "identified": frozenset({"recovering", "monitoring", "resolved", "recovery_failed"}),
     "recovering": frozenset({"monitoring", "resolved", "recovery_failed"}),
     "monitoring": frozenset({"recovering", "resolved", "recovery_failed"}),
-    "recovery_failed": frozenset({"investigating", "identified", "recovering"}),
+    # A failed recovery may be retried, or the service may come back on its own.
+    "recovery_failed": frozenset({"investigating", "identified", "recovering", "resolved"}),
     "resolved": frozenset(),
 }
 
@@ -110,6 +121,8 @@ async def open_incident(
 ) -> Outcome:
     draft = request.notice
     kind = draft.kind or "initial"
+    now = time.time()
+    check_next_update(settings, to_timestamp(request.next_update_at), now, "next_update_at")
     values = {
         "title": request.title,
         "severity": request.severity,
@@ -122,9 +135,9 @@ async def open_incident(
         "source": source,
         "source_key": source_key,
     }
-    fields = _merge_fields(values, draft.fields, kind, None)
+    fields = _merge_fields(settings, values, draft.fields, kind, None, now)
     await planner.check_audience(conn, draft.audience, "notice.audience")
-    values["created_at"] = values["updated_at"] = time.time()
+    values["created_at"] = values["updated_at"] = now
     values["id"] = incident_id = await incident_store.insert_incident(conn, values)
     await audit(conn, "incident.opened", "incident", incident_id, actor, {"severity": request.severity})
     return await _write_notice(conn, settings, incident_id, values, kind, fields, draft, actor, version=1)
@@ -141,16 +154,21 @@ async def update_incident(
         check_transition(incident["status"], changes["status"])
     if "responsible" in changes:
         changes["responsible"] = request.responsible.model_dump(exclude_none=True)  # type: ignore[union-attr]
+    now = time.time()
     if request.next_update_at is not None:
         changes["next_update_at"] = to_timestamp(request.next_update_at)
+        check_next_update(settings, changes["next_update_at"], now, "next_update_at")
     if changes.get("status") == "resolved" and incident["status"] != "resolved":
-        changes["resolved_at"] = time.time()
+        changes["resolved_at"] = now
     incident.update(changes)
     draft = request.notice
     fields = kind = None
     if draft is not None:
         kind, stage = _kind_for(draft, changes.get("status"))
-        fields = _merge_fields(incident, draft.fields, kind, stage)
+        given = draft.fields
+        if _only_moves_next_update(draft, changes):
+            stage, given = None, given.model_copy(update={"no_change": True, "current_status": NO_CHANGE_STATUS})
+        fields = _merge_fields(settings, incident, given, kind, stage, now)
         await planner.check_audience(conn, draft.audience, "notice.audience")
     if changes:
         await incident_store.update_incident(conn, incident_id, changes)
@@ -164,6 +182,13 @@ async def publish_draft(conn: AsyncConnection, settings: Settings, notice_id: in
     notice = await incident_store.get_notice(conn, notice_id)
     if notice is None:
         raise ApiError(404, "not_found", f"no notice {notice_id}")
+    if notice["state"] == "held":
+        raise ApiError(
+            409,
+            "held",
+            f"notice {notice_id} was kept for operators only: partners never heard of the incident "
+            "(its first notice was not published)",
+        )
     if notice["state"] != "draft":
         raise ApiError(409, "already_published", f"notice {notice_id} was published already")
     plan = await planner.publish(conn, settings, notice)
@@ -179,13 +204,37 @@ def _kind_for(draft: NoticeDraft, new_status: str | None) -> tuple[str, str | No
     return "progress", "progress"
 
 
-def _merge_fields(incident: dict[str, Any], given: NoticeFields, kind: str, stage: str | None) -> NoticeFields:
-    """A notice inherits the incident's title, impact, responsible contact and next update time."""
+def _only_moves_next_update(draft: NoticeDraft, changes: dict[str, Any]) -> bool:
+    """An update that gives nothing but a new next update time: "no change yet, next update at ..."."""
+    given = draft.fields.model_dump(exclude_none=True)
+    return draft.kind is None and "next_update_at" in changes and set(changes) <= {"next_update_at"} and not given
+
+
+def check_next_update(settings: Settings, promised_at: float | None, now: float, field: str) -> None:
+    """A promised next update must lie ahead by at least `[promises] min_lead_seconds`."""
+    if promised_at is not None and promises.too_near(settings, promised_at, now):
+        lead = settings.promises.min_lead_seconds
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"{field}: {iso(promised_at)} is in the past or less than {lead:g} seconds from now; "
+            "promise a time partners can be told about",
+            field,
+        )
+
+
+def _merge_fields(
+    settings: Settings, incident: dict[str, Any], given: NoticeFields, kind: str, stage: str | None, now: float
+) -> NoticeFields:
+    """A notice inherits the incident's title, impact, responsible contact and next update time
+    (the time only while it still lies ahead: a stale promise is not repeated)."""
+    promised_at = incident.get("next_update_at")
+    still_ahead = promised_at is not None and not promises.too_near(settings, promised_at, now)
     inherited = {
         "title": incident.get("title"),
         "impact": incident.get("impact"),
         "responsible": incident.get("responsible"),
-        "next_update_at": iso(incident.get("next_update_at")),
+        "next_update_at": iso(promised_at) if still_ahead else None,
         "stage": stage,
     }
     if kind == "resolved":
@@ -194,6 +243,8 @@ def _merge_fields(incident: dict[str, Any], given: NoticeFields, kind: str, stag
     merged.update(given.model_dump(exclude_none=True))
     fields = NoticeFields.model_validate(merged)
     check_required(kind, fields, "notice.fields")
+    if given.next_update_at is not None:
+        check_next_update(settings, to_timestamp(given.next_update_at), now, "notice.fields.next_update_at")
     return fields
 
 
@@ -230,10 +281,13 @@ async def _write_notice(
         "next_update_at": to_timestamp(fields.next_update_at),
         "created_by": actor,
     }
+    if version > 1 and not await incident_store.has_published_notice(conn, incident_id):
+        # Partners never heard of the incident: a later change is for operators, not a draft to send.
+        notice["state"] = "held"
     notice["id"] = await incident_store.insert_notice(conn, notice)
     await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": kind, "version": version})
-    if not draft.publish:
-        return Outcome(incident_id, notice["id"], version, "draft", None)
+    if notice["state"] == "held" or not draft.publish:
+        return Outcome(incident_id, notice["id"], version, notice["state"], None)
     plan = await planner.publish(conn, settings, notice, incident)
     await audit(conn, "notice.published", "notice", notice["id"], actor, {"deliveries": plan.total})
     return Outcome(incident_id, notice["id"], version, "published", plan)

@@ -39,6 +39,11 @@ class Metrics:
         self.queue_depth = Gauge(
             "herald_queue_depth", "Deliveries waiting or in flight", ["channel", "status"], registry=r
         )
+        self.promises_overdue = Gauge(
+            "herald_promises_overdue",
+            "Next updates promised to partners whose time has passed without a published notice",
+            registry=r,
+        )
         self.webhooks = Counter(
             "herald_webhooks", "Inbound webhooks by source and HTTP status", ["source", "status"], registry=r
         )

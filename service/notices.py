@@ -25,6 +25,8 @@ Kind = Literal[
     "custom",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
+# Messages to our own on-call operators (service/operators.py): never sent to partners.
+OPERATOR_KINDS: tuple[str, ...] = ("operator_promise_due", "operator_promise_overdue", "operator_unacknowledged")
 Language = Literal["ja", "en"]
 LANGUAGES: tuple[str, ...] = ("ja", "en")
 
@@ -81,6 +83,8 @@ class NoticeFields(BaseModel):
     body: Text | None = None
     responsible: Responsible | None = None
     next_update_at: AwareDatetime | None = None
+    # A progress notice that only moves the next update: "no change yet, next update at ...".
+    no_change: bool | None = None
 
     @field_validator("*", mode="after")
     @classmethod
@@ -103,8 +107,17 @@ class Audience(BaseModel):
     tiers: list[Literal[1, 2, 3]] = []
 
 
+# What a "no change yet" progress notice says when the operator gives nothing but the new time.
+NO_CHANGE_STATUS = {
+    "ja": "現在のところ、状況に大きな変化はございません。引き続き復旧に向けて対応しております。",
+    "en": "There is no significant change yet; we are still working to restore service.",
+}
+
+
 def check_required(kind: str, fields: NoticeFields, prefix: str = "fields") -> None:
     for name in REQUIRED[kind]:
+        if name == "stage" and fields.no_change:
+            continue
         if getattr(fields, name) is None:
             raise ApiError(422, "missing_field", f"a '{kind}' notice needs '{name}'", f"{prefix}.{name}")
     if fields.responsible is None:

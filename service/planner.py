@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import compose, escalation
+from service import compose, escalation, promises
 from service.api.errors import ApiError
 from service.notices import Audience
 from service.settings import SEVERITIES, Settings
@@ -95,6 +95,7 @@ async def publish(
     await incident_store.update_notice(
         conn, notice["id"], {"state": "published", "published_at": now, "rendered": rendered}
     )
+    await promises.on_published(conn, settings, notice, now)
     summary = PlanSummary()
     async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
         await delivery_store.insert_deliveries(conn, rows)

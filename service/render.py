@@ -19,7 +19,7 @@ from jinja2 import BaseLoader, ChainableUndefined, ChoiceLoader, FileSystemLoade
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from service.notices import KINDS, LANGUAGES
+from service.notices import KINDS, LANGUAGES, OPERATOR_KINDS
 from service.segments import ellipsis_for, fits_sms
 
 PARTS: tuple[str, ...] = ("subject", "txt", "html", "sms")
@@ -182,7 +182,7 @@ class Renderer:
             env = _environment(self.templates_dir / lang, _Formatter(lang, self.zone), own)
             for shared in env.list_templates(filter_func=lambda name: name.startswith("_")):
                 env.get_template(shared)  # layouts and macros join the environment's cache now
-            for kind in KINDS:
+            for kind in KINDS + OPERATOR_KINDS:
                 for part in PARTS:
                     self._templates[kind, lang, part] = env.get_template(f"{kind}.{part}.j2")
 

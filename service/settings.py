@@ -153,6 +153,27 @@ class EscalationSettings(_Section):
         return minutes * 60.0 if minutes > 0 else None
 
 
+class OnCallContact(_Section):
+    """One of our own operators: reminded of promises and told about unacknowledged notices."""
+
+    name: str
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, pattern=r"^\+[1-9]\d{6,14}$")
+    language: Literal["ja", "en"] = "ja"
+    channels: list[Literal["email", "sms"]] = ["email", "sms"]
+
+
+class PromiseSettings(_Section):
+    """Promised next updates ("next report at 15:30"): how they are checked and who is reminded."""
+
+    # Seconds between scans for promises coming due or overdue (one scan also runs at start).
+    check_interval_seconds: float = Field(30.0, ge=1)
+    # The shortest accepted time from now to a promised next update; nearer or past times are a 422.
+    min_lead_seconds: float = Field(300.0, ge=0)
+    # The on-call operators are reminded this long before a promise falls due (and again when overdue).
+    remind_before_seconds: float = Field(600.0, ge=0)
+
+
 class DirectorySettings(_Section):
     path: str = str(ROOT / "config" / "partners.example.yaml")
     import_on_start: bool = True
@@ -211,6 +232,9 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     # Escalation window per severity; see service/escalation.py.
     escalation: EscalationSettings = EscalationSettings()
+    # Our own on-call operators (reminders, escalation's last step); see service/operators.py.
+    on_call: list[OnCallContact] = []
+    promises: PromiseSettings = PromiseSettings()
 
     @classmethod
     def settings_customise_sources(

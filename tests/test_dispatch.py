@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -67,8 +69,14 @@ async def all_final(client: Any) -> bool:
     return bool(found) and all(r["status"] in FINAL for r in found)
 
 
+def in_an_hour() -> str:
+    return datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+
+
 async def post_sample(client: Any, **changes: Any) -> dict[str, Any]:
-    response = await client.post("/v1/incidents", json={**SAMPLE, **changes}, headers=auth("operator"))
+    """The sample incident, promising its next update an hour from now (a past time is refused)."""
+    body = {**SAMPLE, "next_update_at": in_an_hour(), **changes}
+    response = await client.post("/v1/incidents", json=body, headers=auth("operator"))
     assert response.status == 202, await response.text()
     return await response.json()
 

@@ -11,12 +11,14 @@ from sqlalchemy import func, select
 
 from service.store.tables import deliveries, inbound_events
 from tests.helpers import ROOT, auth
+from tests.test_dispatch import in_an_hour
 
 SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
 
 
 def incident(**changes: Any) -> dict[str, Any]:
     body = copy.deepcopy(SAMPLE)
+    body["next_update_at"] = in_an_hour()
     body.update(changes)
     return body
 
@@ -102,10 +104,67 @@ async def test_recovery_failure_can_be_retried(client: Any) -> None:
         assert response.status == expected, await response.text()
 
 
+async def open_draft(client: Any) -> dict[str, Any]:
+    body = incident(notice={**SAMPLE["notice"], "publish": False})
+    response = await client.post("/v1/incidents", json=body, headers=auth("operator"))
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+@pytest.mark.parametrize("after", ["resolved", "recovering"])
+async def test_after_a_failed_recovery_the_incident_can_resolve_or_recover_again(client: Any, after: str) -> None:
+    incident_id = (await open_incident(client))["incident_id"]
+    for status in ("recovering", "recovery_failed", after):
+        response = await client.post(
+            f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator")
+        )
+        assert response.status == 202, await response.text()
+    body = await (await client.get(f"/v1/incidents/{incident_id}", headers=auth("operator"))).json()
+    assert body["status"] == after and body["timeline"][-1]["status"] == after
+
+
+async def test_changes_to_an_incident_partners_never_heard_of_are_kept_for_operators_not_drafted(
+    client: Any,
+) -> None:
+    opened = await open_draft(client)
+    incident_id = opened["incident_id"]
+    held = await client.post(
+        f"/v1/incidents/{incident_id}/updates", json=update("identified"), headers=auth("operator")
+    )
+    assert held.status == 200 and (await held.json())["state"] == "held"
+    resolved = await client.post(
+        f"/v1/incidents/{incident_id}/updates", json=update("resolved"), headers=auth("operator")
+    )
+    assert (await resolved.json())["state"] == "held"
+
+    drafts = await (await client.get("/v1/notices/drafts", headers=auth("operator"))).json()
+    assert [n["id"] for n in drafts["items"]] == [opened["notice_id"]]
+    body = await (await client.get(f"/v1/incidents/{incident_id}", headers=auth("operator"))).json()
+    assert [(n["kind"], n["state"]) for n in body["timeline"]] == [
+        ("initial", "draft"),
+        ("progress", "held"),
+        ("resolved", "held"),
+    ]
+    refused = await client.post(f"/v1/notices/{body['timeline'][2]['id']}/publish", headers=auth("operator"))
+    assert refused.status == 409 and (await refused.json())["error"] == "held"
+
+
+async def test_once_the_first_notice_is_published_later_changes_reach_partners_again(client: Any) -> None:
+    opened = await open_draft(client)
+    incident_id = opened["incident_id"]
+    published = await client.post(f"/v1/notices/{opened['notice_id']}/publish", headers=auth("operator"))
+    assert published.status == 202, await published.text()
+    response = await client.post(
+        f"/v1/incidents/{incident_id}/updates", json=update("identified"), headers=auth("operator")
+    )
+    assert response.status == 202 and (await response.json())["state"] == "published"
+
+
 async def test_a_retried_post_with_the_same_idempotency_key_returns_the_first_answer(client: Any) -> None:
     headers = {**auth("operator"), "Idempotency-Key": "incident-2026-11-25-order-api"}
-    first = await client.post("/v1/incidents", json=incident(), headers=headers)
-    second = await client.post("/v1/incidents", json=incident(), headers=headers)
+    body = incident()
+    first = await client.post("/v1/incidents", json=body, headers=headers)
+    second = await client.post("/v1/incidents", json=body, headers=headers)
     assert first.status == second.status == 202
     assert await first.json() == await second.json()
     assert second.headers["Idempotent-Replayed"] == "true"

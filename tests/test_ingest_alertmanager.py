@@ -228,14 +228,16 @@ async def test_critical_alert_joining_a_major_draft_incident_publishes_it(aiohtt
     assert [(n["kind"], n["state"], n["severity"]) for n in body["timeline"]] == [("initial", "published", "critical")]
 
 
-async def test_resolving_a_never_published_incident_keeps_the_resolved_notice_as_a_draft(
+async def test_resolving_a_never_published_incident_keeps_the_resolved_notice_for_operators_only(
     aiohttp_client: Any, sqlite_url: str
 ) -> None:
     client = await start(aiohttp_client, sqlite_url, flap_window=0)
     opened = await post(client, as_warning(firing()))
     reply = await post(client, as_warning(resolved()))
     assert reply["action"] == "resolved"
-    assert await timeline(client, opened["incident_id"]) == [("initial", "draft"), ("resolved", "draft")]
+    assert await timeline(client, opened["incident_id"]) == [("initial", "draft"), ("resolved", "held")]
+    drafts = await (await client.get("/v1/notices/drafts", headers=auth("operator"))).json()
+    assert [n["kind"] for n in drafts["items"]] == ["initial"], "only the first notice waits to be published"
     assert await count(client, deliveries) == 0
 
 

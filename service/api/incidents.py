@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 from pydantic import ConfigDict
 
@@ -13,8 +15,10 @@ from service.api.params import incident_json, int_arg, notice_json, time_arg
 from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome
 from service.notices import Audience, check_required
 from service.planner import check_audience, publish
+from service.promises import promise_json
 from service.settings import Severity
 from service.store import incidents as incident_store
+from service.store import promises as promise_store
 from service.store.records import audit, record_inbound
 
 routes = web.RouteTableDef()
@@ -86,8 +90,12 @@ async def get_incident(request: web.Request) -> web.Response:
             raise ApiError(404, "not_found", f"no incident {incident_id}")
         notices = await incident_store.notices_of(conn, incident_id)
         counts = await incident_store.delivery_counts_by_notice(conn, [n["id"] for n in notices])
+        promised = await promise_store.of_incident(conn, incident_id)
     body = incident_json(incident)
     body["timeline"] = [notice_json(n, counts.get(n["id"])) for n in notices]
+    now, settings = time.time(), request.app["settings"]
+    body["promises"] = [promise_json(p, settings, now) for p in promised]
+    body["promise"] = body["promises"][-1] if body["promises"] else None
     return web.json_response(body)
 
 

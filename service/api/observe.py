@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from aiohttp import web
@@ -11,6 +12,7 @@ from service.api.auth import open_route
 from service.api.errors import Handler
 from service.logs import request_id
 from service.store import deliveries as delivery_store
+from service.store import promises as promise_store
 
 routes = web.RouteTableDef()
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -44,7 +46,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 async def metrics(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         depth = await delivery_store.queue_depth(conn)
+        overdue = await promise_store.count_overdue(conn, time.time())
     request.app["metrics"].set_queue_depth(depth)
+    request.app["metrics"].promises_overdue.set(overdue)
     return web.Response(
         body=request.app["metrics"].render(),
         content_type="text/plain",

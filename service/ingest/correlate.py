@@ -154,7 +154,7 @@ async def settle_resolve(
     if "resolved" not in TRANSITIONS.get(status, frozenset()):
         log.info("incident %s is %s: the source's resolve is left to an operator", group["incident_id"], status)
         return IngestResult(group["incident_id"], None, "duplicate")
-    published = await alert_store.has_published_notice(conn, group["incident_id"])
+    published = await incident_store.has_published_notice(conn, group["incident_id"])
     update = IncidentUpdate(
         status="resolved",
         notice=NoticeDraft(fields=NoticeFields(summary=settings.ingest.resolved_summary), publish=published),
@@ -220,7 +220,7 @@ async def _widen(
     now: float,
 ) -> Outcome:
     """New alerts joined: widen components (and raise severity); tell partners only if they were told."""
-    published = await alert_store.has_published_notice(conn, incident_id)
+    published = await incident_store.has_published_notice(conn, incident_id)
     next_update = _next_update(settings, now)
     notice = None
     if published:

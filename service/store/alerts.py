@@ -6,10 +6,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.tables import alert_groups, inbound_events, incidents, notices
+from service.store.tables import alert_groups, inbound_events, incidents
 
 _GROUP_WITH_INCIDENT = select(
     alert_groups,
@@ -51,12 +51,6 @@ async def due_group_keys(conn: AsyncConnection, now: float, limit: int = 100) ->
         .limit(limit)
     )
     return list((await conn.execute(query)).scalars())
-
-
-async def has_published_notice(conn: AsyncConnection, incident_id: int) -> bool:
-    """Whether partners have heard of the incident (a later notice should then follow)."""
-    query = select(exists().where(and_(notices.c.incident_id == incident_id, notices.c.state == "published")))
-    return bool(await conn.scalar(query))
 
 
 async def insert_inbound_events(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

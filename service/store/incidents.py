@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.tables import deliveries, incidents, notices
@@ -85,6 +85,12 @@ async def get_notice(conn: AsyncConnection, notice_id: int) -> dict[str, Any] | 
 async def notices_of(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
     query = select(notices).where(notices.c.incident_id == incident_id).order_by(notices.c.version)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def has_published_notice(conn: AsyncConnection, incident_id: int) -> bool:
+    """Whether partners have heard of the incident (a later notice should then follow)."""
+    query = select(exists().where(and_(notices.c.incident_id == incident_id, notices.c.state == "published")))
+    return bool(await conn.scalar(query))
 
 
 async def list_drafts(conn: AsyncConnection, limit: int = 100) -> list[dict[str, Any]]:

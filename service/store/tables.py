@@ -249,3 +249,24 @@ alert_groups = Table(
     Column("pending_due_at", Float, nullable=True, index=True),
     Column("updated_at", Float, nullable=False),
 )
+
+promises = Table(
+    "promises",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, nullable=False, index=True),
+    # The published notice that named the next update, and the one that kept the promise.
+    Column("notice_id", Id, nullable=False, unique=True),
+    Column("due_at", Float, nullable=False),
+    # pending → due_soon → overdue, each reminding the on-call operators; kept / kept_late at the
+    # next published notice of the incident.
+    Column("state", String(16), nullable=False),
+    # When the checker should look at the promise again (None once there is nothing left to remind).
+    Column("check_at", Float, nullable=True, index=True),
+    Column("kept_by_notice_id", Id, nullable=True),
+    Column("kept_at", Float, nullable=True),
+    Column("reminded_due_soon_at", Float, nullable=True),
+    Column("reminded_overdue_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
