@@ -35,6 +35,7 @@ def context(
     recipient: dict[str, Any] | None = None,
     ack_url: str | None = None,
     corrects_version: int | None = None,
+    reminder: bool = False,
 ) -> dict[str, Any]:
     fields = render_fields(notice["fields"], lang)
     fields.setdefault("components", (incident or {}).get("components") or [])
@@ -44,6 +45,8 @@ def context(
         "version": notice["version"],
         "lang": lang,
         "corrects_version": corrects_version,
+        # Sent again by an escalation step: worded as a reminder (【再送】/[Reminder]).
+        "reminder": reminder,
         "company": {
             "name": company.name_ja if lang == "ja" else company.name_en,
             "status_page_url": company.status_page_url,
@@ -108,14 +111,14 @@ def _shared_part(
     has_ack: bool,
     tier: int,
     corrects_version: int | None,
+    reminder: bool,
 ) -> str:
-    key = (notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, id(settings))
+    key = (notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, reminder, id(settings))
     cached = _shared_parts.get(key)
     if cached is None:
         recipient = {"name": _SLOTS["name"], "partner_name": _SLOTS["partner_name"], "tier": tier}
-        ctx = context(
-            settings, notice, incident, lang, recipient, _SLOTS["ack_url"] if has_ack else None, corrects_version
-        )
+        ack_slot = _SLOTS["ack_url"] if has_ack else None
+        ctx = context(settings, notice, incident, lang, recipient, ack_slot, corrects_version, reminder)
         cached = renderer(settings).render_part(notice["kind"], lang, part, ctx)
         if len(_shared_parts) >= _SHARED_LIMIT:
             _shared_parts.pop(next(iter(_shared_parts)))
@@ -145,14 +148,15 @@ def outbound(
 ) -> tuple[OutboundMessage, str]:
     lang = delivery["language"]
     recipient = recipient or {}
+    reminder = bool(delivery.get("escalation_step"))
     parts = {}
     for part in PARTS_BY_CHANNEL.get(delivery["channel"], ("subject", "txt")):
         if part == "sms":
-            ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version)
+            ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version, reminder)
             parts[part] = renderer(settings).render_part(notice["kind"], lang, part, ctx)
             continue
         shared = _shared_part(
-            settings, notice, incident, lang, part, ack_url is not None, delivery["tier"], corrects_version
+            settings, notice, incident, lang, part, ack_url is not None, delivery["tier"], corrects_version, reminder
         )
         parts[part] = _personalise(shared, part, recipient, ack_url)
     responsible = notice["fields"].get("responsible") or {}

@@ -1,16 +1,24 @@
-"""Escalation: when no tier-1 contact of a partner acknowledges a notice in time, reach further.
+"""Escalation: while a partner has not acknowledged a notice, Herald takes the severity's steps.
 
-At publish time each partner whose tier-1 contacts are planned gets one Escalation row, due after
-the severity's window (`[escalation] <severity>_minutes`). The row lives in the database, so a
-restart does not forget it. An Acknowledgement from any tier-1 contact of that partner cancels
-it. When it comes due, the scheduler sends the notice to every tier-1 contact on their next
-preferred channel not used for this notice yet and, with `escalate_to_tier2`, to tier-2 contacts
-the same way. The new deliveries carry `escalation_step=1` and their own stable Message-ID.
+At publish time every partner with a planned tier-1 delivery gets one Escalation row per step of
+`[escalation.steps] <severity>`, due `after_minutes` after publication; an `operators` step is one
+row per notice (partner `OPERATORS`). The rows live in the database, so a restart forgets nothing,
+and the scheduler claims due rows with SKIP LOCKED, so two processes never take the same step.
+
+- `reminder`: the notice again to the partner's tier-1 contacts, worded as a reminder
+  (【再送】/[Reminder]), on a channel each has not had it on yet, else by SMS again;
+- `tier2`: the same to the partner's tier-2 contacts;
+- `operators`: our on-call operators get the list of partners still unacknowledged.
+
+An acknowledgement by any of the partner's tier-1 or tier-2 contacts cancels the partner's steps
+still scheduled; the operators step is cancelled when, at its time, every partner has acknowledged.
+Each step's deliveries carry its number (`escalation_step`) and their own stable Message-ID.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -19,26 +27,28 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import planner
+from service.operators import OPERATORS, notify_operators
 from service.periodic import Periodic
-from service.settings import Settings
+from service.settings import EscalationStep, Settings
 from service.store import Store
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
 from service.store import escalations as escalation_store
 from service.store import incidents as incident_store
-from service.store.receipts import tier1_acknowledged
+from service.store.receipts import acknowledged_partners
 from service.store.records import audit
 
 log = logging.getLogger("herald.escalation")
 
-STEP = 1
+ACKNOWLEDGING_TIERS = (1, 2)
+TIER_OF_ACTION = {"reminder": 1, "tier2": 2}
 
 
-def window_for(settings: Settings, notice: dict[str, Any]) -> float | None:
-    """Seconds to wait for a tier-1 acknowledgement of this notice; None when it is never chased."""
+def steps_for(settings: Settings, notice: dict[str, Any]) -> list[EscalationStep]:
+    """The steps taken while this notice is unacknowledged; none when it is never chased."""
     if notice["kind"] in settings.escalation.exempt_kinds:
-        return None
-    return settings.escalation.window_seconds(notice["severity"])
+        return []
+    return settings.escalation.steps_for(notice["severity"])
 
 
 async def schedule_for_notice(
@@ -48,31 +58,36 @@ async def schedule_for_notice(
     planned: Sequence[dict[str, Any]],
     now: float,
 ) -> int:
-    """Schedule one Escalation per partner with a planned tier-1 delivery (in the publish transaction)."""
-    window = window_for(settings, notice)
-    if window is None:
-        return 0
+    """Schedule the steps for each partner with a planned tier-1 delivery (in the publish
+    transaction; called once per page of the plan). Returns the rows scheduled."""
+    steps = steps_for(settings, notice)
     partners = sorted({row["partner_id"] for row in planned if row["tier"] == 1})
-    await escalation_store.schedule(
-        conn,
-        [
+    if not steps or not partners:
+        return 0
+    rows = []
+    for number, step in enumerate(steps, start=1):
+        targets = partners
+        if step.action == "operators":
+            targets = [] if await escalation_store.exists(conn, notice["id"], OPERATORS) else [OPERATORS]
+        rows += [
             {
                 "notice_id": notice["id"],
                 "partner_id": partner_id,
-                "step": STEP,
-                "due_at": now + window,
+                "step": number,
+                "action": step.action,
+                "due_at": now + step.after_minutes * 60.0,
                 "state": "scheduled",
                 "created_at": now,
             }
-            for partner_id in partners
-        ],
-    )
-    return len(partners)
+            for partner_id in targets
+        ]
+    await escalation_store.schedule(conn, rows)
+    return len(rows)
 
 
 async def cancel_on_acknowledgement(conn: AsyncConnection, delivery: dict[str, Any], now: float) -> list[int]:
-    """A tier-1 Acknowledgement stops the partner's pending escalation of that notice."""
-    if delivery["tier"] != 1:
+    """The partner's acknowledgement stops its steps still scheduled for that notice."""
+    if delivery["tier"] not in ACKNOWLEDGING_TIERS:
         return []
     detail = {"acknowledged_by_delivery": delivery["id"], "contact_id": delivery["contact_id"]}
     notice_id, partner_id = delivery["notice_id"], delivery["partner_id"]
@@ -93,7 +108,7 @@ async def cancel_on_acknowledgement(conn: AsyncConnection, delivery: dict[str, A
 
 
 async def fire_due(store: Store, settings: Settings, now: float | None = None) -> int:
-    """Claim due escalations and write their deliveries, all in one transaction.
+    """Claim due escalation steps and write their deliveries, all in one transaction.
 
     Returns the number of deliveries written; the caller wakes the dispatcher when it is not 0.
     """
@@ -106,58 +121,77 @@ async def fire_due(store: Store, settings: Settings, now: float | None = None) -
 
 
 async def _fire(conn: AsyncConnection, settings: Settings, escalation: dict[str, Any], now: float) -> int:
-    notice_id, partner_id = escalation["notice_id"], escalation["partner_id"]
-    if await tier1_acknowledged(conn, notice_id, partner_id):
-        await _cancel_late(conn, escalation, now)
+    notice = await incident_store.get_notice(conn, escalation["notice_id"])
+    if notice is None:
+        await _finish(conn, escalation, "cancelled", {"reason": "the notice no longer exists"}, now)
         return 0
-    rows = await _escalation_deliveries(conn, settings, escalation, now)
+    acknowledged = await acknowledged_partners(conn, notice["id"], ACKNOWLEDGING_TIERS)
+    if escalation["partner_id"] == OPERATORS:
+        return await _tell_operators(conn, settings, escalation, notice, acknowledged, now)
+    if escalation["partner_id"] in acknowledged:
+        await _finish(conn, escalation, "cancelled", {"reason": "acknowledged before the step was taken"}, now)
+        return 0
+    rows = await _step_deliveries(conn, settings, escalation, notice, now)
     await delivery_store.insert_deliveries(conn, rows)
     detail = {
         "deliveries": len(rows),
         "contacts": sorted({row["contact_id"] for row in rows}),
         "channels": sorted({row["channel"] for row in rows}),
     }
-    await escalation_store.finish(conn, escalation["id"], "fired", detail, now)
-    await audit(
-        conn,
-        "escalation.fired",
-        "escalation",
-        escalation["id"],
-        None,
-        {"notice_id": notice_id, "partner_id": partner_id, "step": escalation["step"], **detail},
-    )
-    log.info(
-        "escalation %s fired: notice %s, partner %s, %d deliveries", escalation["id"], notice_id, partner_id, len(rows)
-    )
+    await _finish(conn, escalation, "fired", detail, now)
     return len(rows)
 
 
-async def _cancel_late(conn: AsyncConnection, escalation: dict[str, Any], now: float) -> None:
-    detail = {"reason": "acknowledged before the escalation was claimed"}
-    await escalation_store.finish(conn, escalation["id"], "cancelled", detail, now)
-    await audit(
-        conn,
-        "escalation.cancelled",
-        "escalation",
-        escalation["id"],
-        None,
-        {"notice_id": escalation["notice_id"], "partner_id": escalation["partner_id"], **detail},
-    )
+async def _tell_operators(
+    conn: AsyncConnection,
+    settings: Settings,
+    escalation: dict[str, Any],
+    notice: dict[str, Any],
+    acknowledged: set[str],
+    now: float,
+) -> int:
+    chased = await escalation_store.partners_chased(conn, notice["id"])
+    waiting = [partner for partner in chased if partner["id"] not in acknowledged]
+    if not waiting:
+        await _finish(conn, escalation, "cancelled", {"reason": "every partner acknowledged"}, now)
+        return 0
+    incident = None
+    if notice["incident_id"] is not None:
+        incident = await incident_store.get_incident(conn, notice["incident_id"])
+    fields = {
+        "notice_id": notice["id"],
+        "version": notice["version"],
+        "partners": waiting,
+        "minutes_waited": max(1, math.floor((now - (notice["published_at"] or now)) / 60)),
+    }
+    written = await notify_operators(conn, settings, "operator_unacknowledged", fields, incident, now)
+    detail = {"deliveries": written, "partners": [partner["id"] for partner in waiting]}
+    await _finish(conn, escalation, "fired", detail, now)
+    return written
 
 
-async def _escalation_deliveries(
-    conn: AsyncConnection, settings: Settings, escalation: dict[str, Any], now: float
+async def _finish(
+    conn: AsyncConnection, escalation: dict[str, Any], state: str, detail: dict[str, Any], now: float
+) -> None:
+    await escalation_store.finish(conn, escalation["id"], state, detail, now)
+    notice_id, partner_id = escalation["notice_id"], escalation["partner_id"]
+    summary = {"notice_id": notice_id, "partner_id": partner_id, "step": escalation["step"], **detail}
+    await audit(conn, f"escalation.{state}", "escalation", escalation["id"], None, summary)
+    log.info("escalation %s %s: notice %s, partner %s, %s", escalation["id"], state, notice_id, partner_id, detail)
+
+
+async def _step_deliveries(
+    conn: AsyncConnection, settings: Settings, escalation: dict[str, Any], notice: dict[str, Any], now: float
 ) -> list[dict[str, Any]]:
-    notice = await incident_store.get_notice(conn, escalation["notice_id"])
     found = await audience_store.partners_with_contacts(conn, [escalation["partner_id"]])
-    if notice is None or not found:
+    if not found:
         return []
     partner = found[0]
     used = await escalation_store.channels_used(conn, notice["id"], partner["id"])
-    tiers = (1, 2) if settings.escalation.escalate_to_tier2 else (1,)
+    tier = TIER_OF_ACTION.get(escalation["action"] or "reminder", 1)
     rows = []
     for contact in partner["contacts"]:
-        if contact["tier"] not in tiers:
+        if contact["tier"] != tier:
             continue
         channel = next_channel(settings, partner, contact, notice["severity"], used.get(contact["id"], set()))
         if channel is not None:
@@ -168,20 +202,20 @@ async def _escalation_deliveries(
 def next_channel(
     settings: Settings, partner: dict[str, Any], contact: dict[str, Any], severity: str, used: set[str]
 ) -> str | None:
-    """The contact's most preferred reachable channel this notice has not gone out on yet.
+    """The contact's most preferred reachable channel this notice has not gone out on yet; when
+    every one has, SMS again (a phone rings where a second email would not), else email again.
 
     Preferences are the contact's own list, else the policy's channels for the tier; escalation
     may go beyond the severity's policy, which is the point of escalating.
     """
     preferred = contact.get("channels") or planner.channels_for(settings, partner, severity, contact["tier"])
-    for channel in preferred:
-        if channel not in used and contact.get(planner.ADDRESS_FIELD.get(channel, channel)):
-            return channel
-    return None
+    reachable = [c for c in [*preferred, "sms", "email"] if contact.get(planner.ADDRESS_FIELD.get(c, c))]
+    fresh = [c for c in reachable if c not in used]
+    return (fresh or reachable or [None])[0]
 
 
 class EscalationScheduler:
-    """Fires due escalations once at start, then every `poll_interval` seconds."""
+    """Takes due escalation steps once at start, then every `poll_interval` seconds."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app

@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.api.params import incident_json, notice_json
 from service.notices import iso
+from service.operators import OPERATORS
 from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
+from service.store import escalations as escalation_store
 from service.store import incidents as incident_store
 from service.store import log as log_store
 from service.timeline import draw_timeline
@@ -40,7 +42,10 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
     if incident is None:
         return None
     notices = await incident_store.notices_of(conn, incident_id)
-    deliveries = await log_store.recipients_of_incident(conn, incident_id)
+    logged = await log_store.recipients_of_incident(conn, incident_id)
+    deliveries = [d for d in logged if d["partner_id"] != OPERATORS]
+    steps = await escalation_store.of_notices(conn, [n["id"] for n in notices])
+    steps_by_notice = {nid: list(rows) for nid, rows in groupby(steps, key=lambda e: e["notice_id"])}
     by_notice = {nid: list(rows) for nid, rows in groupby(deliveries, key=lambda d: d["notice_id"])}
     promises = promises_of(notices, now)
     version_of = {n["id"]: n["version"] for n in notices}
@@ -48,10 +53,27 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
         "generated_at": iso(now),
         "incident": {**incident_json(incident), "status_history": status_history(incident, notices)},
         "notices": [
-            notice_entry(n, by_notice.get(n["id"], []), promises.get(n["id"]), version_of.get(n["corrects_id"]))
+            {
+                **notice_entry(n, by_notice.get(n["id"], []), promises.get(n["id"]), version_of.get(n["corrects_id"])),
+                "escalations": [escalation_entry(e) for e in steps_by_notice.get(n["id"], [])],
+            }
             for n in notices
         ],
+        # Reminders and alerts to our own on-call operators: evidence of what we did, not partner figures.
+        "operator_messages": [recipient(d) for d in logged if d["partner_id"] == OPERATORS],
         "totals": {"deliveries": len(deliveries), "by_status": count_statuses(deliveries)},
+    }
+
+
+def escalation_entry(escalation: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "partner_id": escalation["partner_id"],
+        "step": escalation["step"],
+        "action": escalation["action"],
+        "due_at": iso(escalation["due_at"]),
+        "state": escalation["state"],
+        "done_at": iso(escalation["done_at"]),
+        "detail": escalation["detail"],
     }
 
 

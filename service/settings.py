@@ -129,28 +129,53 @@ class AckSettings(_Section):
     tiers: list[Literal[1, 2, 3]] = [1, 2]
 
 
-class EscalationSettings(_Section):
-    """How long Herald waits for a tier-1 acknowledgement before it escalates, per severity.
+EscalationAction = Literal["reminder", "tier2", "operators"]
 
-    Minutes may be fractional (tests use seconds); 0 turns escalation off for that severity.
+
+class EscalationStep(_Section):
+    """One step of escalation, taken when the partner has not acknowledged a notice in time.
+
+    `reminder`: the notice again to tier 1, worded as a reminder (【再送】/[Reminder]), on a channel
+    each contact has not had it on yet, else by SMS again. `tier2`: the same to tier-2 contacts.
+    `operators`: our on-call operators get the list of partners still unacknowledged.
     """
 
-    critical_minutes: float = Field(15.0, ge=0)
-    major_minutes: float = Field(60.0, ge=0)
-    minor_minutes: float = Field(0.0, ge=0)
-    maintenance_minutes: float = Field(0.0, ge=0)
-    # Also send the notice to tier-2 contacts, on a channel they have not had it on yet.
-    escalate_to_tier2: bool = True
+    after_minutes: float = Field(gt=0)  # counted from publication; fractions allowed (tests use seconds)
+    action: EscalationAction
+
+
+def _default_steps() -> dict[str, list[EscalationStep]]:
+    def steps(*plan: tuple[float, EscalationAction]) -> list[EscalationStep]:
+        return [EscalationStep(after_minutes=minutes, action=action) for minutes, action in plan]
+
+    return {
+        "critical": steps((15, "reminder"), (30, "tier2"), (45, "operators")),
+        "major": steps((60, "reminder"), (120, "tier2"), (180, "operators")),
+    }
+
+
+class EscalationSettings(_Section):
+    """What Herald does, per severity, while a partner has not acknowledged a notice."""
+
+    # severity -> steps in the order they are taken; a severity with no steps is never chased.
+    steps: dict[Severity, list[EscalationStep]] = Field(default_factory=_default_steps)  # type: ignore[arg-type]
     # Notice kinds that are never chased: telling partners all is well needs no acknowledgement.
     exempt_kinds: list[str] = ["resolved"]
     # Seconds between scans of the escalations table (one scan also runs at start).
     poll_interval: float = Field(5.0, gt=0)
     batch_size: int = Field(50, ge=1)
 
-    def window_seconds(self, severity: str) -> float | None:
-        """The wait before escalating a notice of this severity; None when it is off."""
-        minutes = float(getattr(self, f"{severity}_minutes", 0.0))
-        return minutes * 60.0 if minutes > 0 else None
+    @field_validator("steps")
+    @classmethod
+    def _in_order(cls, value: dict[str, list[EscalationStep]]) -> dict[str, list[EscalationStep]]:
+        for severity, steps in value.items():
+            waits = [step.after_minutes for step in steps]
+            if waits != sorted(waits):
+                raise ValueError(f"{severity}: steps must come in order of after_minutes")
+        return value
+
+    def steps_for(self, severity: str) -> list[EscalationStep]:
+        return list(self.steps.get(severity, []))  # type: ignore[call-overload]
 
 
 class OnCallContact(_Section):

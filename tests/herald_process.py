@@ -58,7 +58,7 @@ def wired_config(db_url: str, smtp: SmtpSink, twilio: TwilioFake, **dispatch: An
             **dispatch,
         },
         "directory": {"import_on_start": False},
-        "escalation": {"critical_minutes": 0, "major_minutes": 0},
+        "escalation": {"steps": {}},
     }
 
 

@@ -153,7 +153,7 @@ def wired_settings(db_url: str, smtp: SmtpSink | Tarpit, twilio: TwilioFake, **d
             "api_base_url": twilio.base_url,
         },
         dispatch=dispatch,
-        escalation={"critical_minutes": 0, "major_minutes": 0},
+        escalation={"steps": {}},
     )
 
 

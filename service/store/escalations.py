@@ -1,7 +1,7 @@
 """The escalation schedule: one row per (notice, partner, step), durable across restarts.
 
-States: `scheduled` → `fired` (the scheduler wrote the escalation's deliveries) or `cancelled`
-(a tier-1 contact acknowledged first). Claiming locks due rows with SKIP LOCKED, like
+States: `scheduled` → `fired` (the scheduler wrote the step's deliveries) or `cancelled`
+(the partner acknowledged first). Claiming locks due rows with SKIP LOCKED, like
 `deliveries.claim_due`, so two processes never fire the same escalation.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.tables import deliveries, escalations
+from service.store.tables import deliveries, escalations, partners
 
 
 async def schedule(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -61,6 +61,32 @@ async def cancel_scheduled(
         .returning(escalations.c.id)
     )
     return [int(r[0]) for r in result]
+
+
+async def exists(conn: AsyncConnection, notice_id: int, partner_id: str) -> bool:
+    query = select(escalations.c.id).where(escalations.c.notice_id == notice_id, escalations.c.partner_id == partner_id)
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+async def partners_chased(conn: AsyncConnection, notice_id: int) -> list[dict[str, str]]:
+    """The partners escalation steps were scheduled for on this notice, with their names, by id."""
+    query = (
+        select(partners.c.id, partners.c.name)
+        .where(partners.c.id.in_(select(escalations.c.partner_id).where(escalations.c.notice_id == notice_id)))
+        .order_by(partners.c.id)
+    )
+    return [{"id": row.id, "name": row.name} for row in await conn.execute(query)]
+
+
+async def of_notices(conn: AsyncConnection, notice_ids: Sequence[int]) -> list[dict[str, Any]]:
+    if not notice_ids:
+        return []
+    query = (
+        select(escalations)
+        .where(escalations.c.notice_id.in_(list(notice_ids)))
+        .order_by(escalations.c.notice_id, escalations.c.step, escalations.c.partner_id)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
 async def channels_used(conn: AsyncConnection, notice_id: int, partner_id: str) -> dict[int, set[str]]:

@@ -7,6 +7,7 @@ callbacks for the same message are applied one after the other, never interleave
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -102,16 +103,12 @@ async def insert_acknowledgement(
     return True
 
 
-async def tier1_acknowledged(conn: AsyncConnection, notice_id: int, partner_id: str) -> bool:
-    """Has any tier-1 contact of the partner acknowledged the notice (on any delivery)?"""
+async def acknowledged_partners(conn: AsyncConnection, notice_id: int, tiers: Sequence[int]) -> set[str]:
+    """Partners one of whose contacts of these tiers acknowledged the notice (on any delivery)."""
     query = (
-        select(acknowledgements.c.id)
+        select(acknowledgements.c.partner_id)
         .join(deliveries, deliveries.c.id == acknowledgements.c.delivery_id)
-        .where(
-            acknowledgements.c.notice_id == notice_id,
-            acknowledgements.c.partner_id == partner_id,
-            deliveries.c.tier == 1,
-        )
-        .limit(1)
+        .where(acknowledgements.c.notice_id == notice_id, deliveries.c.tier.in_(list(tiers)))
+        .distinct()
     )
-    return (await conn.execute(query)).first() is not None
+    return {row[0] for row in await conn.execute(query)}

@@ -227,6 +227,8 @@ escalations = Table(
     Column("notice_id", Id, nullable=False, index=True),
     Column("partner_id", String(64), nullable=False),
     Column("step", Integer, nullable=False),
+    # What the step does: reminder | tier2 | operators (see settings.EscalationStep).
+    Column("action", String(16), nullable=True),
     Column("due_at", Float, nullable=False, index=True),
     Column("state", String(16), nullable=False),  # scheduled | fired | cancelled
     Column("detail", JSON, nullable=True),
