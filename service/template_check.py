@@ -13,11 +13,11 @@ from jinja2 import TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from service import compose
-from service.notices import DATETIME_FIELDS, KINDS, LANGUAGES, REQUIRED, NoticeFields
+from service.notices import DATETIME_FIELDS, KINDS, LANGUAGES, OPERATOR_KINDS, REQUIRED, NoticeFields
 from service.render import PARTS, Renderer
 from service.settings import Settings
 
-KNOWN_NAMES = frozenset(f"{kind}.{part}.j2" for kind in KINDS for part in PARTS)
+KNOWN_NAMES = frozenset(f"{kind}.{part}.j2" for kind in KINDS + OPERATOR_KINDS for part in PARTS)
 _SAMPLE_TIME = datetime(2026, 11, 25, 5, 10, tzinfo=UTC)
 _RESPONSIBLE = {
     "name": {"ja": "運用センター", "en": "Operations Center"},
