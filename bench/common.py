@@ -66,6 +66,9 @@ def herald_settings(db_path: Path, sink: Sinks, **dispatch: Any) -> Settings:
             },
             "dispatch": {"poll_interval": 0.05, **dispatch},
             "directory": {"import_on_start": False},
+            # The bench broadcast is an emergency maintenance the operator sends by SMS too, now.
+            "notice_channels": {"maintenance": {"any": ["sms", "email"]}},
+            "quiet_hours": {"enabled": False},
         }
     )
 

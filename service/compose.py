@@ -14,6 +14,7 @@ from channels.base import OutboundMessage
 from service.notices import LANGUAGES, localise, render_fields, to_datetime
 from service.render import Renderer
 from service.settings import Settings
+from service.volume import partner_note
 
 PARTS_BY_CHANNEL = {"email": ("subject", "txt", "html"), "sms": ("sms",), "webhook": ("subject", "txt")}
 
@@ -36,6 +37,7 @@ def context(
     ack_url: str | None = None,
     corrects_version: int | None = None,
     reminder: bool = False,
+    volume_note: str | None = None,
 ) -> dict[str, Any]:
     fields = render_fields(notice["fields"], lang)
     fields.setdefault("components", (incident or {}).get("components") or [])
@@ -55,6 +57,7 @@ def context(
         "notice": fields,
         "recipient": recipient or {"name": None, "partner_name": None, "tier": None},
         "ack_url": ack_url,
+        "volume_note": volume_note,
     }
 
 
@@ -112,13 +115,16 @@ def _shared_part(
     tier: int,
     corrects_version: int | None,
     reminder: bool,
+    volume_note: str | None = None,
 ) -> str:
-    key = (notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, reminder, id(settings))
+    key = (
+        notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, reminder, volume_note, id(settings)
+    )  # fmt: skip
     cached = _shared_parts.get(key)
     if cached is None:
         recipient = {"name": _SLOTS["name"], "partner_name": _SLOTS["partner_name"], "tier": tier}
         ack_slot = _SLOTS["ack_url"] if has_ack else None
-        ctx = context(settings, notice, incident, lang, recipient, ack_slot, corrects_version, reminder)
+        ctx = context(settings, notice, incident, lang, recipient, ack_slot, corrects_version, reminder, volume_note)
         cached = renderer(settings).render_part(notice["kind"], lang, part, ctx)
         if len(_shared_parts) >= _SHARED_LIMIT:
             _shared_parts.pop(next(iter(_shared_parts)))
@@ -150,13 +156,24 @@ def outbound(
     recipient = recipient or {}
     reminder = bool(delivery.get("escalation_step"))
     parts = {}
+    detail = delivery.get("detail")
     for part in PARTS_BY_CHANNEL.get(delivery["channel"], ("subject", "txt")):
         if part == "sms":
-            ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version, reminder)
+            note = partner_note(detail, lang, short=True)
+            ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version, reminder, note)
             parts[part] = renderer(settings).render_part(notice["kind"], lang, part, ctx)
             continue
         shared = _shared_part(
-            settings, notice, incident, lang, part, ack_url is not None, delivery["tier"], corrects_version, reminder
+            settings,
+            notice,
+            incident,
+            lang,
+            part,
+            ack_url is not None,
+            delivery["tier"],
+            corrects_version,
+            reminder,
+            partner_note(detail, lang) if part != "subject" else None,
         )
         parts[part] = _personalise(shared, part, recipient, ack_url)
     responsible = notice["fields"].get("responsible") or {}

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 import yaml
@@ -66,6 +67,16 @@ def unique_channels(value: list[str]) -> list[str]:
     return value
 
 
+def known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone_unknown", "not an IANA time zone (e.g. Asia/Tokyo, Europe/London)"
+        ) from None
+    return value
+
+
 def unique_components(value: list[str]) -> list[str]:
     repeated = sorted({c for c in value if value.count(c) > 1})
     if repeated:
@@ -81,6 +92,7 @@ Email = Annotated[str, AfterValidator(normalise_email)]
 Channels = Annotated[list[ContactChannel], AfterValidator(unique_channels)]
 Component = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)*)$", max_length=64)]
 Components = Annotated[list[Component], AfterValidator(unique_components)]
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(known_timezone)]
 # severity -> tier -> channels, overriding the global policy for one partner.
 Policy = dict[Severity, dict[Tier, Channels]]
 
@@ -123,6 +135,8 @@ class PartnerFields(_Spec):
     language: Language
     components: Components = []
     policy: Policy | None = None
+    # The partner's time zone for quiet hours; omitted = the company's.
+    timezone: TimeZone | None = None
 
     def row(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"contacts"})

@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import compose, escalation, promises
+from service import compose, escalation, promises, volume
 from service.api.errors import ApiError
 from service.notices import Audience
-from service.settings import SEVERITIES, Settings
+from service.settings import ANY_SEVERITY, SEVERITIES, Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
+from service.store import suppressions as suppression_store
 
 PARTNERS_PER_PAGE = 1000
 CHANNEL_RANK = {"sms": 0, "email": 1, "webhook": 2}
@@ -33,6 +34,16 @@ class PlanSummary:
     by_tier: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
     partners: int = 0
+    # Rows the volume rules shaped (capped, merged, held, suppressed), by reason.
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    def count(self, row: dict[str, Any]) -> None:
+        if row.get("reason"):
+            self.by_reason[row["reason"]] += 1
+        if row["status"] != "pending":
+            return
+        self.by_tier[str(row["tier"])] += 1
+        self.by_channel[row["channel"]] += 1
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +51,7 @@ class PlanSummary:
             "partners": self.partners,
             "by_tier": dict(self.by_tier),
             "by_channel": dict(self.by_channel),
+            "by_reason": dict(self.by_reason),
         }
 
 
@@ -55,11 +67,38 @@ def channels_for(settings: Settings, partner: dict[str, Any], severity: str, tie
     return list(settings.policy[severity].get(str(tier), []))  # type: ignore[index, call-overload]
 
 
-def planned_channels(settings: Settings, partner: dict[str, Any], contact: dict[str, Any], severity: str) -> list[str]:
-    """Policy channels the contact accepts and can be reached on, in the contact's order."""
+def kind_channels(settings: Settings, kind: str, severity: str) -> list[str] | None:
+    """Channels that may carry a notice of this kind and severity (`[notice_channels]`); None = any."""
+    by_severity = settings.notice_channels.get(kind)  # type: ignore[call-overload]
+    if by_severity is None:
+        return None
+    chosen = by_severity.get(severity, by_severity.get(ANY_SEVERITY))
+    return None if chosen is None else list(chosen)
+
+
+def planned_channels(
+    settings: Settings, partner: dict[str, Any], contact: dict[str, Any], severity: str, kind: str | None = None
+) -> list[str]:
+    """Policy channels the notice's kind allows, the contact accepts and can be reached on, in the
+    contact's order. A contact whose preferred channels the kind rules out (an SMS-only contact and a
+    root-cause notice) gets the first allowed channel it can be reached on instead."""
     allowed = channels_for(settings, partner, severity, contact["tier"])
+    by_kind = kind_channels(settings, kind, severity) if kind is not None else None
+    if by_kind is not None:
+        allowed = [c for c in allowed if c in by_kind]
     preferred = contact.get("channels") or allowed
-    return [c for c in preferred if c in allowed and contact.get(ADDRESS_FIELD.get(c, c))]
+    chosen = [c for c in preferred if c in allowed and contact.get(ADDRESS_FIELD.get(c, c))]
+    if chosen or not contact.get("channels"):
+        return chosen
+    return [c for c in allowed if contact.get(ADDRESS_FIELD.get(c, c))][:1]
+
+
+def fallback_channels(settings: Settings, contact: dict[str, Any], kind: str, severity: str) -> list[str]:
+    """Where a contact is reached when its planned address is suppressed: its own order, then any
+    address it has, among the channels the notice's kind allows."""
+    by_kind = kind_channels(settings, kind, severity)
+    order = [*(contact.get("channels") or []), "email", "sms"]
+    return [c for c in dict.fromkeys(order) if (by_kind is None or c in by_kind) and contact.get(ADDRESS_FIELD[c])]
 
 
 async def check_audience(conn: AsyncConnection, audience: Audience, path: str) -> None:
@@ -99,7 +138,7 @@ async def publish(
     summary = PlanSummary()
     async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
         await delivery_store.insert_deliveries(conn, rows)
-        await escalation.schedule_for_notice(conn, settings, notice, rows, now)
+        await escalation.schedule_for_notice(conn, settings, notice, [r for r in rows if r["status"] == "pending"], now)
     return summary
 
 
@@ -114,6 +153,7 @@ async def plan_deliveries(
     """The notice's deliveries a page of partners at a time, so a broadcast to the whole directory
     holds one page in memory, not every row; `summary` counts what was planned."""
     audience = notice["audience"] or {}
+    situation = await volume.situation_of(conn, notice, await suppression_store.active(conn))
     after = None
     while True:
         page = await audience_store.partners_with_contacts(
@@ -121,21 +161,50 @@ async def plan_deliveries(
         )
         if not page:
             return
+        contact_ids = [c["id"] for p in page for c in p["contacts"]]
+        history = await volume.contact_history(conn, notice["incident_id"], contact_ids)
         rows: list[dict[str, Any]] = []
+        superseded: list[tuple[int, str]] = []
         for partner in page:
             planned_for_partner = 0
             for contact in partner["contacts"]:
-                for channel in planned_channels(settings, partner, contact, notice["severity"]):
-                    rows.append(delivery_row(settings, notice, partner, contact, channel, now))
-                    summary.by_tier[str(contact["tier"])] += 1
-                    summary.by_channel[channel] += 1
-                    planned_for_partner += 1
+                plan = plan_contact(settings, situation, notice, partner, contact, history.get(contact["id"], []), now)
+                rows.extend(plan.rows)
+                superseded.extend(plan.superseded)
+                for row in plan.rows:
+                    summary.count(row)
+                    planned_for_partner += row["status"] == "pending"
             summary.partners += planned_for_partner > 0
-        summary.total += len(rows)
+        summary.total += sum(1 for row in rows if row["status"] == "pending")
+        await volume.mark_merged(conn, superseded, now)
         yield rows
         if len(page) < PARTNERS_PER_PAGE:
             return
         after = page[-1]["id"]
+
+
+def plan_contact(
+    settings: Settings,
+    situation: volume.IncidentSituation,
+    notice: dict[str, Any],
+    partner: dict[str, Any],
+    contact: dict[str, Any],
+    history: list[dict[str, Any]],
+    now: float,
+) -> volume.ContactPlan:
+    """One contact's rows: the policy's channels, shaped by caps, merging, quiet hours and suppression."""
+    kind, severity = notice["kind"], notice["severity"]
+    return volume.plan_contact(
+        settings,
+        situation,
+        partner,
+        contact,
+        planned_channels(settings, partner, contact, severity, kind),
+        fallback_channels(settings, contact, kind, severity),
+        history,
+        lambda channel: delivery_row(settings, notice, partner, contact, channel, now),
+        now,
+    )
 
 
 def delivery_row(
@@ -162,6 +231,8 @@ def delivery_row(
         "next_attempt_at": now,
         "message_id": compose.message_id(settings, notice["id"], contact["id"], channel, escalation_step),
         "escalation_step": escalation_step,
+        "reason": None,
+        "detail": None,
         "created_at": now,
         "updated_at": now,
     }

@@ -29,6 +29,7 @@ from service.store import escalations as escalation_store
 from service.store import incidents as incident_store
 from service.store import log as log_store
 from service.timeline import draw_timeline
+from service.volume import explain
 
 WEB_TEMPLATES = DEFAULT_TEMPLATES_DIR / "web"
 FAILED = frozenset({"failed", "undelivered", "bounced", "dead"})
@@ -123,6 +124,9 @@ def recipient(delivery: dict[str, Any]) -> dict[str, Any]:
         "failed_at": iso(delivery["failed_at"]),
         "error_code": delivery["error_code"],
         "last_error": delivery["last_error"],
+        "reason": delivery["reason"],
+        "reason_text": explain(delivery["reason"], delivery["detail"]),
+        "detail": delivery["detail"],
     }
 
 

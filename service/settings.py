@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from service.ingest.config import IngestSettings
+from service.notices import Kind
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config" / "herald.toml"
@@ -220,6 +221,46 @@ class CompanySettings(_Section):
     timezone: str = "Asia/Tokyo"
 
 
+ANY_SEVERITY = "any"
+
+
+def _default_notice_channels() -> dict[str, dict[str, list[str]]]:
+    everything = ["sms", "email", "webhook"]
+    written = ["email", "webhook"]
+    return {
+        "initial": {ANY_SEVERITY: everything},
+        "progress": {"critical": everything, ANY_SEVERITY: written},
+        "resolved": {ANY_SEVERITY: everything},
+        "recovery_failed": {ANY_SEVERITY: everything},
+        "root_cause": {ANY_SEVERITY: written},
+        "estimate": {ANY_SEVERITY: written},
+        "bcp_revision": {ANY_SEVERITY: written},
+        "maintenance": {ANY_SEVERITY: written},
+        "custom": {ANY_SEVERITY: everything},
+    }
+
+
+class VolumeSettings(_Section):
+    """How much one contact hears about one incident; see service/volume.py."""
+
+    # SMS per contact per incident within `sms_cap_window_seconds`; beyond it updates go by email
+    # and the next SMS says which updates it did not carry. 0 = no cap.
+    sms_cap: int = Field(3, ge=0)
+    sms_cap_window_seconds: float = Field(3600.0, gt=0)
+    # Successive updates to one contact within this window go out as one message with the latest
+    # state and what changed. State changes of a critical incident always go at once. 0 = off.
+    merge_window_seconds: float = Field(120.0, ge=0)
+
+
+class QuietHoursSettings(_Section):
+    """Non-urgent notices wait for the end of the night in the partner's time zone."""
+
+    enabled: bool = True
+    start: str = Field("21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field("08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    kinds: list[Kind] = ["root_cause", "estimate", "bcp_revision", "maintenance"]
+
+
 def _default_policy() -> dict[str, dict[str, list[str]]]:
     return {
         "critical": {"1": ["sms", "email"], "2": ["email", "sms"], "3": ["email"]},
@@ -260,6 +301,19 @@ class Settings(BaseSettings):
     # Our own on-call operators (reminders, escalation's last step); see service/operators.py.
     on_call: list[OnCallContact] = []
     promises: PromiseSettings = PromiseSettings()
+    # notice kind -> severity (or "any") -> channels that may carry it; a kind not listed may go
+    # on any channel. The tier policy above still decides who gets which of them.
+    notice_channels: dict[Kind, dict[Severity | Literal["any"], list[ChannelName]]] = Field(
+        default_factory=_default_notice_channels
+    )
+    volume: VolumeSettings = VolumeSettings()
+    quiet_hours: QuietHoursSettings = QuietHoursSettings()
+
+    @field_validator("notice_channels", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: Any) -> Any:
+        """A kind configured replaces that kind's default; kinds not mentioned keep theirs."""
+        return {**_default_notice_channels(), **value} if isinstance(value, dict) else value
 
     @classmethod
     def settings_customise_sources(

@@ -22,10 +22,14 @@ from service.store import incidents as incident_store
 from service.store import log as log_store
 from service.store.log import DeliveryFilter
 from service.store.records import audit
+from service.volume import explain
 
 routes = web.RouteTableDef()
 
-STATUSES = ("pending", "sending", "sent", "delivered", "failed", "undelivered", "bounced", "acknowledged", "dead")
+STATUSES = (
+    "pending", "sending", "sent", "delivered", "failed", "undelivered", "bounced", "acknowledged", "dead",
+    "skipped", "merged",
+)  # fmt: skip
 CHANNELS = ("email", "sms", "webhook")
 TIERS = ("1", "2", "3")
 MAX_ID = 2**62
@@ -33,7 +37,7 @@ MAX_ID = 2**62
 # The JSON item and the CSV row share these names, in this order.
 FIELDS = (
     "id", "notice_id", "incident_id", "partner_id", "contact_id", "tier", "channel", "address", "language",
-    "status", "attempts", "priority", "escalation_step", "provider_id", "provider_status", "error_code",
+    "status", "reason", "attempts", "priority", "escalation_step", "provider_id", "provider_status", "error_code",
     "last_error", "message_id", "created_at", "updated_at", "next_attempt_at", "sent_at", "delivered_at",
     "failed_at", "acknowledged_at",
 )  # fmt: skip
@@ -46,6 +50,11 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
     return {name: iso(row[name]) if name in TIMES else row[name] for name in FIELDS}
+
+
+def delivery_with_reason(row: dict[str, Any]) -> dict[str, Any]:
+    """The JSON item: the CSV's columns plus why the plan shaped the row (capped, merged, held...)."""
+    return {**delivery_json(row), "detail": row["detail"], "reason_text": explain(row["reason"], row["detail"])}
 
 
 def receipt_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +93,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         rows = await log_store.list_deliveries(conn, where, before_id=cursor, limit=limit)
     next_cursor = rows[-1]["id"] if len(rows) == limit else None
-    return web.json_response({"items": [delivery_json(r) for r in rows], "next_cursor": next_cursor})
+    return web.json_response({"items": [delivery_with_reason(r) for r in rows], "next_cursor": next_cursor})
 
 
 @routes.get("/v1/deliveries.csv")
@@ -134,7 +143,7 @@ async def get_delivery(request: web.Request) -> web.Response:
         if delivery is None:
             raise ApiError(404, "not_found", f"no delivery {delivery_id}")
         found = await log_store.receipts_of(conn, delivery_id)
-    return web.json_response({**delivery_json(delivery), "receipts": [receipt_json(r) for r in found]})
+    return web.json_response({**delivery_with_reason(delivery), "receipts": [receipt_json(r) for r in found]})
 
 
 @routes.get("/v1/incidents/{id:\\d+}/summary")

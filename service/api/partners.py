@@ -27,7 +27,7 @@ log = logging.getLogger("herald.api.partners")
 routes = web.RouteTableDef()
 Spec = TypeVar("Spec", bound=BaseModel)
 
-PARTNER_KEYS = ("id", "name", "language", "components", "policy")
+PARTNER_KEYS = ("id", "name", "language", "components", "policy", "timezone")
 CONTACT_KEYS = ("key", "name", "tier", "email", "phone", "channels", "language")
 
 

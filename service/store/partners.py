@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.tables import contacts, partners
 
-PARTNER_FIELDS = ("name", "language", "components", "policy")
+PARTNER_FIELDS = ("name", "language", "components", "policy", "timezone")
 CONTACT_FIELDS = ("name", "tier", "email", "phone", "channels", "language")
 
 

@@ -41,6 +41,8 @@ partners = Table(
     Column("components", JSON, nullable=False, default=list),
     # Per-partner policy override: {severity: {tier: [channels]}}.
     Column("policy", JSON, nullable=True),
+    # IANA zone for quiet hours; None = the company's.
+    Column("timezone", String(64), nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
@@ -133,6 +135,10 @@ deliveries = Table(
     Column("body_hash", String(64), nullable=True),
     # Escalation step that created this delivery (0 = the original plan).
     Column("escalation_step", Integer, nullable=False, default=0),
+    # Why the plan differs from the plain policy: capped | merged | held | suppressed (see
+    # service/volume.py), with the particulars in `detail` (versions merged or skipped, hold reason).
+    Column("reason", String(16), nullable=True),
+    Column("detail", JSON, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("sent_at", Float, nullable=True),
@@ -142,6 +148,7 @@ deliveries = Table(
     Index("ix_deliveries_due", "status", "channel", "priority", "next_attempt_at"),
     Index("ix_deliveries_provider_id", "provider_id"),
     Index("ix_deliveries_created_at", "created_at"),
+    Index("ix_deliveries_incident_contact", "incident_id", "contact_id"),
 )
 
 inbound_events = Table(
@@ -271,4 +278,23 @@ promises = Table(
     Column("reminded_overdue_at", Float, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# Addresses and numbers Herald no longer sends to: a hard bounce, or an SMS number that refused
+# for good (invalid, landline, opted out). Cleared by an admin once the contact is fixed; a
+# cleared row stays as history.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),  # email | sms
+    Column("address", String(320), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("code", String(32), nullable=True),  # DSN status (5.1.1) or Twilio error code (21610)
+    Column("source", String(16), nullable=False),  # bounce | smtp | twilio
+    Column("delivery_id", Id, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("cleared_at", Float, nullable=True),
+    Column("cleared_by", String(64), nullable=True),
+    Index("ix_suppressions_address", "channel", "address"),
 )

@@ -1,0 +1,423 @@
+"""What one contact receives, and when: SMS caps, merged updates, quiet hours, suppressed addresses.
+
+The planner decides which channels a notice may take (tier policy × notice kind × the contact's
+preferences); this module shapes that plan for each contact, with the reason written on the row so
+the delivery log, the dry run and the evidence report can say why a message looks as it does:
+
+- `capped`: the contact had `sms_cap` SMS about this incident within the window; the SMS row is
+  kept as `skipped` and the update goes by email (a row with reason `capped` when email was not
+  planned anyway). The next SMS that does go names the updates it did not carry.
+- `merged`: an update planned while an earlier one still waits (see `held`) replaces it: the
+  earlier row becomes `merged` and the new one says which versions it carries and what changed.
+- `held`: due later than now: within `merge_window_seconds` of the last message to the contact on
+  that channel (so a burst of updates becomes one message), or in the partner's quiet hours for
+  non-urgent kinds. State changes of a critical incident are never held.
+- `suppressed`: the address hard-bounced or the number refused SMS for good; the row is kept as
+  `skipped` and the contact's next channel takes the notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.render import STATUS_LABELS
+from service.settings import Settings
+from service.store.tables import deliveries, notices
+
+# Statuses of rows that never left and never will: they do not count as messages to the contact.
+NOT_SENT = ("skipped", "merged")
+# Notices a later update may replace while they wait; anything else is always sent as written.
+REPLACEABLE_KINDS = frozenset({"progress"})
+# Notices that may wait to be merged with a following one (unless urgent).
+MERGEABLE_KINDS = frozenset({"progress", "resolved", "recovery_failed"})
+STATE_CHANGE_KINDS = frozenset({"initial", "resolved", "recovery_failed"})
+# Fields compared to say what changed across merged updates, in the order they are named.
+COMPARED_FIELDS = ("stage", "progress_percent", "current_status", "impact", "summary", "recovery_eta", "next_update_at")
+
+RowMaker = Callable[[str], dict[str, Any]]
+
+
+@dataclass
+class IncidentSituation:
+    """What the planner knows about the notice's incident before planning a page of contacts."""
+
+    notice: dict[str, Any]
+    urgent: bool  # a state change of a critical incident: never held
+    versions: dict[int, int] = field(default_factory=dict)  # notice id -> version
+    notices_by_id: dict[int, dict[str, Any]] = field(default_factory=dict)
+    suppressed: frozenset[tuple[str, str]] = frozenset()
+
+
+@dataclass
+class ContactPlan:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    superseded: list[tuple[int, str]] = field(default_factory=list)  # (held delivery id, replaced by message id)
+
+
+def is_urgent(notice: dict[str, Any], previous: dict[str, Any] | None) -> bool:
+    """A state change of a critical incident: the first notice, resolved, recovery failed, or a
+    status different from the previous published notice's."""
+    if notice["severity"] != "critical" or notice["incident_id"] is None:
+        return False
+    if notice["kind"] in STATE_CHANGE_KINDS or previous is None:
+        return True
+    return bool(notice["status"] and notice["status"] != previous["status"])
+
+
+async def situation_of(
+    conn: AsyncConnection, notice: dict[str, Any], suppressed: frozenset[tuple[str, str]]
+) -> IncidentSituation:
+    if notice["incident_id"] is None:
+        return IncidentSituation(notice, urgent=False, suppressed=suppressed)
+    query = select(notices).where(notices.c.incident_id == notice["incident_id"]).order_by(notices.c.version)
+    earlier = [dict(r) for r in (await conn.execute(query)).mappings()]
+    published = [n for n in earlier if n["state"] == "published" and n["id"] != notice["id"]]
+    previous = published[-1] if published else None
+    return IncidentSituation(
+        notice,
+        urgent=is_urgent(notice, previous),
+        versions={n["id"]: n["version"] for n in earlier},
+        notices_by_id={n["id"]: n for n in earlier},
+        suppressed=suppressed,
+    )
+
+
+async def contact_history(
+    conn: AsyncConnection, incident_id: int | None, contact_ids: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Every delivery of the incident to these contacts, oldest first, by contact id."""
+    if incident_id is None or not contact_ids:
+        return {}
+    columns = [
+        deliveries.c.id, deliveries.c.notice_id, deliveries.c.contact_id, deliveries.c.channel,
+        deliveries.c.status, deliveries.c.reason, deliveries.c.detail, deliveries.c.attempts,
+        deliveries.c.created_at, deliveries.c.sent_at, deliveries.c.next_attempt_at,
+    ]  # fmt: skip
+    query = (
+        select(*columns)
+        .where(deliveries.c.incident_id == incident_id, deliveries.c.contact_id.in_(list(set(contact_ids))))
+        .order_by(deliveries.c.id)
+    )
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in (await conn.execute(query)).mappings():
+        found.setdefault(int(row["contact_id"]), []).append(dict(row))
+    return found
+
+
+async def mark_merged(conn: AsyncConnection, superseded: Sequence[tuple[int, str]], now: float) -> None:
+    """Held rows a later update replaced: they will never be sent, and say which row carries them."""
+    for delivery_id, carried_by in superseded:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
+            .values(status="merged", reason="merged", detail={"merged_into": carried_by}, updated_at=now)
+        )
+
+
+def plan_contact(
+    settings: Settings,
+    situation: IncidentSituation,
+    partner: dict[str, Any],
+    contact: dict[str, Any],
+    channels: list[str],
+    fallback: list[str],
+    history: list[dict[str, Any]],
+    make_row: RowMaker,
+    now: float,
+) -> ContactPlan:
+    """The contact's rows for this notice: suppression, the SMS cap, merging, quiet hours, in that order."""
+    plan = ContactPlan()
+    channels = _avoid_suppressed(situation, contact, channels, fallback, make_row, plan)
+    channels = _apply_sms_cap(settings, situation, contact, channels, history, make_row, plan, now)
+    for channel in channels:
+        row = make_row(channel)
+        if channel == "sms":
+            _say_what_sms_skipped(situation, row, history)
+        _merge_or_hold(settings, situation, row, [h for h in history if h["channel"] == channel], plan, now)
+        _hold_for_quiet_hours(settings, situation, partner, row, now)
+        plan.rows.append(row)
+    return plan
+
+
+def address_of(contact: dict[str, Any], channel: str) -> str | None:
+    return contact.get("phone" if channel == "sms" else channel)
+
+
+def _skipped(row: dict[str, Any], reason: str, detail: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "status": "skipped", "reason": reason, "detail": detail}
+
+
+def _avoid_suppressed(
+    situation: IncidentSituation,
+    contact: dict[str, Any],
+    channels: list[str],
+    fallback: list[str],
+    make_row: RowMaker,
+    plan: ContactPlan,
+) -> list[str]:
+    def suppressed(channel: str) -> bool:
+        return (channel, address_of(contact, channel) or "") in situation.suppressed
+
+    kept = [c for c in channels if not suppressed(c)]
+    for channel in channels:
+        if channel not in kept:
+            plan.rows.append(_skipped(make_row(channel), "suppressed", {"address_suppressed": True}))
+    if kept or not channels:
+        return kept
+    for channel in fallback:
+        if channel not in channels and address_of(contact, channel) and not suppressed(channel):
+            return [channel]
+    return []
+
+
+def _sms_sent_recently(history: list[dict[str, Any]], since: float) -> int:
+    return sum(1 for h in history if h["channel"] == "sms" and h["status"] not in NOT_SENT and h["created_at"] >= since)
+
+
+def _apply_sms_cap(
+    settings: Settings,
+    situation: IncidentSituation,
+    contact: dict[str, Any],
+    channels: list[str],
+    history: list[dict[str, Any]],
+    make_row: RowMaker,
+    plan: ContactPlan,
+    now: float,
+) -> list[str]:
+    cap = settings.volume.sms_cap
+    if "sms" not in channels or not cap or situation.notice["incident_id"] is None:
+        return channels
+    recent = _sms_sent_recently(history, now - settings.volume.sms_cap_window_seconds)
+    if recent < cap:
+        return channels
+    detail = {"sms_in_window": recent, "cap": cap, "window_seconds": settings.volume.sms_cap_window_seconds}
+    plan.rows.append(_skipped(make_row("sms"), "capped", detail))
+    kept = [c for c in channels if c != "sms"]
+    email = address_of(contact, "email")
+    if "email" not in kept and email and ("email", email) not in situation.suppressed:
+        row = make_row("email")
+        row.update(reason="capped", detail={"instead_of": "sms"})
+        plan.rows.append(row)
+    return kept
+
+
+def _say_what_sms_skipped(situation: IncidentSituation, row: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Name the updates the cap kept off SMS since the last SMS that went."""
+    skipped: list[int] = []
+    for h in history:
+        if h["channel"] != "sms":
+            continue
+        if h["status"] == "skipped" and h["reason"] == "capped":
+            skipped.append(situation.versions.get(h["notice_id"], 0))
+        elif h["status"] not in NOT_SENT:
+            skipped = []
+    if skipped:
+        row["detail"] = {**(row.get("detail") or {}), "skipped_versions": skipped}
+
+
+def _merge_or_hold(
+    settings: Settings,
+    situation: IncidentSituation,
+    row: dict[str, Any],
+    history: list[dict[str, Any]],
+    plan: ContactPlan,
+    now: float,
+) -> None:
+    window = settings.volume.merge_window_seconds
+    notice = situation.notice
+    if notice["incident_id"] is None or window <= 0:
+        return
+    waiting = [h for h in history if _replaceable(situation, h, now)]
+    if waiting:
+        carried = [v for h in waiting for v in _carried_versions(situation, h)]
+        by_version = {n["version"]: n for n in situation.notices_by_id.values()}
+        oldest = by_version.get(carried[0])
+        row["reason"] = "merged"
+        row["detail"] = {
+            **(row.get("detail") or {}),
+            "merged_versions": carried,
+            "changes": what_changed(oldest, notice),
+        }
+        if not situation.urgent:
+            row["next_attempt_at"] = max(h["next_attempt_at"] for h in waiting)
+        plan.superseded.extend((h["id"], row["message_id"]) for h in waiting)
+        return
+    if situation.urgent or notice["kind"] not in MERGEABLE_KINDS:
+        return
+    last_out = max((h["sent_at"] or h["next_attempt_at"] for h in history if h["status"] not in NOT_SENT), default=None)
+    if last_out is not None and now - last_out < window:
+        row["next_attempt_at"] = last_out + window
+        row["reason"] = "held"
+        row["detail"] = {**(row.get("detail") or {}), "hold": "merge_window", "until": last_out + window}
+
+
+def _replaceable(situation: IncidentSituation, row: dict[str, Any], now: float) -> bool:
+    """A row still waiting for its merge window: not attempted yet, due later, an update."""
+    held = row["status"] == "pending" and row["attempts"] == 0 and row["next_attempt_at"] > now
+    notice = situation.notices_by_id.get(row["notice_id"])
+    return held and notice is not None and notice["kind"] in REPLACEABLE_KINDS and row["reason"] in ("held", "merged")
+
+
+def _carried_versions(situation: IncidentSituation, row: dict[str, Any]) -> list[int]:
+    earlier = list((row.get("detail") or {}).get("merged_versions") or [])
+    return [*earlier, situation.versions.get(row["notice_id"], 0)]
+
+
+def what_changed(before: dict[str, Any] | None, after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Status (from → to) and the names of the fields that differ between two notices."""
+    if before is None:
+        return []
+    changes: list[dict[str, Any]] = []
+    if before["status"] != after["status"]:
+        changes.append({"field": "status", "from": before["status"], "to": after["status"]})
+    old, new = before["fields"] or {}, after["fields"] or {}
+    changes.extend({"field": name} for name in COMPARED_FIELDS if old.get(name) != new.get(name))
+    return changes
+
+
+# --- quiet hours --------------------------------------------------------------------------------
+
+
+def _clock(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def quiet_until(settings: Settings, zone: ZoneInfo, now: float) -> float | None:
+    """The end of the quiet hours `now` falls in, in `zone`; None outside them."""
+    quiet = settings.quiet_hours
+    start, end = _clock(quiet.start), _clock(quiet.end)
+    if start == end:
+        return None
+    local = datetime.fromtimestamp(now, zone)
+    clock = local.time()
+    overnight = start > end
+    inside = (clock >= start or clock < end) if overnight else (start <= clock < end)
+    if not inside:
+        return None
+    day = local.date() + timedelta(days=1) if overnight and clock >= start else local.date()
+    return datetime.combine(day, end, zone).timestamp()
+
+
+def _hold_for_quiet_hours(
+    settings: Settings, situation: IncidentSituation, partner: dict[str, Any], row: dict[str, Any], now: float
+) -> None:
+    quiet = settings.quiet_hours
+    if not quiet.enabled or situation.notice["kind"] not in quiet.kinds or situation.urgent:
+        return
+    zone = ZoneInfo(partner.get("timezone") or settings.company.timezone)
+    until = quiet_until(settings, zone, now)
+    if until is None or until <= row["next_attempt_at"]:
+        return
+    row["next_attempt_at"] = until
+    row["reason"] = "held"
+    row["detail"] = {**(row.get("detail") or {}), "hold": "quiet_hours", "until": until, "timezone": zone.key}
+
+
+# --- what the partner reads about it ------------------------------------------------------------
+
+CHANGE_LABELS = {
+    "ja": {
+        "status": "状況",
+        "stage": "復旧段階",
+        "progress_percent": "進捗",
+        "current_status": "現在の状況",
+        "impact": "影響範囲",
+        "summary": "概要",
+        "recovery_eta": "復旧見込み",
+        "next_update_at": "次回報告予定",
+    },
+    "en": {
+        "status": "status",
+        "stage": "recovery stage",
+        "progress_percent": "progress",
+        "current_status": "current status",
+        "impact": "impact",
+        "summary": "summary",
+        "recovery_eta": "expected recovery",
+        "next_update_at": "next update",
+    },
+}
+
+
+def _versions(versions: list[int], lang: str) -> str:
+    if lang == "ja":
+        return "第" + "・".join(str(v) for v in versions) + "報"
+    numbers = [f"#{v}" for v in versions]
+    listed = numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " and " + numbers[-1]
+    return ("update " if len(numbers) == 1 else "updates ") + listed
+
+
+def _change(change: dict[str, Any], lang: str) -> str:
+    label = CHANGE_LABELS[lang].get(change["field"], change["field"])
+    if change["field"] != "status":
+        return label
+    before = STATUS_LABELS[lang].get(change.get("from") or "", change.get("from") or "")
+    after = STATUS_LABELS[lang].get(change.get("to") or "", change.get("to") or "")
+    return f"{label}（{before}→{after}）" if lang == "ja" else f"{label} ({before} → {after})"
+
+
+def partner_note(detail: dict[str, Any] | None, lang: str, short: bool = False) -> str | None:
+    """One sentence in the partner's language about what this message carries besides itself."""
+    if not detail:
+        return None
+    sentences = []
+    merged = detail.get("merged_versions")
+    if merged:
+        changes = [_change(c, lang) for c in detail.get("changes") or []]
+        if lang == "ja":
+            text = (
+                f"（{_versions(merged, lang)}を含む最新の状況です）"
+                if short
+                else (
+                    f"本報は、未送信だった{_versions(merged, lang)}の内容をまとめた最新の状況です。"
+                    + (f"第{merged[0]}報からの変更点：{'、'.join(changes)}。" if changes else "")
+                )
+            )
+        else:
+            text = (
+                f"(Includes {_versions(merged, lang)}.)"
+                if short
+                else (
+                    f"This message brings {_versions(merged, lang)}, not sent yet, up to date."
+                    + (f" Changed since update #{merged[0]}: {', '.join(changes)}." if changes else "")
+                )
+            )
+        sentences.append(text)
+    skipped = detail.get("skipped_versions")
+    if skipped:
+        if lang == "ja":
+            sentences.append(f"※{_versions(skipped, lang)}はメールのみでお送りしました。")
+        else:
+            text = _versions(skipped, lang)
+            sentences.append(f"{text[0].upper()}{text[1:]} went by email only.")
+    return " ".join(sentences) if sentences else None
+
+
+def explain(reason: str | None, detail: dict[str, Any] | None) -> str | None:
+    """The reason on a delivery row in words for the log, the dry run and the evidence report."""
+    detail = detail or {}
+    if reason == "capped":
+        if detail.get("instead_of"):
+            return f"sent by email instead of {detail['instead_of']}: the SMS cap was reached"
+        window = round(float(detail.get("window_seconds") or 3600) / 60)
+        sent, cap = detail.get("sms_in_window"), detail.get("cap")
+        return f"SMS not sent: {sent} SMS within {window} min reached the cap of {cap}"
+    if reason == "merged":
+        if detail.get("merged_into"):
+            return f"not sent on its own: merged into {detail['merged_into']}"
+        versions = ", ".join(f"#{v}" for v in detail.get("merged_versions") or [])
+        return f"carries updates {versions}, which had not been sent yet"
+    if reason == "held":
+        why = "the partner's quiet hours" if detail.get("hold") == "quiet_hours" else "the merge window"
+        return f"held for {why}"
+    if reason == "suppressed":
+        return "not sent: the address is suppressed"
+    return None
