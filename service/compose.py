@@ -12,6 +12,7 @@ from markupsafe import escape
 
 from channels.base import OutboundMessage
 from service.notices import LANGUAGES, localise, render_fields, to_datetime
+from service.partner_text import service_names
 from service.render import Renderer
 from service.settings import Settings
 from service.volume import partner_note
@@ -55,6 +56,7 @@ def context(
         },
         "incident": _incident_context(incident, lang),
         "notice": fields,
+        "services": service_names(settings, fields["components"], lang),
         "recipient": recipient or {"name": None, "partner_name": None, "tier": None},
         "ack_url": ack_url,
         "volume_note": volume_note,

@@ -240,6 +240,13 @@ def _default_notice_channels() -> dict[str, dict[str, list[str]]]:
     }
 
 
+class ServiceName(_Section):
+    """What partners call one of our components, in each language."""
+
+    ja: str = Field(min_length=1, max_length=100)
+    en: str = Field(min_length=1, max_length=100)
+
+
 class VolumeSettings(_Section):
     """How much one contact hears about one incident; see service/volume.py."""
 
@@ -307,6 +314,8 @@ class Settings(BaseSettings):
         default_factory=_default_notice_channels
     )
     volume: VolumeSettings = VolumeSettings()
+    # component -> partner-facing service name per language (titles, "affected services").
+    services: dict[str, ServiceName] = {}
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
 
     @field_validator("notice_channels", mode="before")

@@ -72,10 +72,11 @@ async def test_critical_alert_publishes_initial_notice_automatically(aiohttp_cli
     body = await incident(client, reply["incident_id"])
     assert body["severity"] == "critical" and body["status"] == "investigating"
     assert body["components"] == ["order-api"]
-    assert body["title"] == "Order API is not answering"
+    # Partners read the service affected, not the alert's own summary or description.
+    assert body["title"] == {"ja": "order-apiの障害", "en": "Disruption to order-api"}
     notice = body["timeline"][0]
     assert (notice["kind"], notice["state"]) == ("initial", "published")
-    assert notice["fields"]["summary"].startswith("Order API has returned no successful response")
+    assert notice["fields"]["summary"]["en"].startswith("We are experiencing a critical disruption affecting order-api")
     assert notice["fields"]["responsible"]["name"] == {"ja": "運用センター", "en": "Operations Center"}
     assert notice["fields"]["outlook"]["ja"] and notice["fields"]["next_update_at"]
     assert await count(client, deliveries, deliveries.c.notice_id == reply["notice_id"]) > 0

@@ -97,6 +97,7 @@ def notice_context(
         if incident
         else None,
         "notice": fields,
+        "services": fields["components"],  # compose names them for partners; here they are already names
         "recipient": {
             "name": "山田 太郎" if lang == "ja" else "Taro Yamada",
             "partner_name": "株式会社ABC商事" if lang == "ja" else "ABC Trading Co., Ltd.",

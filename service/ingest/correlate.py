@@ -33,6 +33,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import incidents as incident_flow
+from service import partner_text
 from service.incidents import TRANSITIONS, IncidentCreate, IncidentUpdate, NoticeDraft, Outcome
 from service.ingest.events import SEVERITY_RANK, IncidentEvent
 from service.notices import NoticeFields, Text
@@ -173,18 +174,21 @@ async def _open(
 ) -> IngestResult:
     """Open an incident for a group seen for the first time, or firing again after it resolved."""
     ingest = settings.ingest
+    # Partners read service names and the alerts' partner annotations, never the alert's own text.
+    neutral = partner_text.neutral_summary(settings, event.components, event.severity)
+    impact = partner_text.in_every_language(event.partner_impact, {}) if event.partner_impact else None
     request = IncidentCreate(
-        title=event.title,
+        title=partner_text.alert_title(settings, event.components),  # type: ignore[arg-type]
         severity=event.severity,  # type: ignore[arg-type]
         components=list(event.components),
-        impact=event.impact,  # incidents.impact is one string; the notice carries the bilingual default
+        impact=impact or event.impact,  # type: ignore[arg-type]
         responsible=ingest.responsible,
         next_update_at=_next_update(settings, now),
         notice=NoticeDraft(
             kind="initial",
             fields=NoticeFields(
-                summary=event.summary or event.title,
-                impact=event.impact or ingest.impact,
+                summary=partner_text.in_every_language(event.partner_summary, neutral),  # type: ignore[arg-type]
+                impact=impact or event.impact or ingest.impact,  # type: ignore[arg-type]
                 current_status=ingest.current_status,
                 outlook=ingest.outlook,
             ),
@@ -224,7 +228,7 @@ async def _widen(
     next_update = _next_update(settings, now)
     notice = None
     if published:
-        status = _fill(settings.ingest.components_added_status, "{components}", ", ".join(components))
+        status = _fill_services(settings, settings.ingest.components_added_status, components)
         notice = NoticeDraft(fields=NoticeFields(current_status=status, next_update_at=next_update))
     update = IncidentUpdate(components=components, severity=severity, next_update_at=next_update, notice=notice)  # type: ignore[arg-type]
     outcome = await incident_flow.update_incident(conn, settings, incident_id, update, actor)
@@ -276,10 +280,16 @@ def _next_update(settings: Settings, now: float) -> datetime:
     return datetime.fromtimestamp(now, tz=UTC) + timedelta(minutes=settings.ingest.next_update_minutes)
 
 
-def _fill(text: Text, placeholder: str, value: str) -> Text:
+def _fill_services(settings: Settings, text: Text, components: list[str]) -> Text:
+    """Fill `{components}` with the partner-facing service names, in each text's language."""
     if isinstance(text, str):
-        return text.replace(placeholder, value)
-    return {lang: part.replace(placeholder, value) for lang, part in text.items()}  # type: ignore[misc]
+        return text.replace("{components}", ", ".join(partner_text.service_names(settings, components, "en")))
+    return {
+        lang: part.replace(
+            "{components}", partner_text.listed(partner_text.service_names(settings, components, lang), lang)
+        )
+        for lang, part in text.items()
+    }  # type: ignore[misc]
 
 
 def _result(outcome: Outcome, action: Action) -> IngestResult:

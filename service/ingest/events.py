@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from service.ingest.config import IngestSettings, LabelMapping
+from service.notices import LANGUAGES
 
 AlertStatus = Literal["firing", "resolved"]
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "maintenance": 3}
@@ -72,6 +73,10 @@ class IncidentEvent:
     impact: str | None
     components: tuple[str, ...]
     fingerprints: tuple[str, ...]  # the alerts firing now
+    # What the alerts' own partner annotations say, per language (`partner_summary_ja`, ...):
+    # the only alert text partners ever read. Empty: Herald words it from the services affected.
+    partner_summary: Mapping[str, str] = field(default_factory=dict)
+    partner_impact: Mapping[str, str] = field(default_factory=dict)
 
 
 def lookup(paths: Sequence[str], labels: Mapping[str, str], annotations: Mapping[str, str]) -> str | None:
@@ -139,7 +144,22 @@ def event_for(
         impact=lookup(mapping.impact, labels, annotations),
         components=_unique(component_of(a, mapping) for a in relevant),
         fingerprints=_unique(a.identity() for a in firing),
+        partner_summary=partner_text(relevant, common_annotations, "partner_summary"),
+        partner_impact=partner_text(relevant, common_annotations, "partner_impact"),
     )
+
+
+def partner_text(alerts: Sequence[Alert], common: Mapping[str, str] | None, prefix: str) -> dict[str, str]:
+    """`<prefix>_<lang>` annotations for the whole group: what all alerts share, else every distinct
+    text of the group's alerts in the order they started, so a group reads as one."""
+    found = {}
+    for lang in LANGUAGES:
+        name = f"{prefix}_{lang}"
+        shared = (common or {}).get(name, "").strip()
+        texts = [shared] if shared else list(_unique(a.annotations.get(name, "").strip() for a in alerts))
+        if texts:
+            found[lang] = (" " if lang == "en" else "").join(texts)
+    return found
 
 
 def events_from_group(source: str, payload: AlertGroupPayload, settings: IngestSettings) -> list[IncidentEvent]:
