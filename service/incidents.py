@@ -56,6 +56,8 @@ class NoticeDraft(BaseModel):
     audience: Audience = Audience()
     publish: bool = True
     corrects_version: int | None = Field(None, ge=1)
+    # Recipients whose language a field lacks read it in the other language (otherwise a 422).
+    allow_language_fallback: bool = False
 
 
 class IncidentCreate(BaseModel):
@@ -178,7 +180,13 @@ async def update_incident(
     return await _write_notice(conn, settings, incident_id, incident, kind, fields, draft, actor)
 
 
-async def publish_draft(conn: AsyncConnection, settings: Settings, notice_id: int, actor: str | None) -> Outcome:
+async def publish_draft(
+    conn: AsyncConnection,
+    settings: Settings,
+    notice_id: int,
+    actor: str | None,
+    allow_language_fallback: bool = False,
+) -> Outcome:
     notice = await incident_store.get_notice(conn, notice_id)
     if notice is None:
         raise ApiError(404, "not_found", f"no notice {notice_id}")
@@ -191,6 +199,9 @@ async def publish_draft(conn: AsyncConnection, settings: Settings, notice_id: in
         )
     if notice["state"] != "draft":
         raise ApiError(409, "already_published", f"notice {notice_id} was published already")
+    if allow_language_fallback and not notice["allow_language_fallback"]:
+        notice["allow_language_fallback"] = True
+        await incident_store.update_notice(conn, notice_id, {"allow_language_fallback": True})
     plan = await planner.publish(conn, settings, notice)
     await audit(conn, "notice.published", "notice", notice_id, actor, {"deliveries": plan.total})
     return Outcome(notice["incident_id"], notice_id, notice["version"], "published", plan)
@@ -280,6 +291,7 @@ async def _write_notice(
         "audience": draft.audience.model_dump(),
         "next_update_at": to_timestamp(fields.next_update_at),
         "created_by": actor,
+        "allow_language_fallback": draft.allow_language_fallback,
     }
     if version > 1 and not await incident_store.has_published_notice(conn, incident_id):
         # Partners never heard of the incident: a later change is for operators, not a draft to send.

@@ -6,6 +6,7 @@ reads the text in its language, falling back to the other language rather than t
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -162,3 +163,34 @@ def render_fields(stored: dict[str, Any], lang: str) -> dict[str, Any]:
     for name in DATETIME_FIELDS:
         fields[name] = to_datetime(fields.get(name))
     return fields
+
+
+# --- language completeness ------------------------------------------------------------------------
+
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")
+LANGUAGE_NAMES = {"ja": "Japanese", "en": "English"}
+
+
+def written_in(value: str | dict[str, Any]) -> set[str]:
+    """Languages a Text value has text in. A plain string with Japanese script is Japanese only;
+    any other plain string (a product name, a code, a time) reads the same in every language."""
+    if isinstance(value, dict):
+        return {lang for lang in LANGUAGES if str(value.get(lang) or "").strip()}
+    return {"ja"} if _JAPANESE.search(value) else set(LANGUAGES)
+
+
+def missing_text(fields: dict[str, Any], readers: set[str], prefix: str = "") -> list[str]:
+    """Paths of operator text (`summary.en`, `responsible.name.en`) with nothing in a language that
+    some recipients read, in field order."""
+    missing = []
+    for name, value in fields.items():
+        path = f"{prefix}{name}"
+        if isinstance(value, dict) and not (set(value) <= set(LANGUAGES)):
+            missing += missing_text(value, readers, f"{path}.")
+        elif isinstance(value, (str, dict)) and name not in NOT_TEXT:
+            missing += [f"{path}.{lang}" for lang in LANGUAGES if lang in readers - written_in(value)]
+    return missing
+
+
+# Stored fields that are not prose: times, enumerations, addresses.
+NOT_TEXT = frozenset({*DATETIME_FIELDS, "stage", "email", "phone", "components"})

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import compose, escalation, promises, volume
 from service.api.errors import ApiError
-from service.notices import Audience
+from service.notices import LANGUAGE_NAMES, Audience, missing_text
 from service.settings import ANY_SEVERITY, SEVERITIES, Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
@@ -136,10 +136,33 @@ async def publish(
     )
     await promises.on_published(conn, settings, notice, now)
     summary = PlanSummary()
+    readers: set[str] = set()
     async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
+        readers.update(row["language"] for row in rows)
         await delivery_store.insert_deliveries(conn, rows)
         await escalation.schedule_for_notice(conn, settings, notice, [r for r in rows if r["status"] == "pending"], now)
+    if not notice.get("allow_language_fallback"):
+        check_languages(notice, readers)
     return summary
+
+
+def check_languages(notice: dict[str, Any], readers: set[str]) -> None:
+    """422 naming every operator-written field that has no text in a language some recipients
+    read, unless the operator allowed the fallback for this notice. Raised inside the publishing
+    transaction, so nothing of the notice is kept."""
+    missing = missing_text(notice["fields"], readers)
+    if not missing:
+        return
+    prefix = "notice.fields." if notice["incident_id"] is not None else "fields."
+    paths = [prefix + path for path in missing]
+    languages = sorted({path.rsplit(".", 1)[1] for path in missing})
+    raise ApiError(
+        422,
+        "missing_language",
+        f"recipients read {' and '.join(LANGUAGE_NAMES[lang] for lang in languages)}, but these fields have no text "
+        f"in it: {', '.join(paths)}; write them in every language or set allow_language_fallback",
+        paths[0],
+    )
 
 
 async def plan_deliveries(

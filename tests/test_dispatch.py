@@ -287,7 +287,7 @@ async def test_an_operator_can_address_a_broadcast_to_tiers(
             "impact": {"ja": "受発注APIが停止します。", "en": "The Order API will be unavailable."},
             "window_start": "2026-12-05T01:00:00+09:00",
             "window_end": "2026-12-05T03:00:00+09:00",
-            "responsible": {"name": "運用センター", "email": "ops@example.com"},
+            "responsible": {"name": {"ja": "運用センター", "en": "Operations Center"}, "email": "ops@example.com"},
         },
         "audience": {"all_partners": True, "tiers": tiers},
     }

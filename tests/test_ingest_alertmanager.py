@@ -73,10 +73,10 @@ async def test_critical_alert_publishes_initial_notice_automatically(aiohttp_cli
     assert body["severity"] == "critical" and body["status"] == "investigating"
     assert body["components"] == ["order-api"]
     # Partners read the service affected, not the alert's own summary or description.
-    assert body["title"] == {"ja": "order-apiの障害", "en": "Disruption to order-api"}
+    assert body["title"] == {"ja": "受発注APIの障害", "en": "Disruption to Ordering API"}
     notice = body["timeline"][0]
     assert (notice["kind"], notice["state"]) == ("initial", "published")
-    assert notice["fields"]["summary"]["en"].startswith("We are experiencing a critical disruption affecting order-api")
+    assert notice["fields"]["summary"]["en"].startswith("We are experiencing a critical disruption affecting Ordering API")
     assert notice["fields"]["responsible"]["name"] == {"ja": "運用センター", "en": "Operations Center"}
     assert notice["fields"]["outlook"]["ja"] and notice["fields"]["next_update_at"]
     assert await count(client, deliveries, deliveries.c.notice_id == reply["notice_id"]) > 0
@@ -195,7 +195,7 @@ async def test_new_alerts_joining_a_published_incident_send_a_progress_notice(
     body = await incident(client, opened["incident_id"])
     assert body["components"] == ["order-api", "payments"]
     assert [(n["kind"], n["state"]) for n in body["timeline"]] == [("initial", "published"), ("progress", "published")]
-    assert "payments" in body["timeline"][1]["fields"]["current_status"]["en"]
+    assert "Ordering API and Payments" in body["timeline"][1]["fields"]["current_status"]["en"]
     assert (await post(client, grown))["action"] == "duplicate"
 
 
@@ -245,7 +245,7 @@ async def test_resolving_a_never_published_incident_keeps_the_resolved_notice_fo
 async def test_alerts_keep_firing_after_an_operator_resolved_the_incident(aiohttp_client: Any, sqlite_url: str) -> None:
     client = await start(aiohttp_client, sqlite_url, flap_window=0)
     opened = await post(client, firing())
-    closing = {"status": "resolved", "notice": {"fields": {"summary": "復旧しました"}}}
+    closing = {"status": "resolved", "notice": {"fields": {"summary": {"ja": "復旧しました", "en": "Recovered"}}}}
     response = await client.post(
         f"/v1/incidents/{opened['incident_id']}/updates", json=closing, headers=auth("operator")
     )

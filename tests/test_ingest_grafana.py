@@ -31,7 +31,7 @@ async def test_grafana_alert_opens_and_resolves_an_incident(aiohttp_client: Any,
 
     first = await incident()
     assert (first["title"], first["severity"], first["components"], first["source"]) == (
-        {"ja": "web-portalの障害", "en": "Disruption to web-portal"},  # the service, not the alert's text
+        {"ja": "取引先ポータルの障害", "en": "Disruption to Partner portal"},  # the service, not the alert's text
         "critical",
         ["web-portal"],
         "grafana",

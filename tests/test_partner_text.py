@@ -7,11 +7,14 @@ import copy
 import json
 from typing import Any
 
+from sqlalchemy import select
+
 from service.settings import DEFAULT_CONFIG, load_settings
+from service.store.tables import notices
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import ROOT, auth, wait_until
-from tests.test_dispatch import start, wired_settings
+from tests.test_dispatch import post_sample, start, wired_settings
 from tests.test_partner_volume import all_final
 
 GROUP = json.loads((ROOT / "tests" / "fixtures" / "alertmanager" / "firing_internal_three_alerts.json").read_text())
@@ -79,3 +82,48 @@ async def test_partner_annotations_speak_for_the_whole_group_in_each_language(
     assert "受発注APIで発注登録ができない状態です。決済の確定に時間がかかっています。" in mails["ja"][0][1]
     assert "Orders cannot be placed. Payments are slow to confirm." in mails["en"][0][1]
     assert not [s for s, _ in mails["ja"] + mails["en"] if any(word in s for word in INTERNAL)]
+
+
+async def test_a_notice_missing_text_in_a_language_its_recipients_read_is_refused_naming_the_fields(
+    aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+) -> None:
+    client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False))
+    body = {
+        "kind": "custom",
+        "fields": {
+            "subject": {"ja": "年末年始の営業について"},
+            "body": "年末年始は12月29日までの営業となります。",
+            "responsible": {"name": {"ja": "運用センター", "en": "Operations Center"}},
+        },
+        "audience": {"partners": ["tokai-logistics", "pacific-freight"]},  # Japanese and English readers
+    }
+    refused = await client.post("/v1/broadcasts", json=body, headers=auth("operator"))
+    assert refused.status == 422
+    error = await refused.json()
+    assert error["error"] == "missing_language" and error["field"] == "fields.subject.en"
+    assert "fields.subject.en, fields.body.en" in error["detail"] and "English" in error["detail"]
+    async with client.app["store"].read() as conn:
+        assert not (await conn.execute(select(notices.c.id))).first()  # nothing of it was kept
+
+    japanese_only = {**body, "audience": {"partners": ["tokai-logistics"]}}
+    assert (await client.post("/v1/broadcasts", json=japanese_only, headers=auth("operator"))).status == 202
+    allowed = {**body, "allow_language_fallback": True}
+    assert (await client.post("/v1/broadcasts", json=allowed, headers=auth("operator"))).status == 202
+
+
+async def test_a_draft_missing_english_is_published_only_when_the_operator_allows_the_fallback(
+    aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+) -> None:
+    client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False))
+    opened = await post_sample(client)
+    draft = {"status": "identified", "notice": {"fields": {"current_status": "原因を特定しました。"}, "publish": False}}
+    response = await client.post(f"/v1/incidents/{opened['incident_id']}/updates", json=draft, headers=auth("operator"))
+    notice_id = (await response.json())["notice_id"]
+
+    refused = await client.post(f"/v1/notices/{notice_id}/publish", headers=auth("operator"))
+    assert refused.status == 422
+    assert (await refused.json())["field"] == "notice.fields.current_status.en"
+    published = await client.post(
+        f"/v1/notices/{notice_id}/publish?allow_language_fallback=true", headers=auth("operator")
+    )
+    assert published.status == 202, await published.text()

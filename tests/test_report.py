@@ -32,7 +32,8 @@ async def incident_with_three_versions(client: Any, smtp_sink: SmtpSink) -> int:
         {"status": "identified", "next_update_at": iso(now + 3600),
          "notice": {"fields": {"current_status": {"ja": "原因を特定しました。", "en": "We found the cause."}}}},
         {"status": "recovering", "next_update_at": iso(now + 7200),
-         "notice": {"fields": {"current_status": f"{SCRIPT} 復旧作業中 / recovering"}}},
+         "notice": {"fields": {"current_status": f"{SCRIPT} 復旧作業中 / recovering"},
+                    "allow_language_fallback": True}},  # one string in both languages
     ]  # fmt: skip
     for body in updates:
         response = await client.post(f"/v1/incidents/{incident_id}/updates", json=body, headers=auth("operator"))

@@ -66,7 +66,29 @@ FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
-NOTICE_KEYS = ["title", "summary", "impact", "current_status", "outlook", "stage", "progress_percent", "next_steps", "cause", "countermeasures", "changes", "window_start", "window_end", "recovery_eta", "cost_estimate", "time_estimate", "subject", "body", "responsible", "next_update_at", "components"]
+NOTICE_KEYS = [
+    "title",
+    "summary",
+    "impact",
+    "current_status",
+    "outlook",
+    "stage",
+    "progress_percent",
+    "next_steps",
+    "cause",
+    "countermeasures",
+    "changes",
+    "window_start",
+    "window_end",
+    "recovery_eta",
+    "cost_estimate",
+    "time_estimate",
+    "subject",
+    "body",
+    "responsible",
+    "next_update_at",
+    "components",
+]
 
 
 def notice_context(

@@ -114,7 +114,11 @@ async def publish_draft(request: web.Request) -> web.Response:
     notice_id = int(request.match_info["id"])
     async with request.app["store"].begin() as conn:
         outcome = await incident_flow.publish_draft(
-            conn, request.app["settings"], notice_id, principal_of(request).name
+            conn,
+            request.app["settings"],
+            notice_id,
+            principal_of(request).name,
+            request.query.get("allow_language_fallback") in ("1", "true"),
         )
     return _accepted(request, outcome)
 
@@ -150,6 +154,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
             "audience": draft.audience.model_dump(),
             "next_update_at": None,
             "created_by": actor,
+            "allow_language_fallback": draft.allow_language_fallback,
         }
         notice["id"] = await incident_store.insert_notice(conn, notice)
         await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": draft.kind, "broadcast": True})

@@ -97,8 +97,8 @@ class IngestSettings(_Section):
     }
     # Progress notice sent when new components join a published incident; {components} is filled in.
     components_added_status: Text = {
-        "ja": "影響範囲が拡大しました。影響を受けるコンポーネント: {components}",
-        "en": "The impact has widened. Affected components: {components}",
+        "ja": "影響範囲が拡大しました。影響を受けるサービス：{components}",
+        "en": "The impact has widened. Affected services: {components}",
     }
     resolved_summary: Text = {
         "ja": "監視システムで復旧を確認しました。",

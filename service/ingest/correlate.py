@@ -47,6 +47,9 @@ log = logging.getLogger("herald.ingest")
 Action = Literal["opened", "updated", "resolved", "duplicate", "held"]
 DAMPING_ACTOR = "herald-damping"
 TRANSITIONS_KEPT = 20
+# A monitoring source cannot answer a 422: automatic notices (bilingual by default configuration,
+# alert annotations in whatever languages they have) let a reader fall back to the other language.
+AUTOMATIC_FALLBACK = True
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,11 @@ async def settle_resolve(
     published = await incident_store.has_published_notice(conn, group["incident_id"])
     update = IncidentUpdate(
         status="resolved",
-        notice=NoticeDraft(fields=NoticeFields(summary=settings.ingest.resolved_summary), publish=published),
+        notice=NoticeDraft(
+            fields=NoticeFields(summary=settings.ingest.resolved_summary),
+            publish=published,
+            allow_language_fallback=AUTOMATIC_FALLBACK,
+        ),
     )
     outcome = await incident_flow.update_incident(conn, settings, group["incident_id"], update, actor)
     return _result(outcome, "resolved")
@@ -193,6 +200,7 @@ async def _open(
                 outlook=ingest.outlook,
             ),
             publish=event.severity in ingest.auto_publish,
+            allow_language_fallback=AUTOMATIC_FALLBACK,
         ),
     )
     # A group's later episodes need their own source_key (incidents.source_key is unique).
@@ -229,7 +237,10 @@ async def _widen(
     notice = None
     if published:
         status = _fill_services(settings, settings.ingest.components_added_status, components)
-        notice = NoticeDraft(fields=NoticeFields(current_status=status, next_update_at=next_update))
+        notice = NoticeDraft(
+            fields=NoticeFields(current_status=status, next_update_at=next_update),
+            allow_language_fallback=AUTOMATIC_FALLBACK,
+        )
     update = IncidentUpdate(components=components, severity=severity, next_update_at=next_update, notice=notice)  # type: ignore[arg-type]
     outcome = await incident_flow.update_incident(conn, settings, incident_id, update, actor)
     if not published and severity in settings.ingest.auto_publish:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -103,6 +104,8 @@ notices = Table(
     Column("rendered", JSON, nullable=True),
     Column("next_update_at", Float, nullable=True),
     Column("created_by", String(64), nullable=True),
+    # The operator let recipients read the other language where a field lacks theirs.
+    Column("allow_language_fallback", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("published_at", Float, nullable=True),
     UniqueConstraint("incident_id", "version", name="uq_notices_incident_version"),

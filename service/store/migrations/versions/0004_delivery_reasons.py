@@ -1,4 +1,5 @@
-"""delivery reasons (capped, merged, held, suppressed), suppressed addresses, partner time zones
+"""delivery reasons (capped, merged, held, suppressed), suppressed addresses, partner time zones,
+notices that allow the language fallback
 
 Revision ID: 0004
 Revises: 0003
@@ -21,6 +22,10 @@ def upgrade() -> None:
         batch_op.create_index("ix_deliveries_incident_contact", ["incident_id", "contact_id"], unique=False)
     with op.batch_alter_table("partners", schema=None) as batch_op:
         batch_op.add_column(sa.Column("timezone", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("allow_language_fallback", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     op.create_table(
         "suppressions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -41,6 +46,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("suppressions")
+    with op.batch_alter_table("notices", schema=None) as batch_op:
+        batch_op.drop_column("allow_language_fallback")
     with op.batch_alter_table("partners", schema=None) as batch_op:
         batch_op.drop_column("timezone")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
