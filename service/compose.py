@@ -119,9 +119,8 @@ def _shared_part(
     reminder: bool,
     volume_note: str | None = None,
 ) -> str:
-    key = (
-        notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, reminder, volume_note, id(settings)
-    )  # fmt: skip
+    key = (notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, reminder, volume_note)
+    key += (id(settings),)
     cached = _shared_parts.get(key)
     if cached is None:
         recipient = {"name": _SLOTS["name"], "partner_name": _SLOTS["partner_name"], "tier": tier}

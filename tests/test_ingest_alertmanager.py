@@ -76,7 +76,9 @@ async def test_critical_alert_publishes_initial_notice_automatically(aiohttp_cli
     assert body["title"] == {"ja": "受発注APIの障害", "en": "Disruption to Ordering API"}
     notice = body["timeline"][0]
     assert (notice["kind"], notice["state"]) == ("initial", "published")
-    assert notice["fields"]["summary"]["en"].startswith("We are experiencing a critical disruption affecting Ordering API")
+    assert notice["fields"]["summary"]["en"].startswith(
+        "We are experiencing a critical disruption affecting Ordering API"
+    )
     assert notice["fields"]["responsible"]["name"] == {"ja": "運用センター", "en": "Operations Center"}
     assert notice["fields"]["outlook"]["ja"] and notice["fields"]["next_update_at"]
     assert await count(client, deliveries, deliveries.c.notice_id == reply["notice_id"]) > 0
