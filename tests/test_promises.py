@@ -101,7 +101,11 @@ async def test_the_next_published_notice_keeps_the_promise_and_no_one_is_reminde
 ) -> None:
     client = await start(aiohttp_client, promising(make_settings(sqlite_url), remind_before_seconds=0))
     incident_id = (await post_sample(client, next_update_at=at(3600), notice=ONE_PARTNER))["incident_id"]
-    body = {"status": "identified", "next_update_at": at(7200), "notice": {"fields": {"current_status": "原因を特定"}}}
+    body = {
+        "status": "identified",
+        "next_update_at": at(7200),
+        "notice": {"fields": {"current_status": {"ja": "原因を特定", "en": "Cause found"}}},
+    }
     await update(client, incident_id, body)
 
     found = await incident_of(client, incident_id)
@@ -126,7 +130,11 @@ async def test_a_past_or_too_near_next_update_is_refused_naming_the_field(aiohtt
     given = {
         "notice": {
             "kind": "progress",
-            "fields": {"stage": "progress", "current_status": "作業中", "next_update_at": at(10)},
+            "fields": {
+                "stage": "progress",
+                "current_status": {"ja": "作業中", "en": "Working on it"},
+                "next_update_at": at(10),
+            },
         }
     }
     refused = await update(client, incident_id, given, status=422)
