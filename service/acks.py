@@ -79,7 +79,8 @@ class AckSigner:
         expiry_part, _, signature = rest.partition(".")
         if not (delivery_part.isdigit() and expiry_part.isdigit() and signature):
             raise InvalidToken(token)
-        if not hmac.compare_digest(self._sign(f"{delivery_part}.{expiry_part}"), signature):
+        expected = self._sign(f"{delivery_part}.{expiry_part}").encode()
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             raise InvalidToken(token)
         if int(expiry_part) < (time.time() if now is None else now):
             raise ExpiredToken(int(delivery_part))

@@ -69,7 +69,7 @@ def _check_own_templates(settings: Settings) -> None:
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = app["settings"]
     log_warnings(app["config_warnings"])
-    store = Store(settings.database.url, settings.database.pool_size)
+    store = Store(settings.database.url, settings.database.pool_size, settings.database.busy_timeout)
     if settings.database.auto_migrate:
         await store.upgrade()
     if settings.directory.import_on_start:

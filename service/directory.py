@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 import yaml
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,6 +26,7 @@ from service.settings import Settings, Severity
 from service.store import Store
 from service.store import partners as partner_store
 from service.store.records import audit
+from service.validation import Email, Line, Phone
 
 log = logging.getLogger("herald.directory")
 
@@ -40,24 +39,6 @@ SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 
 # --- the one validator for addresses and channels -------------------------------------------
-
-
-def normalise_phone(value: str) -> str:
-    """E.164; numbers without a leading + are read as Japanese national numbers."""
-    try:
-        number = phonenumbers.parse(value, None if value.strip().startswith("+") else "JP")
-    except phonenumbers.NumberParseException:
-        raise PydanticCustomError("phone_invalid", "not a phone number (use +81 90-1234-5678 or 090-1234-5678)")
-    if not phonenumbers.is_valid_number(number):
-        raise PydanticCustomError("phone_invalid", "not a valid phone number for its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalise_email(value: str) -> str:
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise PydanticCustomError("email_invalid", "not a valid email address: {reason}", {"reason": str(exc)})
 
 
 def unique_channels(value: list[str]) -> list[str]:
@@ -85,10 +66,8 @@ def unique_components(value: list[str]) -> list[str]:
 
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, min_length=1, max_length=64)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[Line, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Tier = Annotated[int, Field(ge=1, le=3)]
-Phone = Annotated[str, AfterValidator(normalise_phone)]
-Email = Annotated[str, AfterValidator(normalise_email)]
 Channels = Annotated[list[ContactChannel], AfterValidator(unique_channels)]
 Component = Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)*)$", max_length=64)]
 Components = Annotated[list[Component], AfterValidator(unique_components)]

@@ -10,14 +10,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import planner, promises
-from service.api.errors import ApiError
+from service.errors import Conflict, InvalidInput, MissingField, NotFound
 from service.notices import (
     NO_CHANGE_STATUS,
     Audience,
+    Component,
     Kind,
     NoticeFields,
     Responsible,
     Text,
+    Title,
     check_required,
     iso,
     to_timestamp,
@@ -55,7 +57,7 @@ class NoticeDraft(BaseModel):
     fields: NoticeFields = NoticeFields()
     audience: Audience = Audience()
     publish: bool = True
-    corrects_version: int | None = Field(None, ge=1)
+    corrects_version: int | None = Field(None, ge=1, le=1_000_000)
     # Recipients whose language a field lacks read it in the other language (otherwise a 422).
     allow_language_fallback: bool = False
 
@@ -63,10 +65,10 @@ class NoticeDraft(BaseModel):
 class IncidentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: Text
+    title: Title
     severity: Severity
     status: Status = "investigating"
-    components: list[str] = Field(default_factory=list, max_length=200)
+    components: list[Component] = Field(default_factory=list, max_length=200)
     impact: Text | None = None
     responsible: Responsible
     next_update_at: AwareDatetime | None = None
@@ -79,7 +81,7 @@ class IncidentUpdate(BaseModel):
 
     status: Status | None = None
     severity: Severity | None = None
-    components: list[str] | None = Field(None, max_length=200)
+    components: list[Component] | None = Field(None, max_length=200)
     impact: Text | None = None
     responsible: Responsible | None = None
     next_update_at: AwareDatetime | None = None
@@ -108,8 +110,8 @@ class Outcome:
 def check_transition(current: str, new: str) -> None:
     if new != current and new not in TRANSITIONS[current]:
         allowed = ", ".join(sorted(TRANSITIONS[current])) or "none (the incident is closed)"
-        raise ApiError(
-            409, "invalid_transition", f"cannot go from '{current}' to '{new}'; allowed: {allowed}", "status"
+        raise Conflict(
+            f"cannot go from '{current}' to '{new}'; allowed: {allowed}", "status", code="invalid_transition"
         )
 
 
@@ -150,7 +152,7 @@ async def update_incident(
 ) -> Outcome:
     incident = await incident_store.get_incident(conn, incident_id, for_update=True)
     if incident is None:
-        raise ApiError(404, "not_found", f"no incident {incident_id}")
+        raise NotFound(f"no incident {incident_id}")
     changes = request.model_dump(exclude_none=True, exclude={"notice"})
     if "status" in changes:
         check_transition(incident["status"], changes["status"])
@@ -189,16 +191,15 @@ async def publish_draft(
 ) -> Outcome:
     notice = await incident_store.get_notice(conn, notice_id)
     if notice is None:
-        raise ApiError(404, "not_found", f"no notice {notice_id}")
+        raise NotFound(f"no notice {notice_id}")
     if notice["state"] == "held":
-        raise ApiError(
-            409,
-            "held",
+        raise Conflict(
             f"notice {notice_id} was kept for operators only: partners never heard of the incident "
             "(its first notice was not published)",
+            code="held",
         )
     if notice["state"] != "draft":
-        raise ApiError(409, "already_published", f"notice {notice_id} was published already")
+        raise Conflict(f"notice {notice_id} was published already", code="already_published")
     if allow_language_fallback and not notice["allow_language_fallback"]:
         notice["allow_language_fallback"] = True
         await incident_store.update_notice(conn, notice_id, {"allow_language_fallback": True})
@@ -225,9 +226,7 @@ def check_next_update(settings: Settings, promised_at: float | None, now: float,
     """A promised next update must lie ahead by at least `[promises] min_lead_seconds`."""
     if promised_at is not None and promises.too_near(settings, promised_at, now):
         lead = settings.promises.min_lead_seconds
-        raise ApiError(
-            422,
-            "invalid_field",
+        raise InvalidInput(
             f"{field}: {iso(promised_at)} is in the past or less than {lead:g} seconds from now; "
             "promise a time partners can be told about",
             field,
@@ -321,9 +320,7 @@ async def replaced_estimate(conn: AsyncConnection, incident_id: int, fields: dic
     previous = max(earlier, key=lambda n: n["version"])
     changed = any(previous["fields"].get(name) != fields.get(name) for name in ESTIMATE_FIGURES)
     if changed and not fields.get("change_reason"):
-        raise ApiError(
-            422,
-            "missing_field",
+        raise MissingField(
             f"this estimate changes the time or cost of update #{previous['version']}: say why",
             "notice.fields.change_reason",
         )
@@ -338,8 +335,26 @@ async def _notice_id_of_version(conn: AsyncConnection, incident_id: int, version
     for notice in await incident_store.notices_of(conn, incident_id):
         if notice["version"] == version:
             return int(notice["id"])
-    raise ApiError(422, "invalid_field", f"incident has no notice version {version}", "notice.corrects_version")
+    raise InvalidInput(f"incident has no notice version {version}", "notice.corrects_version")
 
 
 def _jsonable(changes: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if not hasattr(v, "isoformat") else v.isoformat()) for k, v in changes.items()}
+
+
+def incident_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "severity": row["severity"],
+        "status": row["status"],
+        "components": row["components"],
+        "impact": row["impact"],
+        "responsible": row["responsible"],
+        "next_update_at": iso(row["next_update_at"]),
+        "estimates": row["estimates"],
+        "source": row["source"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+    }

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from service.api.errors import ApiError
+from service.errors import InvalidInput, MissingField
+from service.validation import Email, Line, MessageText, Phone
 
 Kind = Literal[
     "initial",
@@ -29,9 +30,13 @@ KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 # Messages to our own on-call operators (service/operators.py): never sent to partners.
 OPERATOR_KINDS: tuple[str, ...] = ("operator_promise_due", "operator_promise_overdue", "operator_unacknowledged")
 Language = Literal["ja", "en"]
+# A component name as incidents and subscriptions spell it.
+Component = Annotated[Line, StringConstraints(min_length=1, max_length=64)]
 LANGUAGES: tuple[str, ...] = ("ja", "en")
 
-Text = str | dict[Language, str]
+# Text a partner reads: one string for every language, or one per language.
+Text = MessageText | dict[Language, MessageText]
+Title = Line | dict[Language, Line]
 
 # What each kind must say (besides the responsible contact, which every notice names).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -51,16 +56,16 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 class Responsible(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Text
-    department: Text | None = None
-    email: str | None = Field(None, max_length=320)
-    phone: str | None = Field(None, max_length=32)
+    name: Title
+    department: Title | None = None
+    email: Email | None = None
+    phone: Phone | None = None
 
 
 class NoticeFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: Text | None = None
+    title: Title | None = None
     summary: Text | None = None
     impact: Text | None = None
     current_status: Text | None = None
@@ -80,7 +85,7 @@ class NoticeFields(BaseModel):
     risks: Text | None = None
     # Why this estimate differs from the one it replaces (needed when time or cost changed).
     change_reason: Text | None = None
-    subject: Text | None = None
+    subject: Title | None = None
     body: Text | None = None
     responsible: Responsible | None = None
     next_update_at: AwareDatetime | None = None
@@ -103,9 +108,9 @@ class Audience(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     all_partners: bool = False
-    partners: list[str] = []
-    components: list[str] = []
-    tiers: list[Literal[1, 2, 3]] = []
+    partners: list[Annotated[str, StringConstraints(max_length=64)]] = Field([], max_length=10_000)
+    components: list[Component] = Field([], max_length=200)
+    tiers: list[Literal[1, 2, 3]] = Field([], max_length=3)
 
 
 # What a "no change yet" progress notice says when the operator gives nothing but the new time.
@@ -120,11 +125,11 @@ def check_required(kind: str, fields: NoticeFields, prefix: str = "fields") -> N
         if name == "stage" and fields.no_change:
             continue
         if getattr(fields, name) is None:
-            raise ApiError(422, "missing_field", f"a '{kind}' notice needs '{name}'", f"{prefix}.{name}")
+            raise MissingField(f"a '{kind}' notice needs '{name}'", f"{prefix}.{name}")
     if fields.responsible is None:
-        raise ApiError(422, "missing_field", "every notice names our responsible contact", f"{prefix}.responsible")
+        raise MissingField("every notice names our responsible contact", f"{prefix}.responsible")
     if fields.window_start and fields.window_end and fields.window_end <= fields.window_start:
-        raise ApiError(422, "invalid_field", "window_end must be after window_start", f"{prefix}.window_end")
+        raise InvalidInput("window_end must be after window_start", f"{prefix}.window_end")
 
 
 def localise(value: Any, lang: str) -> Any:
@@ -194,3 +199,23 @@ def missing_text(fields: dict[str, Any], readers: set[str], prefix: str = "") ->
 
 # Stored fields that are not prose: times, enumerations, addresses.
 NOT_TEXT = frozenset({*DATETIME_FIELDS, "stage", "email", "phone", "components"})
+
+
+def notice_json(row: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "incident_id": row["incident_id"],
+        "kind": row["kind"],
+        "version": row["version"],
+        "corrects_id": row["corrects_id"],
+        "state": row["state"],
+        "severity": row["severity"],
+        "status": row["status"],
+        "fields": row["fields"],
+        "audience": row["audience"],
+        "next_update_at": iso(row["next_update_at"]),
+        "created_by": row["created_by"],
+        "created_at": iso(row["created_at"]),
+        "published_at": iso(row["published_at"]),
+        "deliveries": counts or {},
+    }

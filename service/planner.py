@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import compose, escalation, promises, volume
-from service.api.errors import ApiError
+from service.errors import InvalidInput
 from service.notices import LANGUAGE_NAMES, Audience, missing_text
 from service.settings import ANY_SEVERITY, SEVERITIES, Settings
 from service.store import audience as audience_store
@@ -106,7 +106,7 @@ async def check_audience(conn: AsyncConnection, audience: Audience, path: str) -
         return
     unknown = sorted(set(audience.partners) - await audience_store.known_partner_ids(conn, audience.partners))
     if unknown:
-        raise ApiError(422, "unknown_partner", f"no partner with id {', '.join(unknown)}", f"{path}.partners")
+        raise InvalidInput(f"no partner with id {', '.join(unknown)}", f"{path}.partners", code="unknown_partner")
 
 
 def audience_filter(
@@ -156,12 +156,11 @@ def check_languages(notice: dict[str, Any], readers: set[str]) -> None:
     prefix = "notice.fields." if notice["incident_id"] is not None else "fields."
     paths = [prefix + path for path in missing]
     languages = sorted({path.rsplit(".", 1)[1] for path in missing})
-    raise ApiError(
-        422,
-        "missing_language",
+    raise InvalidInput(
         f"recipients read {' and '.join(LANGUAGE_NAMES[lang] for lang in languages)}, but these fields have no text "
         f"in it: {', '.join(paths)}; write them in every language or set allow_language_fallback",
         paths[0],
+        code="missing_language",
     )
 
 

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.api.params import incident_json, notice_json
-from service.notices import iso
+from service.incidents import incident_json
+from service.notices import iso, notice_json
 from service.operators import OPERATORS
 from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
 from service.store import escalations as escalation_store

@@ -49,6 +49,8 @@ class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///herald.db"
     auto_migrate: bool = True
     pool_size: int = Field(5, ge=1)
+    # Seconds a SQLite write waits for another process's lock before the request gets a 503.
+    busy_timeout: float = Field(30.0, gt=0)
 
 
 class Token(_Section):

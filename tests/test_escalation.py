@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 
+from service.errors import Unavailable
 from service.escalation import fire_due, steps_for
 from service.operators import OPERATORS
 from service.settings import EscalationStep, OnCallContact, Settings
@@ -181,9 +181,9 @@ async def test_two_processes_never_take_the_same_step(aiohttp_client: Any, db_ur
     rescan = await asyncio.gather(*(fire_due(store, settings, now=later) for store in stores))
 
     # PostgreSQL: SKIP LOCKED, both scans succeed. SQLite has one writer: the scan that loses the
-    # database lock fails whole ("database is locked"), wrote nothing, and its next scan finds nothing due.
+    # database lock fails whole (Unavailable: "database is locked"), wrote nothing, and its next scan finds nothing due.
     failed = [r for r in results if isinstance(r, BaseException)]
-    assert all(isinstance(e, OperationalError) for e in failed) and (not failed or first.app["store"].is_sqlite)
+    assert all(isinstance(e, Unavailable) for e in failed) and (not failed or first.app["store"].is_sqlite)
     escalated = await rows(first, deliveries.c.escalation_step > 0)
     operators = await rows(first, deliveries.c.partner_id == OPERATORS)
     assert sum(r for r in results if isinstance(r, int)) == len(escalated) + len(operators) > 0 and rescan == [0, 0]

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from service.api.errors import ApiError, Handler
+from service.principals import Principal
 from service.settings import Scope, Settings
 
 OPEN = "open"
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    scopes: frozenset[str]
-
-    def allows(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes
 
 
 def requires(scope: Scope | str) -> Callable[[Handler], Handler]:

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from service.api.auth import principal_of, requires
-from service.api.errors import ApiError
-from service.api.params import choice_args, int_arg, time_arg
+from service.api.params import choice_args, int_arg, path_id, time_arg
+from service.errors import Conflict, NotFound
 from service.notices import iso
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
@@ -137,11 +137,11 @@ def csv_lines(rows: Any) -> bytes:
 @routes.get("/v1/deliveries/{id:\\d+}")
 @requires("admin")
 async def get_delivery(request: web.Request) -> web.Response:
-    delivery_id = int(request.match_info["id"])
+    delivery_id = path_id(request)
     async with request.app["store"].read() as conn:
         delivery = await delivery_store.get_delivery(conn, delivery_id)
         if delivery is None:
-            raise ApiError(404, "not_found", f"no delivery {delivery_id}")
+            raise NotFound(f"no delivery {delivery_id}")
         found = await log_store.receipts_of(conn, delivery_id)
     return web.json_response({**delivery_with_reason(delivery), "receipts": [receipt_json(r) for r in found]})
 
@@ -149,10 +149,10 @@ async def get_delivery(request: web.Request) -> web.Response:
 @routes.get("/v1/incidents/{id:\\d+}/summary")
 @requires("admin")
 async def incident_summary(request: web.Request) -> web.Response:
-    incident_id = int(request.match_info["id"])
+    incident_id = path_id(request)
     async with request.app["store"].read() as conn:
         if await incident_store.get_incident(conn, incident_id) is None:
-            raise ApiError(404, "not_found", f"no incident {incident_id}")
+            raise NotFound(f"no incident {incident_id}")
         summary = await log_store.summarise(conn, DeliveryFilter(incident_id=incident_id))
     return web.json_response({"incident_id": incident_id, **summary})
 
@@ -160,11 +160,11 @@ async def incident_summary(request: web.Request) -> web.Response:
 @routes.get("/v1/notices/{id:\\d+}/summary")
 @requires("admin")
 async def notice_summary(request: web.Request) -> web.Response:
-    notice_id = int(request.match_info["id"])
+    notice_id = path_id(request)
     async with request.app["store"].read() as conn:
         notice = await incident_store.get_notice(conn, notice_id)
         if notice is None:
-            raise ApiError(404, "not_found", f"no notice {notice_id}")
+            raise NotFound(f"no notice {notice_id}")
         summary = await log_store.summarise(conn, DeliveryFilter(notice_id=notice_id))
     return web.json_response({"notice_id": notice_id, "incident_id": notice["incident_id"], **summary})
 
@@ -172,16 +172,15 @@ async def notice_summary(request: web.Request) -> web.Response:
 @routes.post("/v1/deliveries/{id:\\d+}/retry")
 @requires("admin")
 async def retry_delivery(request: web.Request) -> web.Response:
-    delivery_id = int(request.match_info["id"])
+    delivery_id = path_id(request)
     async with request.app["store"].begin() as conn:
         delivery = await delivery_store.get_delivery(conn, delivery_id)
         if delivery is None:
-            raise ApiError(404, "not_found", f"no delivery {delivery_id}")
+            raise NotFound(f"no delivery {delivery_id}")
         if not await delivery_store.requeue(conn, delivery_id):
-            raise ApiError(
-                409,
-                "not_retryable",
+            raise Conflict(
                 f"delivery {delivery_id} is {delivery['status']}; only dead or failed deliveries are re-queued",
+                code="not_retryable",
             )
         await audit(
             conn,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import text
 
 from service.api.auth import open_route
 
@@ -19,11 +18,9 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 @open_route
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        async with request.app["store"].read() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        return web.json_response({"status": "unavailable", "detail": type(exc).__name__}, status=503)
+    """Ready when a write could start now: PostgreSQL answers, or the SQLite write lock is free.
+    Not ready is the usual error shape: 503 `unavailable` with Retry-After."""
+    await request.app["store"].check_ready()
     # Configuration an operator should fix (no token, loopback public URL, ...): ready all the same.
     warnings = [warning.as_dict() for warning in request.app["config_warnings"]]
     return web.json_response({"status": "ready", "warnings": warnings})

@@ -9,11 +9,12 @@ from pydantic import ConfigDict
 
 from service import incidents as incident_flow
 from service.api.auth import principal_of, requires
-from service.api.errors import ApiError, read_model
+from service.api.errors import read_model
 from service.api.idempotency import idempotent
-from service.api.params import incident_json, int_arg, notice_json, time_arg
-from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome
-from service.notices import Audience, check_required
+from service.api.params import int_arg, path_id, time_arg
+from service.errors import MissingField, NotFound
+from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome, incident_json
+from service.notices import Audience, check_required, notice_json
 from service.planner import check_audience, publish
 from service.promises import promise_json
 from service.settings import Severity
@@ -48,7 +49,7 @@ async def create_incident(request: web.Request) -> web.Response:
 @requires("operator")
 @idempotent
 async def update_incident(request: web.Request) -> web.Response:
-    incident_id = int(request.match_info["id"])
+    incident_id = path_id(request)
     body, raw = await read_model(request, IncidentUpdate)
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:
@@ -83,11 +84,11 @@ async def list_incidents(request: web.Request) -> web.Response:
 @routes.get("/v1/incidents/{id:\\d+}")
 @requires("operator")
 async def get_incident(request: web.Request) -> web.Response:
-    incident_id = int(request.match_info["id"])
+    incident_id = path_id(request)
     async with request.app["store"].read() as conn:
         incident = await incident_store.get_incident(conn, incident_id)
         if incident is None:
-            raise ApiError(404, "not_found", f"no incident {incident_id}")
+            raise NotFound(f"no incident {incident_id}")
         notices = await incident_store.notices_of(conn, incident_id)
         counts = await incident_store.delivery_counts_by_notice(conn, [n["id"] for n in notices])
         promised = await promise_store.of_incident(conn, incident_id)
@@ -111,7 +112,7 @@ async def list_drafts(request: web.Request) -> web.Response:
 @requires("operator")
 @idempotent
 async def publish_draft(request: web.Request) -> web.Response:
-    notice_id = int(request.match_info["id"])
+    notice_id = path_id(request)
     async with request.app["store"].begin() as conn:
         outcome = await incident_flow.publish_draft(
             conn,
@@ -137,7 +138,7 @@ class Broadcast(NoticeDraft):
 async def create_broadcast(request: web.Request) -> web.Response:
     draft, raw = await read_model(request, Broadcast)
     if draft.kind is None:
-        raise ApiError(422, "missing_field", "a broadcast names its notice kind", "kind")
+        raise MissingField("a broadcast names its notice kind", "kind")
     check_required(draft.kind, draft.fields)
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
 from service.api.errors import ApiError
-from service.notices import iso
+from service.errors import NotFound
+from service.validation import MAX_ID
 
 # An unencoded `+09:00` in a query string arrives as ` 09:00`.
 _DECODED_PLUS = re.compile(r" (\d\d:?\d\d)$")
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A numeric id from the path (`{id:\\d+}`); one no column can hold names nothing (404)."""
+    value = int(request.match_info[name])
+    if not 1 <= value <= MAX_ID:
+        raise NotFound(f"no such {name} {request.match_info[name][:24]}")
+    return value
 
 
 def int_arg(request: web.Request, name: str, default: int | None, low: int = 1, high: int = 500) -> int | None:
@@ -49,41 +57,3 @@ def choice_args(request: web.Request, name: str, allowed: Collection[str]) -> tu
     if unknown:
         raise ApiError(400, "invalid_query", f"{name} '{unknown[0]}' is not one of: {', '.join(allowed)}", name)
     return values
-
-
-def incident_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "title": row["title"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "components": row["components"],
-        "impact": row["impact"],
-        "responsible": row["responsible"],
-        "next_update_at": iso(row["next_update_at"]),
-        "estimates": row["estimates"],
-        "source": row["source"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "resolved_at": iso(row["resolved_at"]),
-    }
-
-
-def notice_json(row: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "incident_id": row["incident_id"],
-        "kind": row["kind"],
-        "version": row["version"],
-        "corrects_id": row["corrects_id"],
-        "state": row["state"],
-        "severity": row["severity"],
-        "status": row["status"],
-        "fields": row["fields"],
-        "audience": row["audience"],
-        "next_update_at": iso(row["next_update_at"]),
-        "created_by": row["created_by"],
-        "created_at": iso(row["created_at"]),
-        "published_at": iso(row["published_at"]),
-        "deliveries": counts or {},
-    }

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import directory
 from service.api.auth import principal_of, requires
-from service.api.errors import ApiError, field_path, parse_json, read_body
+from service.api.errors import ApiError, parse_json, read_body
 from service.directory import ContactSpec, PartnerFields, PartnerSpec
+from service.errors import Conflict, InvalidInput, NotFound, field_path
 from service.notices import iso
 from service.store import partners as partner_store
 from service.store.records import audit
@@ -52,32 +53,32 @@ def validate(model: type[Spec], payload: Any) -> Spec:
     except ValidationError as exc:
         loc, message = directory.issues(exc)[0]
         path = field_path(loc)
-        raise ApiError(422, "invalid_field", f"{path}: {message}" if path else message, path or None) from exc
+        raise InvalidInput(f"{path}: {message}" if path else message, path or None) from exc
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
     payload = parse_json(await read_body(request), request.content_type)
     if not isinstance(payload, dict):
-        raise ApiError(422, "invalid_body", "send a JSON object")
+        raise InvalidInput("send a JSON object", code="invalid_body")
     return payload
 
 
 def _keep(payload: dict[str, Any], name: str, current: str) -> None:
     if name in payload and payload[name] != current:
-        raise ApiError(422, "immutable_field", f"{name} cannot change; create a new record instead", name)
+        raise InvalidInput(f"{name} cannot change; create a new record instead", name, code="immutable_field")
 
 
 async def _partner_or_404(conn: AsyncConnection, partner_id: str, with_contacts: bool = False) -> dict[str, Any]:
     partner = await partner_store.get_partner(conn, partner_id, with_contacts)
     if partner is None:
-        raise ApiError(404, "not_found", f"no partner {partner_id!r}")
+        raise NotFound(f"no partner {partner_id!r}")
     return partner
 
 
 async def _contact_or_404(conn: AsyncConnection, partner_id: str, key: str) -> dict[str, Any]:
     contact = await partner_store.get_contact(conn, partner_id, key)
     if contact is None:
-        raise ApiError(404, "not_found", f"partner {partner_id!r} has no contact {key!r}")
+        raise NotFound(f"partner {partner_id!r} has no contact {key!r}")
     return contact
 
 
@@ -110,19 +111,19 @@ async def create_partner(request: web.Request) -> web.Response:
     repeated = directory.duplicates([c.row() for c in spec.contacts], "key")
     if repeated:
         index, key = repeated[0]
-        raise ApiError(409, "duplicate_key", f"contact key {key!r} appears twice", f"contacts[{index}].key")
+        raise Conflict(f"contact key {key!r} appears twice", f"contacts[{index}].key", code="duplicate_key")
     actor = principal_of(request).name
     try:
         async with request.app["store"].begin() as conn:
             if await partner_store.get_partner(conn, spec.id, with_contacts=False):
-                raise ApiError(409, "duplicate_id", f"partner {spec.id!r} already exists", "id")
+                raise Conflict(f"partner {spec.id!r} already exists", "id", code="duplicate_id")
             await partner_store.insert_partner(conn, spec.row_with_contacts())
             await audit(
                 conn, "partner.created", "partner", spec.id, actor, {"contacts": [c.key for c in spec.contacts]}
             )
             partner = await _partner_or_404(conn, spec.id, with_contacts=True)
     except IntegrityError as exc:  # created by a concurrent request after our check
-        raise ApiError(409, "duplicate_id", f"partner {spec.id!r} already exists", "id") from exc
+        raise Conflict(f"partner {spec.id!r} already exists", "id", code="duplicate_id") from exc
     log.info("partner %s created by %s", spec.id, actor)
     return web.json_response(partner_json(partner), status=201)
 
@@ -141,7 +142,7 @@ async def update_partner(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     payload = await read_object(request)
     if "contacts" in payload:
-        raise ApiError(422, "invalid_field", f"edit contacts at /v1/partners/{partner_id}/contacts", "contacts")
+        raise InvalidInput(f"edit contacts at /v1/partners/{partner_id}/contacts", "contacts")
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:
         current = await _partner_or_404(conn, partner_id)
@@ -194,7 +195,7 @@ async def create_contact(request: web.Request) -> web.Response:
         async with request.app["store"].begin() as conn:
             await _partner_or_404(conn, partner_id)
             if await partner_store.get_contact(conn, partner_id, spec.key):
-                raise ApiError(409, "duplicate_key", f"partner {partner_id!r} already has contact {spec.key!r}", "key")
+                raise Conflict(f"partner {partner_id!r} already has contact {spec.key!r}", "key", code="duplicate_key")
             await partner_store.insert_contact(conn, partner_id, spec.row())
             await audit(
                 conn,
@@ -206,7 +207,7 @@ async def create_contact(request: web.Request) -> web.Response:
             )
             contact = await _contact_or_404(conn, partner_id, spec.key)
     except IntegrityError as exc:
-        raise ApiError(409, "duplicate_key", f"partner {partner_id!r} already has contact {spec.key!r}", "key") from exc
+        raise Conflict(f"partner {partner_id!r} already has contact {spec.key!r}", "key", code="duplicate_key") from exc
     log.info("contact %s/%s created by %s", partner_id, spec.key, actor)
     return web.json_response(contact_json(contact), status=201)
 

@@ -15,6 +15,7 @@ from twilio.request_validator import (
 from service import receipts
 from service.api.auth import open_route, principal_of, requires
 from service.api.errors import ApiError, read_body
+from service.errors import InvalidInput, NotFound
 from service.settings import Settings
 from service.store import receipts as receipt_store
 from service.store.records import audit
@@ -56,7 +57,7 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
         raise ApiError(403, "invalid_signature", "the X-Twilio-Signature header does not match this request")
     sid, status = str(form.get("MessageSid") or ""), str(form.get("MessageStatus") or "")
     if not sid or not status:
-        raise ApiError(422, "invalid_field", "a status callback needs MessageSid and MessageStatus")
+        raise InvalidInput("a status callback needs MessageSid and MessageStatus")
     async with request.app["store"].begin() as conn:
         delivery = await receipt_store.delivery_by_provider_id(conn, sid)
         if delivery is None:
@@ -78,7 +79,7 @@ async def bounce_report(request: web.Request) -> web.Response:
     try:
         bounce = receipts.parse_dsn(body)
     except receipts.NotADsn as exc:
-        raise ApiError(422, "not_a_dsn", str(exc)) from exc
+        raise InvalidInput(str(exc), code="not_a_dsn") from exc
     async with request.app["store"].begin() as conn:
         delivery = await receipts.find_bounced_delivery(conn, bounce)
         if delivery is None:
@@ -88,7 +89,7 @@ async def bounce_report(request: web.Request) -> web.Response:
                 len(bounce.message_ids),
                 len(bounce.verp_delivery_ids),
             )
-            raise ApiError(404, "unknown_message", "the DSN names no message Herald sent")
+            raise NotFound("the DSN names no message Herald sent", code="unknown_message")
         outcome = await receipts.apply_bounce(conn, delivery, bounce)
         if outcome.applied:
             await audit(

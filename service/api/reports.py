@@ -6,6 +6,8 @@ from aiohttp import web
 
 from service.api.auth import requires
 from service.api.errors import ApiError
+from service.api.params import path_id
+from service.errors import NotFound
 from service.report import build_report, render_html
 
 routes = web.RouteTableDef()
@@ -32,12 +34,12 @@ def wants_html(request: web.Request) -> bool:
 @routes.get("/v1/incidents/{id:\\d+}/report")
 @requires("operator")
 async def incident_report(request: web.Request) -> web.Response:
-    incident_id = int(request.match_info["id"])
+    incident_id = path_id(request)
     html = wants_html(request)
     async with request.app["store"].read() as conn:
         report = await build_report(conn, incident_id)
     if report is None:
-        raise ApiError(404, "not_found", f"no incident {incident_id}")
+        raise NotFound(f"no incident {incident_id}")
     if not html:
         return web.json_response(report, headers={"Cache-Control": "no-store"})
     page = render_html(report, request.app["settings"].company.timezone)

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from service.api.auth import principal_of, requires
-from service.api.errors import ApiError, parse_json
+from service.api.errors import ApiError, http_status, parse_json
+from service.errors import HeraldError
 from service.ingest import alertmanager, grafana
 from service.ingest.config import IngestSettings
 from service.ingest.events import IncidentEvent
@@ -47,7 +48,7 @@ async def _ingest(request: web.Request, source: str, parse: Parser) -> web.Respo
     actor = principal_of(request).name
     try:
         events = parse(parse_json(raw, request.content_type), settings.ingest)
-    except ApiError as exc:
+    except (ApiError, HeraldError) as exc:
         await _record_rejected(store, source, raw, actor, request.content_type, exc)
         raise
     webhook = Webhook(source, events, raw, actor, request.content_type)
@@ -71,7 +72,7 @@ async def read_raw_body(request: web.Request) -> bytes:
 
 
 async def _record_rejected(
-    store: Store, source: str, raw: bytes, actor: str, content_type: str, error: ApiError
+    store: Store, source: str, raw: bytes, actor: str, content_type: str, error: ApiError | HeraldError
 ) -> None:
     async with store.begin() as conn:
-        await record_inbound(conn, source, raw, actor, content_type, outcome=f"rejected:{error.status}")
+        await record_inbound(conn, source, raw, actor, content_type, outcome=f"rejected:{http_status(error)}")

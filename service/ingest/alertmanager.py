@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from service.api.errors import parse_model
 from service.ingest.config import IngestSettings
 from service.ingest.events import AlertGroupPayload, IncidentEvent, events_from_group
+from service.validation import parse_model
 
 SOURCE = "alertmanager"
 

@@ -63,7 +63,7 @@ def _default_responsible() -> Responsible:
     return Responsible(
         name={"ja": "運用センター", "en": "Operations Center"},
         email="ops@example.com",
-        phone="+81-3-0000-0000",
+        phone="+81-3-1234-5678",
     )
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from service.api.errors import parse_model
 from service.ingest.config import IngestSettings
 from service.ingest.events import AlertGroupPayload, IncidentEvent, events_from_group
+from service.validation import parse_model
 
 SOURCE = "grafana"
 

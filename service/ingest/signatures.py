@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.api.auth import Principal
+from service.principals import Principal
 from service.settings import HmacSource
 
 PREFIX = "sha256="

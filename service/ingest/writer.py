@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.api.errors import ApiError
+from service.errors import HeraldError, Unavailable
 from service.ingest.correlate import IngestResult, apply_event, plain_repeat
 from service.ingest.events import IncidentEvent
 from service.settings import Settings
@@ -58,7 +58,7 @@ class IngestWriter:
     async def submit(self, webhook: Webhook) -> list[IngestResult]:
         """Queue the webhook and wait until its batch is committed."""
         if self._task is None:
-            raise ApiError(503, "unavailable", "Herald is starting or stopping; retry shortly")
+            raise Unavailable("Herald is starting or stopping; retry shortly", retry_after=2)
         self._queue.put_nowait(webhook)
         return await webhook.reply
 
@@ -74,7 +74,7 @@ class IngestWriter:
             except asyncio.CancelledError:
                 pass
         while not self._queue.empty():
-            _answer(self._queue.get_nowait(), ApiError(503, "unavailable", "Herald is stopping; retry shortly"))
+            _answer(self._queue.get_nowait(), Unavailable("Herald is stopping; retry shortly", retry_after=2))
 
     async def _run(self) -> None:
         while True:
@@ -115,7 +115,7 @@ class IngestWriter:
         try:
             return await self._apply_in_savepoint(conn, webhook)
         except Exception as exc:
-            if not isinstance(exc, ApiError):
+            if not isinstance(exc, HeraldError):
                 log.exception("applying a %s webhook failed", webhook.source)
             return exc
 
@@ -141,8 +141,8 @@ def _inbound_row(webhook: Webhook, outcome: list[IngestResult] | Exception) -> d
     first = outcome[0] if isinstance(outcome, list) else None
     if first is not None:
         label = first.action
-    elif isinstance(outcome, ApiError):
-        label = f"rejected:{outcome.status}"
+    elif isinstance(outcome, HeraldError):
+        label = f"rejected:{outcome.code}"
     else:
         label = "error"
     return {

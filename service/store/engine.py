@@ -3,16 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from service.errors import Unavailable
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+# SQLite's words for "another writer holds the file" and "the file cannot be reached".
+_SQLITE_UNAVAILABLE = ("database is locked", "database is busy", "unable to open database", "disk i/o error")
+# PostgreSQL SQLSTATE classes that mean "not now": 08 connection, 53 resources, 57P0x shutdown,
+# 40001/40P01 serialisation failure and deadlock (the transaction is safe to retry).
+_POSTGRES_UNAVAILABLE = ("08", "53", "57P", "40001", "40P01")
+
+
+def unavailable_cause(exc: BaseException) -> str | None:
+    """Why this exception means the database cannot serve us right now, or None if it is a bug."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "no database connection became free in time"
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):
+        return f"the database is unreachable ({type(exc).__name__})"
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return "the database connection was lost"
+    original = exc.orig
+    message = str(original).lower()
+    if isinstance(original, sqlite3.OperationalError) or "sqlite" in type(original).__module__:
+        if any(word in message for word in _SQLITE_UNAVAILABLE):
+            return f"the SQLite database is unavailable ({message})"
+        return None
+    sqlstate = str(getattr(original, "sqlstate", None) or getattr(original, "pgcode", None) or "")
+    if sqlstate.startswith(_POSTGRES_UNAVAILABLE):
+        return f"the database cannot serve requests now (SQLSTATE {sqlstate})"
+    if isinstance(exc, (sa_exc.InterfaceError, sa_exc.OperationalError)) and not sqlstate:
+        return f"the database connection failed ({type(original).__name__})"
+    return None
 
 
 def normalise_url(url: str) -> str:
@@ -25,28 +59,57 @@ def normalise_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, url: str, pool_size: int = 5) -> None:
+    def __init__(self, url: str, pool_size: int = 5, busy_timeout: float = 30.0) -> None:
         self.url = normalise_url(url)
-        self.engine: AsyncEngine = _create_engine(self.url, pool_size)
+        self.busy_timeout = busy_timeout
+        self.engine: AsyncEngine = _create_engine(self.url, pool_size, busy_timeout)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite has one writer: serialising our own writers avoids busy-wait storms.
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed on exit."""
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
+        """A write transaction, committed on exit. Raises Unavailable when the database cannot serve."""
+        try:
+            if self._write_lock is None:
+                async with self.engine.begin() as conn:
+                    yield conn
+                return
+            async with self._write_lock, self.engine.begin() as conn:
                 yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+        except Exception as exc:
+            _raise_unavailable(exc)
+            raise
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only connection (on SQLite it does not take the write lock)."""
-        async with self.engine.connect() as conn:
-            yield conn
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except Exception as exc:
+            _raise_unavailable(exc)
+            raise
+
+    async def check_ready(self, within: float = 2.0) -> None:
+        """Raise Unavailable unless a write could start now.
+
+        On SQLite a plain read succeeds while another process holds the write lock, so readiness
+        takes the write lock itself (BEGIN IMMEDIATE, then ROLLBACK) on its own short-lived connection.
+        """
+        if self.is_sqlite:
+            path = make_url(self.url).database
+            if path and path != ":memory:":
+                try:
+                    await asyncio.to_thread(_sqlite_can_write, path, within)
+                except sqlite3.Error as exc:
+                    raise Unavailable(f"the SQLite database is unavailable ({exc})", retry_after=2) from exc
+                return
+        try:
+            async with asyncio.timeout(within), self.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except TimeoutError as exc:
+            raise Unavailable("the database did not answer in time", retry_after=2) from exc
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (what `herald db upgrade` runs)."""
@@ -57,10 +120,25 @@ class Store:
         await self.engine.dispose()
 
 
-def _create_engine(url: str, pool_size: int) -> AsyncEngine:
+def _raise_unavailable(exc: Exception) -> None:
+    cause = unavailable_cause(exc)
+    if cause is not None:
+        raise Unavailable(cause) from exc
+
+
+def _sqlite_can_write(path: str, timeout: float) -> None:
+    connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()
+
+
+def _create_engine(url: str, pool_size: int, busy_timeout: float) -> AsyncEngine:
     if not url.startswith("sqlite"):
         return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -71,7 +149,7 @@ def _create_engine(url: str, pool_size: int) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

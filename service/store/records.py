@@ -23,6 +23,8 @@ async def record_inbound(
     notice_id: int | None = None,
 ) -> int:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    # Kept as received, except what no text column can hold (PostgreSQL refuses NUL).
+    text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
     result = await conn.execute(
         insert(inbound_events).values(
             source=source,

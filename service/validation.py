@@ -1,0 +1,137 @@
+"""What every accepted value must satisfy, checked at the edge so nothing fails at send time.
+
+- Text that can end up in a message has no lone surrogates (they cannot be encoded as UTF-8,
+  so the email and the SMS would die on UnicodeEncodeError) and no control characters other than
+  newline and tab (NUL breaks PostgreSQL, the rest breaks mail headers and SMS), and a bounded length.
+  A `Line` (a name, a title) has no newline or tab either.
+- Email addresses pass email-validator; phone numbers pass phonenumbers and are stored in E.164.
+- Any decoded JSON body is bounded in depth, and its strings carry no NUL or lone surrogate,
+  whatever field they are in (PostgreSQL's jsonb refuses both).
+- Ids are integers a database column can hold.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Annotated, Any, TypeVar
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationError
+from pydantic_core import PydanticCustomError
+
+from service.errors import InvalidInput, field_path, invalid_input
+
+Model = TypeVar("Model", bound=BaseModel)
+
+MAX_ID = 2**63 - 1  # BIGINT on both backends
+MAX_JSON_DEPTH = 32
+MAX_TEXT = 5000
+MAX_LINE = 300
+_ALLOWED_CONTROLS = frozenset("\n\t")
+
+
+def text_problem(value: str, *, multiline: bool = True) -> str | None:
+    """Why `value` cannot be sent as message text, or None when it can."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category == "Cs":
+            return f"contains a lone surrogate (U+{ord(char):04X}); send valid UTF-8 text"
+        if category == "Cc" and not (multiline and char in _ALLOWED_CONTROLS):
+            allowed = " (only newline and tab are allowed)" if multiline else ""
+            return f"contains the control character U+{ord(char):04X}{allowed}"
+        if not multiline and category in ("Zl", "Zp"):
+            return f"must be one line (contains U+{ord(char):04X})"
+    return None
+
+
+def storable_problem(value: str) -> str | None:
+    """Why a string cannot be stored at all (any field of any body), or None."""
+    for char in value:
+        if char == "\0":
+            return "contains a NUL character (U+0000)"
+        if "\ud800" <= char <= "\udfff":
+            return f"contains a lone surrogate (U+{ord(char):04X}); send valid UTF-8 text"
+    return None
+
+
+def _message_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise PydanticCustomError("text_invalid", problem)
+    return value
+
+
+def _message_line(value: str) -> str:
+    problem = text_problem(value, multiline=False)
+    if problem:
+        raise PydanticCustomError("text_invalid", problem)
+    return value
+
+
+def normalise_phone(value: str) -> str:
+    """E.164; numbers without a leading + are read as Japanese national numbers."""
+    try:
+        number = phonenumbers.parse(value, None if value.strip().startswith("+") else "JP")
+    except phonenumbers.NumberParseException:
+        raise PydanticCustomError(
+            "phone_invalid", "not a phone number (use +81 90-1234-5678 or 090-1234-5678)"
+        ) from None
+    if not phonenumbers.is_valid_number(number):
+        raise PydanticCustomError("phone_invalid", "not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise PydanticCustomError(
+            "email_invalid", "not a valid email address: {reason}", {"reason": str(exc)}
+        ) from None
+
+
+# Multi-line message text (a summary, a body) and one-line text (a name, a title, a subject).
+MessageText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_message_text)]
+Line = Annotated[str, StringConstraints(max_length=MAX_LINE), AfterValidator(_message_line)]
+Phone = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalise_phone)]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalise_email)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def check_json(document: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Bound the nesting of a decoded JSON document and refuse strings nothing can store.
+
+    Iterative, so a hostile document cannot exhaust the stack here either.
+    """
+    pending: list[tuple[Any, tuple[Any, ...]]] = [(document, ())]
+    while pending:
+        value, loc = pending.pop()
+        if len(loc) > max_depth:
+            raise InvalidInput(f"the body nests deeper than {max_depth} levels", field_path(loc), code="too_deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                problem = storable_problem(key)
+                if problem:
+                    raise InvalidInput(f"a key {problem}", field_path(loc) or None)
+                pending.append((item, (*loc, key)))
+        elif isinstance(value, list):
+            pending.extend((item, (*loc, index)) for index, item in enumerate(value))
+        elif isinstance(value, str):
+            problem = storable_problem(value)
+            if problem:
+                path = field_path(loc)
+                raise InvalidInput(f"{path}: {problem}" if path else problem, path or None)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput("numbers must be finite", field_path(loc) or None)
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ID:
+            raise InvalidInput(f"integers must lie within ±{MAX_ID}", field_path(loc) or None)
+
+
+def parse_model(model: type[Model], payload: Any, prefix: str = "") -> Model:
+    """Validate a decoded payload; InvalidInput names the first field at fault."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_input(exc, prefix) from exc
