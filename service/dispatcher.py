@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channels.base import Channel, PermanentError, TransientError
-from service import compose
+from service import compose, receipts
 from service.retry import RetryPolicy
 from service.settings import Settings
 from service.store import Store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
+from service.store import receipts as receipt_store
 
 log = logging.getLogger("herald.dispatcher")
 
@@ -153,8 +154,12 @@ class Dispatcher:
             outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]]) for d in batch))
         finally:
             heartbeat.cancel()
+        sids = [o["provider_id"] for o in outcomes if o.get("provider_id")]
         async with self.store.begin() as conn:
+            await receipt_store.serialise_provider_ids(conn, sids)
             await delivery_store.record_outcomes(conn, outcomes)
+            await delivery_store.record_attempts(conn, outcomes)
+            await receipts.apply_early_reports(conn, sids)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes):
                 self.observer(delivery, outcome, outcome["updated_at"] - delivery["created_at"])

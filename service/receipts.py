@@ -126,6 +126,35 @@ async def apply_twilio_status(
     return ReceiptOutcome(delivery["id"], values.get("status", delivery["status"]), applied=True)
 
 
+async def receive_twilio_status(
+    conn: AsyncConnection, sid: str, message_status: str, error_code: str | None, now: float | None = None
+) -> ReceiptOutcome | None:
+    """A status callback for message `sid`: applied to its Delivery, or, when the dispatcher has not
+    stored that SID yet (Twilio can call back before `create` returned to us), kept and applied when
+    it does (None). Twilio does not retry a callback we refuse, so refusing would lose the report."""
+    now = time.time() if now is None else now
+    await receipt_store.serialise_provider_ids(conn, [sid])
+    delivery = await receipt_store.delivery_by_provider_id(conn, sid)
+    if delivery is None:
+        await receipt_store.keep_early_report(conn, sid, "twilio", message_status, error_code or None, now)
+        log.info("Twilio status %s for message %s arrived before its SID was stored; kept", message_status, sid)
+        return None
+    return await apply_twilio_status(conn, delivery, message_status, error_code, now)
+
+
+async def apply_early_reports(conn: AsyncConnection, sids: list[str]) -> int:
+    """Apply the kept reports for SIDs the dispatcher has just stored (call in the same transaction,
+    after `serialise_provider_ids` for those SIDs). Returns how many were applied or recorded."""
+    applied = 0
+    for report in await receipt_store.take_early_reports(conn, sids):
+        delivery = await receipt_store.delivery_by_provider_id(conn, report["provider_id"])
+        if delivery is None:  # the worker lost its lease; the next attempt sends under a new SID
+            continue
+        await apply_twilio_status(conn, delivery, report["status"], report["error_code"], report["received_at"])
+        applied += 1
+    return applied
+
+
 def _twilio_changes(
     delivery: dict[str, Any], message_status: str, error_code: str | None, now: float
 ) -> dict[str, Any]:

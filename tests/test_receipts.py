@@ -170,18 +170,47 @@ async def test_a_callback_signed_with_a_query_string_is_checked_with_it(texted, 
     assert (response.status, moved.status) == (200, 403)
 
 
-async def test_an_unknown_message_is_404_and_logged_without_the_phone_number(texted, twilio_fake, caplog) -> None:
+async def test_a_report_for_a_message_not_yet_known_is_kept_and_logged_without_the_phone_number(
+    texted, twilio_fake, caplog
+) -> None:
     client, sms = texted
     params = {**callback_params(sms, "delivered"), "MessageSid": "SM" + "f" * 32, "SmsSid": "SM" + "f" * 32}
 
     with caplog.at_level(logging.INFO, logger="herald"):
         response = await twilio_reports(client, twilio_fake, params)
 
-    assert response.status == 404
+    assert response.status == 202
     assert "SM" + "f" * 32 in caplog.text
     herald_lines = [r.getMessage() for r in caplog.records if r.name.startswith("herald")]
     assert herald_lines and not any(PHONE.search(line) or EMAIL.search(line) for line in herald_lines)
     assert sms["address"] not in caplog.text
+    async with client.app["store"].read() as conn:
+        kept = (await conn.execute(select(receipts).where(receipts.c.provider_id == "SM" + "f" * 32))).mappings().all()
+    assert [(r["delivery_id"], r["status"]) for r in kept] == [(None, "delivered")]
+
+
+async def test_a_report_that_arrives_before_the_sid_is_stored_is_applied_when_it_is(
+    aiohttp_client: Any, db_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+) -> None:
+    """Twilio may call the StatusCallback before our `create` call has returned with the SID."""
+    client = await start(aiohttp_client, wired_settings(db_url, smtp_sink, twilio_fake))
+    early: list[int] = []
+
+    async def report_first(created: dict[str, Any]) -> None:
+        params = callback_params({"provider_id": created["sid"], "address": created["to"]}, "delivered")
+        early.append((await twilio_reports(client, twilio_fake, params)).status)
+
+    twilio_fake.before_reply = report_first
+    await publish_to(client, "tokai-logistics")
+
+    async def delivered() -> list[dict[str, Any]] | None:
+        found = await rows(client, deliveries.c.channel == "sms")
+        return found if found and all(r["status"] == "delivered" for r in found) else None
+
+    [sms] = await wait_until(delivered, timeout=30)
+    assert early == [202]
+    assert sms["provider_status"] == "delivered" and sms["delivered_at"] is not None
+    assert [(r["source"], r["status"]) for r in await receipts_of(client, sms["id"])] == [("twilio", "delivered")]
 
 
 async def test_an_acknowledged_delivery_stays_acknowledged_after_a_late_callback(texted, twilio_fake) -> None:

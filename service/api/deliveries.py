@@ -68,6 +68,17 @@ def receipt_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def attempt_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "attempt": row["attempt"],
+        "at": iso(row["at"]),
+        "outcome": row["outcome"],
+        "error": row["error"],
+        "error_code": row["error_code"],
+        "provider_id": row["provider_id"],
+    }
+
+
 def delivery_filter(request: web.Request) -> DeliveryFilter:
     """The log's query parameters; a bad value is a 400 that names the parameter."""
     query = request.query
@@ -143,7 +154,14 @@ async def get_delivery(request: web.Request) -> web.Response:
         if delivery is None:
             raise NotFound(f"no delivery {delivery_id}")
         found = await log_store.receipts_of(conn, delivery_id)
-    return web.json_response({**delivery_with_reason(delivery), "receipts": [receipt_json(r) for r in found]})
+        attempts = await delivery_store.attempts_of(conn, delivery_id)
+    return web.json_response(
+        {
+            **delivery_with_reason(delivery),
+            "attempt_history": [attempt_json(a) for a in attempts],
+            "receipts": [receipt_json(r) for r in found],
+        }
+    )
 
 
 @routes.get("/v1/incidents/{id:\\d+}/summary")

@@ -17,7 +17,6 @@ from service.api.auth import open_route, principal_of, requires
 from service.api.errors import ApiError, read_body
 from service.errors import InvalidInput, NotFound
 from service.settings import Settings
-from service.store import receipts as receipt_store
 from service.store.records import audit
 
 log = logging.getLogger("herald.receipts")
@@ -58,12 +57,13 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
     sid, status = str(form.get("MessageSid") or ""), str(form.get("MessageStatus") or "")
     if not sid or not status:
         raise InvalidInput("a status callback needs MessageSid and MessageStatus")
+    error_code = str(form.get("ErrorCode") or "") or None
     async with request.app["store"].begin() as conn:
-        delivery = await receipt_store.delivery_by_provider_id(conn, sid)
-        if delivery is None:
-            log.warning("Twilio status callback for unknown message %s (status %s)", sid, status)
-            raise ApiError(404, "unknown_message", f"no delivery was sent as {sid}")
-        outcome = await receipts.apply_twilio_status(conn, delivery, status, str(form.get("ErrorCode") or "") or None)
+        outcome = await receipts.receive_twilio_status(conn, sid, status, error_code)
+    if outcome is None:
+        return web.json_response(
+            {"delivery_id": None, "status": None, "applied": False, "duplicate": False}, status=202
+        )
     if outcome.applied:
         log.info("delivery %s: Twilio reports %s", outcome.delivery_id, status)
     return web.json_response(outcome.as_json())

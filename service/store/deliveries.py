@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.tables import contacts, deliveries, partners
+from service.store.tables import contacts, deliveries, delivery_attempts, partners
 
 INSERT_CHUNK = 2000
 # Terminal or receipt-driven states a worker's late result must never overwrite.
@@ -128,6 +128,35 @@ async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[dict[str, An
     params = [{f"b_{k}": o.get(k) for k in OUTCOME_KEYS} for o in outcomes]
     if params:
         await conn.execute(_record, params)
+
+
+# What an attempt's outcome says about the attempt itself (the delivery's status after it).
+ATTEMPT_OUTCOME = {"sent": "sent", "pending": "retry", "failed": "failed", "dead": "dead"}
+
+
+async def record_attempts(conn: AsyncConnection, outcomes: Iterable[dict[str, Any]]) -> None:
+    """One history row per attempt made, whether or not the worker still held the delivery."""
+    rows = [
+        {
+            "delivery_id": o["id"],
+            "attempt": o["attempts"],
+            "worker": o.get("worker"),
+            "at": o["updated_at"],
+            "outcome": ATTEMPT_OUTCOME.get(o["status"], o["status"]),
+            "error": o.get("last_error"),
+            "error_code": o.get("error_code"),
+            "provider_id": o.get("provider_id"),
+            "send_seconds": o.get("send_seconds"),
+        }
+        for o in outcomes
+    ]
+    if rows:
+        await conn.execute(delivery_attempts.insert(), rows)
+
+
+async def attempts_of(conn: AsyncConnection, delivery_id: int) -> list[dict[str, Any]]:
+    query = select(delivery_attempts).where(delivery_attempts.c.delivery_id == delivery_id)
+    return [dict(r) for r in (await conn.execute(query.order_by(delivery_attempts.c.id))).mappings()]
 
 
 async def get_delivery(conn: AsyncConnection, delivery_id: int, for_update: bool = False) -> dict[str, Any] | None:

@@ -7,10 +7,10 @@ callbacks for the same message are applied one after the other, never interleave
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -112,3 +112,45 @@ async def acknowledged_partners(conn: AsyncConnection, notice_id: int, tiers: Se
         .distinct()
     )
     return {row[0] for row in await conn.execute(query)}
+
+
+async def serialise_provider_ids(conn: AsyncConnection, provider_ids: Iterable[str]) -> None:
+    """Take a transaction lock per provider message id (PostgreSQL; SQLite has one writer anyway).
+
+    The dispatcher recording a Twilio SID and a status callback for that SID take the same lock,
+    so the callback either finds the SID stored or leaves its report where the dispatcher looks.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for provider_id in sorted(set(provider_ids)):
+        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(provider_id))))
+
+
+async def keep_early_report(
+    conn: AsyncConnection, provider_id: str, source: str, status: str, error_code: str | None, received_at: float
+) -> int:
+    """A report for a message id no delivery holds yet, kept until the dispatcher stores that id."""
+    result = await conn.execute(
+        insert(receipts).values(
+            delivery_id=None,
+            provider_id=provider_id,
+            source=source,
+            status=status,
+            error_code=error_code,
+            detail={"early": True},
+            received_at=received_at,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+async def take_early_reports(conn: AsyncConnection, provider_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Remove and return the kept reports for these message ids, oldest first."""
+    if not provider_ids:
+        return []
+    waiting = (receipts.c.provider_id.in_(list(provider_ids)), receipts.c.delivery_id.is_(None))
+    query = select(receipts).where(*waiting).order_by(receipts.c.id)
+    rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+    if rows:
+        await conn.execute(delete(receipts).where(receipts.c.id.in_([r["id"] for r in rows])))
+    return rows

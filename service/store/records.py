@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -73,10 +73,11 @@ async def find_idempotent(conn: AsyncConnection, principal: str, key: str) -> di
     return dict(row) if row else None
 
 
-async def save_idempotent(
-    conn: AsyncConnection, principal: str, key: str, route: str, request_hash: str, status: int, response: str
+async def claim_idempotency_key(
+    conn: AsyncConnection, principal: str, key: str, route: str, request_hash: str, now: float | None = None
 ) -> bool:
-    """False when another request stored the same key first."""
+    """Claim a key for the request about to run: True for exactly one of any number of concurrent
+    claimants (the primary key decides), False when the key was claimed before."""
     try:
         async with conn.begin_nested():
             await conn.execute(
@@ -85,11 +86,28 @@ async def save_idempotent(
                     key=key,
                     route=route,
                     request_hash=request_hash,
-                    status=status,
-                    response=response,
-                    created_at=time.time(),
+                    created_at=time.time() if now is None else now,
                 )
             )
     except IntegrityError:
         return False
     return True
+
+
+async def complete_idempotency_key(conn: AsyncConnection, principal: str, key: str, status: int, response: str) -> None:
+    await conn.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
+        .values(status=status, response=response, completed_at=time.time())
+    )
+
+
+async def release_idempotency_key(conn: AsyncConnection, principal: str, key: str) -> None:
+    """The claimed request failed without an answer worth replaying: the key is free again."""
+    await conn.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.principal == principal,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.completed_at.is_(None),
+        )
+    )

@@ -175,9 +175,11 @@ idempotency_keys = Table(
     Column("key", String(255), primary_key=True),
     Column("route", String(255), nullable=False),
     Column("request_hash", String(64), nullable=False),
-    Column("status", Integer, nullable=False),
-    Column("response", Text, nullable=False),
+    # Empty while the first request with this key is still running (a claim); set when it answered.
+    Column("status", Integer, nullable=True),
+    Column("response", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    Column("completed_at", Float, nullable=True),
 )
 
 audit_log = Table(
@@ -216,6 +218,26 @@ receipts = Table(
     Column("error_code", String(32), nullable=True),
     Column("detail", JSON, nullable=True),
     Column("received_at", Float, nullable=False),
+    # A Twilio report for a message id no delivery holds yet (delivery_id empty): applied when
+    # the dispatcher records that id.
+    Column("provider_id", String(255), nullable=True, index=True),
+)
+
+# Every attempt of every delivery, with its outcome: the delivery row keeps only the latest.
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("deliveries.id"), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(64), nullable=True),
+    Column("at", Float, nullable=False),
+    # sent | retry (transient failure, another attempt is due) | failed (permanent) | dead (gave up)
+    Column("outcome", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("provider_id", String(255), nullable=True),
+    Column("send_seconds", Float, nullable=True),
 )
 
 acknowledgements = Table(

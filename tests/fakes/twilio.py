@@ -13,7 +13,7 @@ import base64
 import random
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
@@ -53,6 +53,9 @@ class TwilioFake:
         self._rejected: dict[str, tuple[int, int]] = {}  # number -> (status, code)
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
+        # Called with each created Message before the 201 goes back: a carrier report can reach the
+        # sender's StatusCallback before the sender has read the SID from our reply.
+        self.before_reply: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     @property
     def base_url(self) -> str:
@@ -124,7 +127,10 @@ class TwilioFake:
         failure = self._scripted_failure(form)
         if failure is not None:
             return failure
-        return web.json_response(await self._accept(form), status=201)
+        created = await self._accept(form)
+        if self.before_reply is not None:
+            await self.before_reply(created)
+        return web.json_response(created, status=201)
 
     def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
