@@ -14,7 +14,18 @@ from channels.base import Channel, OutboundMessage
 from channels.sandbox import SandboxChannel
 from service import compose, directory
 from service.acks import AckSigner, ack_link
-from service.api import acks, deliveries, health, incidents, observe, partners, receipts, reports, webhooks
+from service.api import (
+    acks,
+    deliveries,
+    docs,
+    health,
+    incidents,
+    observe,
+    partners,
+    receipts,
+    reports,
+    webhooks,
+)
 from service.api.auth import TokenTable, auth_middleware
 from service.api.errors import error_middleware
 from service.config_checks import configuration_warnings, log_warnings
@@ -30,7 +41,7 @@ from service.template_check import check_templates
 
 log = logging.getLogger("herald.app")
 
-ROUTE_MODULES = [health, observe, incidents, partners, deliveries, reports, webhooks, receipts, acks]
+ROUTE_MODULES = [health, observe, incidents, partners, deliveries, reports, webhooks, receipts, acks, docs]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -44,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     app["tokens"] = TokenTable(settings)
     app["metrics"] = Metrics()
     app["dispatcher_wake"] = lambda: None
+    app["openapi"] = {}  # the contract, built from the router on first request (service/api/docs.py)
     app["ack_signer"] = AckSigner.from_settings(settings)
     app.setdefault("dispatcher_options", {})["ack_link"] = ack_link(settings, app["ack_signer"])
     for module in ROUTE_MODULES:

@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import planner, promises
 from service.errors import Conflict, InvalidInput, MissingField, NotFound
+from service.validation import Moment, parse_model
 from service.notices import (
     NO_CHANGE_STATUS,
     Audience,
@@ -71,7 +72,7 @@ class IncidentCreate(BaseModel):
     components: list[Component] = Field(default_factory=list, max_length=200)
     impact: Text | None = None
     responsible: Responsible
-    next_update_at: AwareDatetime | None = None
+    next_update_at: Moment | None = None
     estimates: dict[str, Any] | None = None
     notice: NoticeDraft = NoticeDraft()
 
@@ -84,7 +85,7 @@ class IncidentUpdate(BaseModel):
     components: list[Component] | None = Field(None, max_length=200)
     impact: Text | None = None
     responsible: Responsible | None = None
-    next_update_at: AwareDatetime | None = None
+    next_update_at: Moment | None = None
     estimates: dict[str, Any] | None = None
     # None = change the incident without telling partners.
     notice: NoticeDraft | None = NoticeDraft()
@@ -251,7 +252,7 @@ def _merge_fields(
         inherited.pop("next_update_at")  # a resolved notice promises no further update unless told to
     merged = {k: v for k, v in inherited.items() if v is not None}
     merged.update(given.model_dump(exclude_none=True))
-    fields = NoticeFields.model_validate(merged)
+    fields = parse_model(NoticeFields, merged, "notice.fields")
     check_required(kind, fields, "notice.fields")
     if given.next_update_at is not None:
         check_next_update(settings, to_timestamp(given.next_update_at), now, "notice.fields.next_update_at")

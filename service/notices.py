@@ -10,10 +10,10 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from service.errors import InvalidInput, MissingField
-from service.validation import Email, Line, MessageText, Phone
+from service.validation import Email, Line, MessageText, Moment, Phone
 
 Kind = Literal[
     "initial",
@@ -34,9 +34,19 @@ Language = Literal["ja", "en"]
 Component = Annotated[Line, StringConstraints(min_length=1, max_length=64)]
 LANGUAGES: tuple[str, ...] = ("ja", "en")
 
+
+def not_blank(value: Any) -> Any:
+    """Text a partner reads says something, in at least one language."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty")
+    if isinstance(value, dict) and not any(str(v).strip() for v in value.values()):
+        raise ValueError("must have text in at least one language")
+    return value
+
+
 # Text a partner reads: one string for every language, or one per language.
-Text = MessageText | dict[Language, MessageText]
-Title = Line | dict[Language, Line]
+Text = Annotated[MessageText | dict[Language, MessageText], AfterValidator(not_blank)]
+Title = Annotated[Line | dict[Language, Line], AfterValidator(not_blank)]
 
 # What each kind must say (besides the responsible contact, which every notice names).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -76,9 +86,9 @@ class NoticeFields(BaseModel):
     cause: Text | None = None
     countermeasures: Text | None = None
     changes: Text | None = None
-    window_start: AwareDatetime | None = None
-    window_end: AwareDatetime | None = None
-    recovery_eta: AwareDatetime | None = None
+    window_start: Moment | None = None
+    window_end: Moment | None = None
+    recovery_eta: Moment | None = None
     cost_estimate: Text | None = None
     time_estimate: Text | None = None
     assumptions: Text | None = None
@@ -88,18 +98,14 @@ class NoticeFields(BaseModel):
     subject: Title | None = None
     body: Text | None = None
     responsible: Responsible | None = None
-    next_update_at: AwareDatetime | None = None
+    next_update_at: Moment | None = None
     # A progress notice that only moves the next update: "no change yet, next update at ...".
     no_change: bool | None = None
 
     @field_validator("*", mode="after")
     @classmethod
     def _no_empty_text(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("must not be empty")
-        if isinstance(value, dict) and not any(str(v).strip() for v in value.values()):
-            raise ValueError("must have text in at least one language")
-        return value
+        return not_blank(value)
 
 
 class Audience(BaseModel):

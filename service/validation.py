@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
 from service.errors import InvalidInput, field_path, invalid_input
@@ -98,6 +99,21 @@ Line = Annotated[str, StringConstraints(max_length=MAX_LINE), AfterValidator(_me
 Phone = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalise_phone)]
 Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalise_email)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _within_our_era(value: datetime) -> datetime:
+    """Times are stored as UNIX seconds and shown in UTC and local zones: keep them where both exist."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not 1970 <= utc.year <= 9998:
+        raise PydanticCustomError("time_out_of_range", "must lie between 1970 and 9998 (UTC)")
+    return value
+
+
+# A moment with its time zone (`2026-11-25T16:00:00+09:00`), within the years every part can show.
+Moment = Annotated[AwareDatetime, AfterValidator(_within_our_era)]
 
 
 def check_json(document: Any, max_depth: int = MAX_JSON_DEPTH) -> None:

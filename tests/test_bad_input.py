@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 
 from service.store.tables import deliveries, inbound_events, incidents
 from tests.helpers import ROOT, auth, make_settings
+from tests.test_dispatch import in_an_hour
 
-SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
+# The sample incident, promising its next update an hour from now (a promise must lie ahead).
+SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
 OPERATOR = {**auth("operator"), "Content-Type": "application/json"}
 ADMIN = {**auth("admin"), "Content-Type": "application/json"}
 TOO_BIG = str(2**64 + 1)
@@ -94,7 +96,7 @@ async def test_control_characters_other_than_newline_and_tab_are_refused_in_mess
 
 async def test_newlines_and_tabs_are_kept_in_message_text(client: Any) -> None:
     notice = copy.deepcopy(SAMPLE["notice"])
-    notice["fields"]["summary"] = "一行目\n\t二行目"
+    notice["fields"]["summary"] = {"ja": "一行目\n\t二行目", "en": "line one\n\tline two"}
     response = await client.post("/v1/incidents", json=sample(notice=notice), headers=OPERATOR)
     assert response.status == 202, await response.text()
 

@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 
 from service.store.tables import inbound_events, incidents, notices
 from tests.helpers import ROOT, auth, make_settings
+from tests.test_dispatch import in_an_hour
 
-SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
+# The sample incident, promising its next update an hour from now (a promise must lie ahead).
+SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
 
 
 async def count(client: Any, table: Any) -> int:

@@ -15,8 +15,10 @@ import pytest
 
 from tests.conftest import POSTGRES_DSN, _fresh_postgres
 from tests.helpers import ROOT, auth, make_settings, wait_until
+from tests.test_dispatch import in_an_hour
 
-SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
+# The sample incident, promising its next update an hour from now (a promise must lie ahead).
+SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
 OPERATOR = auth("operator")
 
 
@@ -81,7 +83,10 @@ def sqlite_locked_by_another_process(path: str) -> Iterator[None]:
 
 
 def every_kind_of_write(incident_id: int) -> list[tuple[str, str, dict[str, str], Any]]:
-    broadcast = {"kind": "custom", "fields": {"subject": "件名", "body": "本文", "responsible": {"name": "当番"}}}
+    broadcast = {
+        "kind": "custom",
+        "fields": {"subject": "件名 / Subject", "body": "本文 / Body", "responsible": {"name": "On call"}},
+    }
     return [
         ("POST", "/v1/incidents", OPERATOR, copy.deepcopy(SAMPLE)),
         ("POST", f"/v1/incidents/{incident_id}/updates", OPERATOR, {"status": "identified", "notice": None}),

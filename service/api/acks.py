@@ -20,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from service import acks
 from service.api.auth import open_route
+from service.api.contract import operation
 from service.render import DEFAULT_TEMPLATES_DIR
 from service.settings import Settings
 from service.store import deliveries as delivery_store
@@ -102,6 +103,11 @@ async def _describe(request: web.Request, delivery: dict[str, Any]) -> dict[str,
 
 @routes.get("/ack/{token}")
 @open_route
+@operation(
+    "The acknowledgement page (records nothing)",
+    {200: "text/html", 403: "text/html", 410: "text/html"},
+    tag="acknowledgements",
+)
 async def confirm_page(request: web.Request) -> web.Response:
     """Ask for confirmation; records nothing (see the module docstring)."""
     settings: Settings = request.app["settings"]
@@ -117,6 +123,7 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 @routes.post("/ack/{token}")
 @open_route
+@operation("Acknowledge a notice", {200: "text/html", 403: "text/html", 410: "text/html"}, tag="acknowledgements")
 async def acknowledge(request: web.Request) -> web.Response:
     settings: Settings = request.app["settings"]
     found = await _verified_delivery(request)

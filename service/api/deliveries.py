@@ -9,12 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field, StringConstraints
 
+from service.api import replies
 from service.api.auth import principal_of, requires
-from service.api.params import choice_args, int_arg, path_id, time_arg
+from service.api.contract import operation
+from service.api.params import Limit, QueryId, QueryTime, parse_query, path_id, timestamp
 from service.errors import Conflict, NotFound
 from service.notices import iso
 from service.store import deliveries as delivery_store
@@ -26,13 +29,11 @@ from service.volume import explain
 
 routes = web.RouteTableDef()
 
-STATUSES = (
+DeliveryStatus = Literal[
     "pending", "sending", "sent", "delivered", "failed", "undelivered", "bounced", "acknowledged", "dead",
     "skipped", "merged",
-)  # fmt: skip
-CHANNELS = ("email", "sms", "webhook")
-TIERS = ("1", "2", "3")
-MAX_ID = 2**62
+]  # fmt: skip
+Channel = Literal["email", "sms", "webhook"]
 
 # The JSON item and the CSV row share these names, in this order.
 FIELDS = (
@@ -79,40 +80,56 @@ def attempt_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def delivery_filter(request: web.Request) -> DeliveryFilter:
-    """The log's query parameters; a bad value is a 400 that names the parameter."""
-    query = request.query
-    return DeliveryFilter(
-        incident_id=int_arg(request, "incident", None, 1, MAX_ID),
-        notice_id=int_arg(request, "notice", None, 1, MAX_ID),
-        partner_id=query.get("partner") or None,
-        contact_id=int_arg(request, "contact", None, 1, MAX_ID),
-        channels=choice_args(request, "channel", CHANNELS),
-        statuses=choice_args(request, "status", STATUSES),
-        tiers=tuple(int(t) for t in choice_args(request, "tier", TIERS)),
-        since=time_arg(request, "since"),
-        until=time_arg(request, "until"),
-    )
+class DeliveryQuery(BaseModel):
+    incident: QueryId | None = None
+    notice: QueryId | None = None
+    partner: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    contact: QueryId | None = None
+    channel: list[Channel] = []
+    status: list[DeliveryStatus] = []
+    tier: list[Annotated[int, Field(ge=1, le=3)]] = []
+    since: QueryTime | None = Field(None, description="created at or after (ISO 8601 with a zone)")
+    until: QueryTime | None = Field(None, description="created before (ISO 8601 with a zone)")
+
+    def where(self) -> DeliveryFilter:
+        return DeliveryFilter(
+            incident_id=self.incident,
+            notice_id=self.notice,
+            partner_id=self.partner,
+            contact_id=self.contact,
+            channels=tuple(self.channel),
+            statuses=tuple(self.status),
+            tiers=tuple(self.tier),
+            since=timestamp(self.since),
+            until=timestamp(self.until),
+        )
+
+
+class DeliveryPageQuery(DeliveryQuery):
+    limit: Limit = 100
+    cursor: QueryId | None = Field(None, description="`next_cursor` of the previous page")
 
 
 @routes.get("/v1/deliveries")
 @requires("admin")
+@operation(
+    "The delivery log: filters and cursor pages", {200: replies.DeliveryPage}, query=DeliveryPageQuery, tag="deliveries"
+)
 async def list_deliveries(request: web.Request) -> web.Response:
-    where = delivery_filter(request)
-    limit = int_arg(request, "limit", 100) or 100
-    cursor = int_arg(request, "cursor", None, 1, MAX_ID)
+    query = parse_query(request, DeliveryPageQuery)
     async with request.app["store"].read() as conn:
-        rows = await log_store.list_deliveries(conn, where, before_id=cursor, limit=limit)
-    next_cursor = rows[-1]["id"] if len(rows) == limit else None
+        rows = await log_store.list_deliveries(conn, query.where(), before_id=query.cursor, limit=query.limit)
+    next_cursor = rows[-1]["id"] if len(rows) == query.limit else None
     return web.json_response({"items": [delivery_with_reason(r) for r in rows], "next_cursor": next_cursor})
 
 
 @routes.get("/v1/deliveries.csv")
 @requires("admin")
+@operation("The filtered delivery log as CSV (streamed)", {200: "text/csv"}, query=DeliveryQuery, tag="deliveries")
 async def export_deliveries(request: web.Request) -> web.StreamResponse:
     """The filtered log as CSV, written page by page while the pages are read: the export of a
     large incident never sits in memory whole."""
-    where = delivery_filter(request)  # before prepare(): a bad filter is still a JSON 400
+    where = parse_query(request, DeliveryQuery).where()  # before prepare(): a bad filter is still a JSON 400
     page_size = request.app.get("export_page_size", log_store.EXPORT_PAGE_SIZE)
     response = web.StreamResponse(
         headers={
@@ -147,6 +164,7 @@ def csv_lines(rows: Any) -> bytes:
 
 @routes.get("/v1/deliveries/{id:\\d+}")
 @requires("admin")
+@operation("One delivery with every attempt and every receipt", {200: replies.DeliveryDetail}, tag="deliveries")
 async def get_delivery(request: web.Request) -> web.Response:
     delivery_id = path_id(request)
     async with request.app["store"].read() as conn:
@@ -166,6 +184,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 @routes.get("/v1/incidents/{id:\\d+}/summary")
 @requires("admin")
+@operation("Delivery counts of an incident by status, channel and tier", {200: replies.Summary}, tag="deliveries")
 async def incident_summary(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     async with request.app["store"].read() as conn:
@@ -177,6 +196,7 @@ async def incident_summary(request: web.Request) -> web.Response:
 
 @routes.get("/v1/notices/{id:\\d+}/summary")
 @requires("admin")
+@operation("Delivery counts of a notice by status, channel and tier", {200: replies.Summary}, tag="deliveries")
 async def notice_summary(request: web.Request) -> web.Response:
     notice_id = path_id(request)
     async with request.app["store"].read() as conn:
@@ -189,6 +209,7 @@ async def notice_summary(request: web.Request) -> web.Response:
 
 @routes.post("/v1/deliveries/{id:\\d+}/retry")
 @requires("admin")
+@operation("Re-queue a dead or failed delivery", {202: replies.Requeued}, errors=(409,), tag="deliveries")
 async def retry_delivery(request: web.Request) -> web.Response:
     delivery_id = path_id(request)
     async with request.app["store"].begin() as conn:

@@ -32,6 +32,8 @@ from service.store.records import (
 
 log = logging.getLogger("herald.api")
 HEADER = "Idempotency-Key"
+# For the contract: the request header an idempotent operation takes.
+IDEMPOTENCY = {HEADER: "Retrying with the same key returns the first answer instead of doing the work twice"}
 # How long a request waits for the first one with its key before answering 409 (retry later).
 WAIT_SECONDS = 30.0
 # A claim older than this never finished (its process died): whether it took effect is unknown.

@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from service import incidents as incident_flow
+from service.api import replies
 from service.api.auth import principal_of, requires
+from service.api.contract import operation
 from service.api.errors import read_model
-from service.api.idempotency import idempotent
-from service.api.params import int_arg, path_id, time_arg
+from service.api.idempotency import IDEMPOTENCY, idempotent
+from service.api.params import Limit, QueryId, QueryTime, parse_query, path_id, timestamp
 from service.errors import MissingField, NotFound
-from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome, incident_json
-from service.notices import Audience, check_required, notice_json
+from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome, Status, incident_json
+from service.notices import Audience, Component, check_required, notice_json
 from service.planner import check_audience, publish
 from service.promises import promise_json
 from service.settings import Severity
@@ -23,6 +25,23 @@ from service.store import promises as promise_store
 from service.store.records import audit, record_inbound
 
 routes = web.RouteTableDef()
+
+INCIDENT_EXAMPLE = {
+    "title": {"ja": "受発注APIの応答遅延・エラー", "en": "Order API slow responses and errors"},
+    "severity": "critical",
+    "components": ["order-api"],
+    "impact": {"ja": "発注登録の約40%がタイムアウトしています。", "en": "About 40% of order submissions time out."},
+    "responsible": {"name": {"ja": "山田 太郎", "en": "Taro Yamada"}, "email": "incident-desk@example.com"},
+    "next_update_at": "2026-11-25T16:00:00+09:00",
+    "notice": {
+        "kind": "initial",
+        "fields": {
+            "summary": {"ja": "受発注APIで応答遅延が発生しています。", "en": "The Order API is responding slowly."},
+            "current_status": "調査中です / Investigating",
+            "outlook": "復旧見込みは未定です / No estimate yet",
+        },
+    },
+}
 
 
 def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.Response:
@@ -33,6 +52,15 @@ def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.
 
 @routes.post("/v1/incidents")
 @requires("operator")
+@operation(
+    "Open an incident; its initial notice is planned before the reply",
+    {201: replies.NoticeOutcome, 202: replies.NoticeOutcome},
+    body=IncidentCreate,
+    headers=IDEMPOTENCY,
+    tag="incidents",
+    example=INCIDENT_EXAMPLE,
+    description="202 with the deliveries planned per tier and channel; 201 when the notice is kept as a draft.",
+)
 @idempotent
 async def create_incident(request: web.Request) -> web.Response:
     body, raw = await read_model(request, IncidentCreate)
@@ -47,6 +75,19 @@ async def create_incident(request: web.Request) -> web.Response:
 
 @routes.post("/v1/incidents/{id:\\d+}/updates")
 @requires("operator")
+@operation(
+    "Change an incident; a state change partners should hear about produces its notice",
+    {200: replies.NoticeOutcome, 202: replies.NoticeOutcome},
+    body=IncidentUpdate,
+    headers=IDEMPOTENCY,
+    errors=(409,),
+    tag="incidents",
+    example={
+        "status": "recovering",
+        "notice": {"fields": {"current_status": "切り戻し中です", "next_update_at": "2026-11-25T17:00:00+09:00"}},
+    },
+    description='409 on a transition the state machine does not allow; `"notice": null` changes silently (200).',
+)
 @idempotent
 async def update_incident(request: web.Request) -> web.Response:
     incident_id = path_id(request)
@@ -60,29 +101,39 @@ async def update_incident(request: web.Request) -> web.Response:
     return _accepted(request, outcome, 200 if outcome.plan is None else 202)
 
 
+class IncidentQuery(BaseModel):
+    limit: Limit = 50
+    cursor: QueryId | None = Field(None, description="`next_cursor` of the previous page")
+    status: list[Status] = []
+    severity: list[Severity] = []
+    component: Component | None = None
+    since: QueryTime | None = Field(None, description="opened at or after (ISO 8601 with a zone)")
+    until: QueryTime | None = Field(None, description="opened before (ISO 8601 with a zone)")
+
+
 @routes.get("/v1/incidents")
 @requires("operator")
+@operation("List incidents, newest first", {200: replies.IncidentPage}, query=IncidentQuery, tag="incidents")
 async def list_incidents(request: web.Request) -> web.Response:
-    limit = int_arg(request, "limit", 50) or 50
-    cursor = int_arg(request, "cursor", None, 1, 2**62)
-    query = request.query
+    query = parse_query(request, IncidentQuery)
     async with request.app["store"].read() as conn:
         rows = await incident_store.list_incidents(
             conn,
-            status=query.getall("status", []),
-            severity=query.getall("severity", []),
-            component=query.get("component"),
-            since=time_arg(request, "since"),
-            until=time_arg(request, "until"),
-            before_id=cursor,
-            limit=limit,
+            status=query.status,
+            severity=query.severity,
+            component=query.component,
+            since=timestamp(query.since),
+            until=timestamp(query.until),
+            before_id=query.cursor,
+            limit=query.limit,
         )
-    next_cursor = rows[-1]["id"] if len(rows) == limit else None
+    next_cursor = rows[-1]["id"] if len(rows) == query.limit else None
     return web.json_response({"items": [incident_json(r) for r in rows], "next_cursor": next_cursor})
 
 
 @routes.get("/v1/incidents/{id:\\d+}")
 @requires("operator")
+@operation("An incident with its timeline of notices", {200: replies.IncidentWithTimeline}, tag="incidents")
 async def get_incident(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     async with request.app["store"].read() as conn:
@@ -102,6 +153,7 @@ async def get_incident(request: web.Request) -> web.Response:
 
 @routes.get("/v1/notices/drafts")
 @requires("operator")
+@operation("Notices waiting for an operator to publish them", {200: replies.NoticeList}, tag="notices")
 async def list_drafts(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         drafts = await incident_store.list_drafts(conn)
@@ -110,6 +162,7 @@ async def list_drafts(request: web.Request) -> web.Response:
 
 @routes.post("/v1/notices/{id:\\d+}/publish")
 @requires("operator")
+@operation("Publish a draft notice", {202: replies.NoticeOutcome}, headers=IDEMPOTENCY, errors=(409,), tag="notices")
 @idempotent
 async def publish_draft(request: web.Request) -> web.Response:
     notice_id = path_id(request)
@@ -134,6 +187,24 @@ class Broadcast(NoticeDraft):
 
 @routes.post("/v1/broadcasts")
 @requires("operator")
+@operation(
+    "A notice without an incident: maintenance, a BCP revision, a general notice",
+    {202: replies.NoticeOutcome},
+    body=Broadcast,
+    headers=IDEMPOTENCY,
+    tag="notices",
+    example={
+        "kind": "maintenance",
+        "fields": {
+            "summary": "定期メンテナンスのお知らせ",
+            "impact": "受発注APIが停止します",
+            "window_start": "2026-12-05T01:00:00+09:00",
+            "window_end": "2026-12-05T03:00:00+09:00",
+            "responsible": {"name": "山田 太郎", "email": "incident-desk@example.com"},
+        },
+        "audience": {"components": ["order-api"]},
+    },
+)
 @idempotent
 async def create_broadcast(request: web.Request) -> web.Response:
     draft, raw = await read_model(request, Broadcast)

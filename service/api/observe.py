@@ -9,6 +9,7 @@ import uuid
 from aiohttp import web
 
 from service.api.auth import open_route
+from service.api.contract import operation
 from service.api.errors import Handler
 from service.logs import request_id
 from service.store import deliveries as delivery_store
@@ -43,6 +44,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 
 @routes.get("/metrics")
 @open_route
+@operation("Prometheus metrics", {200: "text/plain"}, tag="operations")
 async def metrics(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         depth = await delivery_store.queue_depth(conn)

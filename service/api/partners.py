@@ -11,18 +11,34 @@ import logging
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import directory
+from service.api import replies
 from service.api.auth import principal_of, requires
-from service.api.errors import ApiError, parse_json, read_body
-from service.directory import ContactSpec, PartnerFields, PartnerSpec
+from service.api.contract import operation
+from service.api.errors import parse_json, read_body
+from service.api.params import Limit, parse_query
+from service.directory import (
+    Channels,
+    Component,
+    Components,
+    ContactSpec,
+    Language,
+    Name,
+    PartnerFields,
+    PartnerSpec,
+    Policy,
+    Slug,
+    Tier,
+)
 from service.errors import Conflict, InvalidInput, NotFound, field_path
 from service.notices import iso
 from service.store import partners as partner_store
 from service.store.records import audit
+from service.validation import Email, Phone
 
 log = logging.getLogger("herald.api.partners")
 routes = web.RouteTableDef()
@@ -82,11 +98,36 @@ async def _contact_or_404(conn: AsyncConnection, partner_id: str, key: str) -> d
     return contact
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 500:
-        raise ApiError(400, "invalid_query", "limit must be an integer between 1 and 500", "limit")
-    return int(raw)
+class PartnerChanges(BaseModel):
+    """What PATCH /v1/partners/{id} may send: any field of a partner but its contacts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Slug | None = None
+    name: Name | None = None
+    language: Language | None = None
+    components: Components | None = None
+    policy: Policy | None = None
+
+
+class ContactChanges(BaseModel):
+    """What PATCH .../contacts/{key} may send: any field of a contact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: Slug | None = None
+    name: Name | None = None
+    tier: Tier | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+    channels: Channels | None = None
+    language: Language | None = None
+
+
+class PartnerQuery(BaseModel):
+    limit: Limit = 50
+    cursor: Slug | None = Field(None, description="`next_cursor` of the previous page")
+    component: Component | None = Field(None, description="partners subscribed to this component")
 
 
 # --- partners ----------------------------------------------------------------------------------
@@ -94,18 +135,19 @@ def _limit(request: web.Request) -> int:
 
 @routes.get("/v1/partners")
 @requires("admin")
+@operation("The partner directory, by id", {200: replies.PartnerPage}, query=PartnerQuery, tag="partners")
 async def list_partners(request: web.Request) -> web.Response:
-    limit = _limit(request)
+    query = parse_query(request, PartnerQuery)
+    limit = query.limit
     async with request.app["store"].read() as conn:
-        rows = await partner_store.list_partners(
-            conn, limit + 1, request.query.get("cursor") or None, request.query.get("component") or None
-        )
+        rows = await partner_store.list_partners(conn, limit + 1, query.cursor, query.component)
     next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
     return web.json_response({"items": [partner_json(r) for r in rows[:limit]], "next_cursor": next_cursor})
 
 
 @routes.post("/v1/partners")
 @requires("admin")
+@operation("Add a partner with its contacts", {201: replies.Partner}, body=PartnerSpec, errors=(409,), tag="partners")
 async def create_partner(request: web.Request) -> web.Response:
     spec = validate(PartnerSpec, await read_object(request))
     repeated = directory.duplicates([c.row() for c in spec.contacts], "key")
@@ -130,6 +172,7 @@ async def create_partner(request: web.Request) -> web.Response:
 
 @routes.get("/v1/partners/{id}")
 @requires("admin")
+@operation("A partner with its contacts", {200: replies.Partner}, tag="partners")
 async def get_partner(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         partner = await _partner_or_404(conn, request.match_info["id"], with_contacts=True)
@@ -138,11 +181,13 @@ async def get_partner(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/partners/{id}")
 @requires("admin")
+@operation("Change a partner (not its contacts)", {200: replies.Partner}, body=PartnerChanges, tag="partners")
 async def update_partner(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     payload = await read_object(request)
     if "contacts" in payload:
         raise InvalidInput(f"edit contacts at /v1/partners/{partner_id}/contacts", "contacts")
+    validate(PartnerChanges, payload)
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:
         current = await _partner_or_404(conn, partner_id)
@@ -157,6 +202,7 @@ async def update_partner(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/partners/{id}")
 @requires("admin")
+@operation("Remove a partner and its contacts", {204: None}, tag="partners")
 async def delete_partner(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     actor = principal_of(request).name
@@ -179,6 +225,7 @@ def _contact_subject(partner_id: str, key: str) -> str:
 
 @routes.get("/v1/partners/{id}/contacts")
 @requires("admin")
+@operation("The contacts of a partner", {200: replies.ContactList}, tag="partners")
 async def list_contacts(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         partner = await _partner_or_404(conn, request.match_info["id"], with_contacts=True)
@@ -187,6 +234,7 @@ async def list_contacts(request: web.Request) -> web.Response:
 
 @routes.post("/v1/partners/{id}/contacts")
 @requires("admin")
+@operation("Add a contact", {201: replies.Contact}, body=ContactSpec, errors=(409,), tag="partners")
 async def create_contact(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     spec = validate(ContactSpec, await read_object(request))
@@ -214,9 +262,11 @@ async def create_contact(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/partners/{id}/contacts/{key}")
 @requires("admin")
+@operation("Change a contact", {200: replies.Contact}, body=ContactChanges, tag="partners")
 async def update_contact(request: web.Request) -> web.Response:
     partner_id, key = request.match_info["id"], request.match_info["key"]
     payload = await read_object(request)
+    validate(ContactChanges, payload)
     actor = principal_of(request).name
     async with request.app["store"].begin() as conn:
         current = await _contact_or_404(conn, partner_id, key)
@@ -238,6 +288,7 @@ async def update_contact(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/partners/{id}/contacts/{key}")
 @requires("admin")
+@operation("Remove a contact", {204: None}, tag="partners")
 async def delete_contact(request: web.Request) -> web.Response:
     partner_id, key = request.match_info["id"], request.match_info["key"]
     actor = principal_of(request).name
@@ -261,6 +312,7 @@ async def delete_contact(request: web.Request) -> web.Response:
 
 @routes.get("/v1/directory/coverage")
 @requires("admin")
+@operation("Partners no incident could reach at tier 1", {200: replies.Coverage}, tag="partners")
 async def coverage(request: web.Request) -> web.Response:
     async with request.app["store"].read() as conn:
         gaps = await directory.coverage_gaps(conn)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StringConstraints
 from twilio.request_validator import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
@@ -13,7 +15,9 @@ from twilio.request_validator import (
 )
 
 from service import receipts
+from service.api import replies
 from service.api.auth import open_route, principal_of, requires
+from service.api.contract import FORM, operation
 from service.api.errors import ApiError, read_body
 from service.errors import InvalidInput, NotFound
 from service.settings import Settings
@@ -23,6 +27,16 @@ log = logging.getLogger("herald.receipts")
 routes = web.RouteTableDef()
 
 BOUNCE_CONTENT_TYPES = ("message/rfc822", "text/plain")
+
+
+class TwilioStatus(BaseModel):
+    """The fields of a status callback Herald reads (Twilio sends more; all are signed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    MessageSid: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    MessageStatus: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    ErrorCode: Annotated[str, StringConstraints(max_length=16)] | None = None
 
 
 def signed_url(settings: Settings, request: web.Request) -> str:
@@ -47,6 +61,16 @@ def twilio_signature_valid(settings: Settings, request: web.Request, form: objec
 
 @routes.post("/v1/receipts/twilio")
 @open_route
+@operation(
+    "A Twilio SMS status callback (signed by Twilio)",
+    {200: replies.ReceiptOutcome, 202: replies.ReceiptOutcome},
+    body=TwilioStatus,
+    body_media=FORM,
+    errors=(403,),
+    tag="receipts",
+    description="Authenticated by X-Twilio-Signature over the public URL. A report for a message Herald has "
+    "not stored yet is kept (202) and applied when the dispatcher stores its SID.",
+)
 async def twilio_status_callback(request: web.Request) -> web.Response:
     """A Twilio message status callback. Open route: the X-Twilio-Signature authenticates it."""
     settings: Settings = request.app["settings"]
@@ -71,6 +95,12 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
 
 @routes.post("/v1/receipts/bounce")
 @requires("ingest")
+@operation(
+    "An RFC 3464 bounce (DSN) as received by the bounce mailbox",
+    {200: replies.BounceOutcome},
+    raw_body=BOUNCE_CONTENT_TYPES,
+    tag="receipts",
+)
 async def bounce_report(request: web.Request) -> web.Response:
     """A raw RFC 3464 DSN as received by the bounce mailbox (piped in by the mail system)."""
     if request.content_type not in BOUNCE_CONTENT_TYPES:

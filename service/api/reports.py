@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Literal
 
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from service.api import replies
 from service.api.auth import requires
-from service.api.errors import ApiError
-from service.api.params import path_id
+from service.api.contract import operation
+from service.api.params import parse_query, path_id
 from service.errors import NotFound
 from service.report import build_report, render_html
 
 routes = web.RouteTableDef()
 
-FORMATS = ("json", "html")
+
+class ReportQuery(BaseModel):
+    format: Literal["json", "html"] | None = Field(None, description="without it, Accept: text/html gets the page")
+
+
 # The page shows partners' addresses: keep it out of caches, and let it load nothing but itself.
 HTML_HEADERS = {
     "Cache-Control": "no-store",
@@ -23,9 +31,7 @@ HTML_HEADERS = {
 
 def wants_html(request: web.Request) -> bool:
     """`?format=` decides; without it, a browser asking for text/html gets the page."""
-    chosen = request.query.get("format")
-    if chosen is not None and chosen not in FORMATS:
-        raise ApiError(400, "invalid_query", f"format must be one of: {', '.join(FORMATS)}", "format")
+    chosen = parse_query(request, ReportQuery).format
     if chosen is not None:
         return chosen == "html"
     return "text/html" in request.headers.get("Accept", "")
@@ -33,6 +39,13 @@ def wants_html(request: web.Request) -> bool:
 
 @routes.get("/v1/incidents/{id:\\d+}/report")
 @requires("operator")
+@operation(
+    "The evidence report (JSON, or a printable page)",
+    {200: (replies.Report, "text/html")},
+    query=ReportQuery,
+    tag="incidents",
+    description="With `format=html` (or Accept: text/html) the answer is a printable text/html page.",
+)
 async def incident_report(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     html = wants_html(request)

@@ -13,7 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
+from service.api import replies
 from service.api.auth import principal_of, requires
+from service.api.contract import operation
 from service.api.errors import ApiError, http_status, parse_json
 from service.errors import HeraldError
 from service.ingest import alertmanager, grafana
@@ -31,12 +33,21 @@ Parser = Callable[[Any, IngestSettings], list[IncidentEvent]]
 
 @routes.post("/v1/webhooks/alertmanager")
 @requires("ingest")
+@operation(
+    "Prometheus Alertmanager webhook (version 4)",
+    {202: replies.IngestResult},
+    body=alertmanager.AlertmanagerWebhook,
+    tag="ingest",
+    description="One incident per group (or per fingerprint with ingest.incident_per = fingerprint, then a list). "
+    "A source may sign its body (HMAC-SHA256) instead of sending a token.",
+)
 async def alertmanager_webhook(request: web.Request) -> web.Response:
     return await _ingest(request, alertmanager.SOURCE, alertmanager.parse_events)
 
 
 @routes.post("/v1/webhooks/grafana")
 @requires("ingest")
+@operation("Grafana alerting webhook", {202: replies.IngestResult}, body=grafana.GrafanaWebhook, tag="ingest")
 async def grafana_webhook(request: web.Request) -> web.Response:
     return await _ingest(request, grafana.SOURCE, grafana.parse_events)
 

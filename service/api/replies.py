@@ -1,0 +1,233 @@
+"""What the API answers, as models for the published contract (service/api/contract.py).
+
+The handlers build their JSON with the `*_json` functions next to them; these models describe
+that JSON, and the fuzz test (tests/test_contract.py) checks every answer against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+Timestamp = str  # ISO 8601, UTC, e.g. 2026-11-25T06:52:00Z
+LocalText = str | dict[str, str]  # one text for every language, or {"ja": ..., "en": ...}
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Status(Reply):
+    status: str
+
+
+class PlanCounts(Reply):
+    total: int
+    partners: int
+    by_tier: dict[str, int]
+    by_channel: dict[str, int]
+
+
+class NoticeOutcome(Reply):
+    """What opening or updating an incident, publishing a draft or a broadcast did."""
+
+    incident_id: int | None
+    notice_id: int | None
+    version: int | None = None
+    state: str | None = None
+    deliveries: PlanCounts | None = None
+
+
+class Incident(Reply):
+    id: int
+    title: LocalText
+    severity: str
+    status: str
+    components: list[str]
+    impact: LocalText | None
+    responsible: dict[str, Any]
+    next_update_at: Timestamp | None
+    estimates: dict[str, Any] | None
+    source: str | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    resolved_at: Timestamp | None
+
+
+class Notice(Reply):
+    id: int
+    incident_id: int | None
+    kind: str
+    version: int
+    corrects_id: int | None
+    state: str
+    severity: str
+    status: str | None
+    fields: dict[str, Any]
+    audience: dict[str, Any]
+    next_update_at: Timestamp | None
+    created_by: str | None
+    created_at: Timestamp | None
+    published_at: Timestamp | None
+    deliveries: dict[str, int]
+
+
+class IncidentWithTimeline(Incident):
+    timeline: list[Notice]
+
+
+class IncidentPage(Reply):
+    items: list[Incident]
+    next_cursor: int | None
+
+
+class NoticeList(Reply):
+    items: list[Notice]
+
+
+class Contact(Reply):
+    key: str
+    name: str
+    tier: int
+    email: str | None
+    phone: str | None
+    channels: list[str]
+    language: str | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+
+
+class Partner(Reply):
+    id: str
+    name: str
+    language: str
+    components: list[str]
+    policy: dict[str, Any] | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    contacts: list[Contact] | None = None
+
+
+class PartnerPage(Reply):
+    items: list[Partner]
+    next_cursor: str | None
+
+
+class ContactList(Reply):
+    items: list[Contact]
+
+
+class CoverageGap(Reply):
+    partner_id: str
+    name: str
+    reason: str
+
+
+class Coverage(Reply):
+    gaps: list[CoverageGap]
+
+
+class Delivery(Reply):
+    id: int
+    notice_id: int
+    incident_id: int | None
+    partner_id: str
+    contact_id: int
+    tier: int
+    channel: str
+    address: str
+    language: str
+    status: str
+    reason: str | None  # why the plan shaped the row: capped, merged, held, suppressed...
+    attempts: int
+    priority: int
+    escalation_step: int
+    provider_id: str | None
+    provider_status: str | None
+    error_code: str | None
+    last_error: str | None
+    message_id: str
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    next_attempt_at: Timestamp | None
+    sent_at: Timestamp | None
+    delivered_at: Timestamp | None
+    failed_at: Timestamp | None
+    acknowledged_at: Timestamp | None
+    detail: dict[str, Any] | None = None
+    reason_text: str | None = None
+
+
+class Attempt(Reply):
+    attempt: int
+    at: Timestamp | None
+    outcome: str  # sent | retry | failed | dead
+    error: str | None
+    error_code: str | None
+    provider_id: str | None
+
+
+class Receipt(Reply):
+    id: int
+    source: str
+    status: str
+    error_code: str | None
+    detail: dict[str, Any] | None
+    received_at: Timestamp | None
+
+
+class DeliveryDetail(Delivery):
+    attempt_history: list[Attempt]
+    receipts: list[Receipt]
+
+
+class DeliveryPage(Reply):
+    items: list[Delivery]
+    next_cursor: int | None
+
+
+class Requeued(Reply):
+    id: int
+    status: str
+
+
+class Summary(Reply):
+    total: int
+    by_status: dict[str, int]
+    by_channel: dict[str, dict[str, int]]
+    by_tier: dict[str, dict[str, int]]
+    incident_id: int | None = None
+    notice_id: int | None = None
+
+
+class Report(Reply):
+    """The evidence report: the incident, every notice version with its text, every recipient."""
+
+    incident: dict[str, Any]
+
+
+class IngestResult(Reply):
+    incident_id: int | None
+    notice_id: int | None
+    action: str
+
+
+class ReceiptOutcome(Reply):
+    delivery_id: int | None
+    status: str | None
+    applied: bool
+    duplicate: bool
+
+
+class BounceOutcome(ReceiptOutcome):
+    bounce_status: str
+    permanent: bool
+
+
+class ApiDocument(Reply):
+    """An OpenAPI 3.1 document."""
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]

@@ -1,0 +1,146 @@
+"""Property: any text Herald accepts can be rendered and encoded, by email and SMS, in both languages.
+
+Text that could not be (a lone surrogate, a control character) is refused when accepted, never
+discovered by a delivery that dies on UnicodeEncodeError after its last retry.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from channels.email import build_email
+from service import compose
+from service.errors import InvalidInput
+from service.notices import NoticeFields
+from service.segments import sms_segments
+from service.validation import parse_model, text_problem
+from tests.helpers import make_settings
+
+SETTINGS = make_settings("sqlite+aiosqlite:///unused.db")
+notice_ids = itertools.count(1)
+
+# Anything: every plane, lone surrogates, controls, line and paragraph separators, Japanese.
+ANY_CHAR = st.one_of(
+    st.characters(),
+    st.characters(categories=["Cs"]),
+    st.sampled_from("\x00\t\n\r\x1b\x7f\x85\u2028\u2029\ufeff\u200d"),
+    st.sampled_from("障害復旧のお知らせ、ｶﾀｶﾅ①"),
+)
+# Text a person could mean: any printable character of any script, newlines and tabs.
+MEANT_CHAR = st.one_of(
+    st.characters(exclude_categories=["Cs", "Cc", "Zl", "Zp"]),
+    st.sampled_from("障害復旧のお知らせ、ｶﾀｶﾅ①\n\t"),
+)
+# Half the examples are text a person could mean (mostly accepted), half anything at all.
+TEXT = st.one_of(st.text(alphabet=MEANT_CHAR, min_size=1, max_size=60), st.text(alphabet=ANY_CHAR, max_size=60))
+
+
+def delivery(channel: str, lang: str, notice_id: int) -> dict[str, Any]:
+    return {
+        "id": notice_id,
+        "message_id": f"<herald.n{notice_id}.c1.{channel}.0@herald.example.com>",
+        "address": "ichiro.suzuki@example.jp" if channel == "email" else "+819012345678",
+        "language": lang,
+        "channel": channel,
+        "tier": 1,
+        "escalation_step": 0,
+    }
+
+
+def send_everywhere(kind: str, fields: NoticeFields) -> None:
+    """Render the notice for email and SMS in both languages and encode what would go on the wire."""
+    notice = {
+        "id": next(notice_ids),
+        "version": 1,
+        "kind": kind,
+        "severity": "critical",
+        "status": "investigating",
+        "fields": fields.model_dump(mode="json", exclude_none=True),
+    }
+    recipient = {"name": "鈴木 一郎", "partner_name": "みなと商事", "tier": 1}
+    for lang in ("ja", "en"):
+        mail, _ = compose.outbound(SETTINGS, delivery("email", lang, notice["id"]), notice, None, recipient)
+        wire = build_email(mail, "Herald <incident@herald.example.com>")
+        wire.decode("ascii")  # 7-bit on the wire
+        parsed = email.message_from_bytes(wire, policy=email.policy.default)
+        assert parsed["Subject"] and parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        sms, _ = compose.outbound(SETTINGS, delivery("sms", lang, notice["id"]), notice, None, recipient)
+        sms.text.encode("utf-8")  # what the Twilio client posts
+        assert sms_segments(sms.text).segments >= 1
+
+
+def accepted(payload: dict[str, Any]) -> NoticeFields | None:
+    try:
+        return parse_model(NoticeFields, payload)
+    except InvalidInput:
+        return None
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(subject=TEXT, body=TEXT, name=TEXT)
+def test_an_accepted_custom_notice_can_be_sent_by_email_and_sms_in_both_languages(
+    subject: str, body: str, name: str
+) -> None:
+    fields = accepted({"subject": subject, "body": body, "responsible": {"name": name}})
+    if fields is None:
+        return
+    send_everywhere("custom", fields)
+
+
+@PROPERTY
+@given(title=TEXT, summary=TEXT, impact=TEXT, status=TEXT, english=TEXT)
+def test_an_accepted_initial_notice_can_be_sent_by_email_and_sms_in_both_languages(
+    title: str, summary: str, impact: str, status: str, english: str
+) -> None:
+    fields = accepted(
+        {
+            "title": {"ja": title, "en": english},
+            "summary": summary,
+            "impact": {"ja": impact, "en": english},
+            "current_status": status,
+            "outlook": english,
+            "next_update_at": "2026-11-25T16:00:00+09:00",
+            "responsible": {"name": title, "email": "incident-desk@example.com"},
+        }
+    )
+    if fields is None:
+        return
+    send_everywhere("initial", fields)
+
+
+@PROPERTY
+@given(text=TEXT)
+def test_text_that_cannot_be_encoded_is_refused_and_naming_the_field(text: str) -> None:
+    broken = any("\ud800" <= c <= "\udfff" for c in text)
+    try:
+        parse_model(NoticeFields, {"body": text})
+    except InvalidInput as exc:
+        assert exc.field == "body"
+        return
+    assert not broken, "a lone surrogate was accepted"
+    text.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("ok\n\tstill ok", None),
+        ("lone \ud800 surrogate", "lone surrogate"),
+        ("NUL \x00", "control character U+0000"),
+        ("carriage\rreturn", "control character U+000D"),
+        ("escape \x1b[31m", "control character U+001B"),
+    ],
+)
+def test_the_text_rule_names_what_is_wrong(text: str, problem: str | None) -> None:
+    found = text_problem(text)
+    assert (found is None) if problem is None else (problem in (found or ""))
