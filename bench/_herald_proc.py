@@ -20,8 +20,7 @@ from service.logs import configure_logging
 from service.settings import Settings
 
 
-async def serve(config_path: Path) -> None:
-    settings = Settings.model_validate(json.loads(config_path.read_text(encoding="utf-8")))
+async def serve(settings: Settings) -> None:
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
@@ -39,4 +38,5 @@ async def serve(config_path: Path) -> None:
 
 if __name__ == "__main__":
     configure_logging()
-    asyncio.run(serve(Path(sys.argv[1])))
+    config = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    asyncio.run(serve(Settings.model_validate(config)))

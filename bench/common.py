@@ -18,9 +18,8 @@ import aiohttp
 import psutil
 from pydantic import SecretStr
 
-from bench.sinks import ACCOUNT_SID, AUTH_TOKEN, free_port
+from bench.sinks import ACCOUNT_SID, AUTH_TOKEN
 from service.settings import ROOT, Settings, Token
-from service.store import Store, tables
 
 TOKEN = "bench-operator-token-0123456789"
 
@@ -73,67 +72,6 @@ def herald_settings(db_path: Path, sink: Sinks, **dispatch: Any) -> Settings:
     )
 
 
-def partner_rows(count: int, emails: int = 2, phones: int = 1) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """`count` partners subscribed to every component, each with `emails` email and `phones` SMS contacts."""
-    now = time.time()
-    partners, contacts = [], []
-    for p in range(count):
-        pid = f"partner-{p:06d}"
-        partners.append(
-            {
-                "id": pid,
-                "name": f"取引先 {p} 株式会社",
-                "language": "ja" if p % 4 else "en",
-                "components": ["*"],
-                "policy": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        for e in range(emails):
-            contacts.append(
-                {
-                    "partner_id": pid,
-                    "key": f"e{e}",
-                    "name": f"担当 {e}",
-                    "tier": 1 if e == 0 else 2,
-                    "email": f"contact{e}.{p}@partner{p}.example.jp",
-                    "phone": None,
-                    "channels": ["email"],
-                    "language": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        for s in range(phones):
-            contacts.append(
-                {
-                    "partner_id": pid,
-                    "key": f"s{s}",
-                    "name": f"当番 {s}",
-                    "tier": 1,
-                    "email": None,
-                    "phone": f"+8190{p:08d}",
-                    "channels": ["sms"],
-                    "language": None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-    return partners, contacts
-
-
-async def seed_directory(settings: Settings, partners: int, emails: int = 2, phones: int = 1) -> None:
-    store = Store(settings.database.url)
-    await store.upgrade()
-    partner_list, contact_list = partner_rows(partners, emails, phones)
-    async with store.begin() as conn:  # bulk rows: the directory import validates one by one
-        await conn.execute(tables.partners.insert(), partner_list)
-        for start in range(0, len(contact_list), 5000):
-            await conn.execute(tables.contacts.insert(), contact_list[start : start + 5000])
-    await store.close()
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -142,7 +80,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def table(rows: list[tuple[str, ...]]) -> str:
@@ -150,7 +88,9 @@ def table(rows: list[tuple[str, ...]]) -> str:
     lines = []
     for n, row in enumerate(rows):
         lines.append(
-            "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
         )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -214,11 +154,8 @@ def _reveal(value: object) -> object:
 
 @asynccontextmanager
 async def herald_process(settings: Settings, workdir: Path) -> AsyncIterator[HeraldProcess]:
-    """`bench._herald_proc` on `settings` (listening on a free 127.0.0.1 port), stopped on exit."""
-    port = free_port()
-    server = settings.server.model_copy(
-        update={"host": "127.0.0.1", "port": port, "public_base_url": f"http://127.0.0.1:{port}"}
-    )
+    """`bench._herald_proc` on `settings` (listening on a free 127.0.0.1 port it reports), stopped on exit."""
+    server = settings.server.model_copy(update={"host": "127.0.0.1", "port": 0})
     config = workdir / "herald.json"
     config.write_text(json.dumps(settings.model_copy(update={"server": server}).model_dump(), default=_reveal))
     log_path = workdir / "herald.log"
@@ -334,16 +271,3 @@ def broadcast_figures(log: DeliveryLog, posted_at: float) -> dict[str, Any]:
         "p50": percentile(latencies, 0.5),
         "p99": percentile(latencies, 0.99),
     }
-
-
-async def insert_directory(
-    settings: Settings, partner_list: list[dict[str, Any]], contact_list: list[dict[str, Any]]
-) -> None:
-    """`seed_directory` for rows the caller shaped itself (components, ids)."""
-    store = Store(settings.database.url)
-    await store.upgrade()
-    async with store.begin() as conn:
-        await conn.execute(tables.partners.insert(), partner_list)
-        for start in range(0, len(contact_list), 5000):
-            await conn.execute(tables.contacts.insert(), contact_list[start : start + 5000])
-    await store.close()

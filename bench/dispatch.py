@@ -20,10 +20,10 @@ import aiosmtplib
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bench.common import TOKEN, Sinks, herald_settings, peak_rss_mb, percentile, seed_directory, sinks, table
+from bench.common import TOKEN, Sinks, herald_settings, peak_rss_mb, percentile, sinks, table
 from channels.base import OutboundMessage
 from channels.email import build_email
-from service import compose
+from service import appkeys, compose
 from service.acks import AckSigner, ack_link
 from service.app import create_app
 from service.settings import Settings
@@ -31,6 +31,7 @@ from service.store import Store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store.tables import deliveries
+from tests.helpers.bulk import BROADCAST, seed_directory
 
 _FALLBACK_TEXT = "受発注APIの緊急メンテナンスを実施いたします。メンテナンス中は発注登録ができません。\n" * 12
 _FALLBACK_MESSAGE = OutboundMessage(
@@ -42,25 +43,6 @@ _FALLBACK_MESSAGE = OutboundMessage(
     html="<p>" + _FALLBACK_TEXT + "</p>",
 )
 
-BROADCAST = {
-    "kind": "maintenance",
-    "severity": "major",
-    "fields": {
-        "title": {"ja": "受発注APIの緊急メンテナンス", "en": "Emergency maintenance of the Order API"},
-        "summary": {
-            "ja": "受発注APIの緊急メンテナンスを実施いたします。",
-            "en": "We will carry out emergency maintenance on the Order API.",
-        },
-        "impact": {
-            "ja": "メンテナンス中は発注登録ができません。",
-            "en": "Orders cannot be submitted during the window.",
-        },
-        "window_start": "2026-12-05T01:00:00+09:00",
-        "window_end": "2026-12-05T03:00:00+09:00",
-        "responsible": {"name": {"ja": "山田 太郎", "en": "Taro Yamada"}, "email": "incident-desk@example.com"},
-    },
-    "audience": {"all_partners": True},
-}
 UNSETTLED = ("pending", "sending")
 
 
@@ -75,13 +57,15 @@ async def run_herald(settings: Settings, body: dict[str, Any] = BROADCAST) -> di
     try:
         started = time.perf_counter()
         posted_at = time.time()
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
-            async with session.post(f"http://127.0.0.1:{port}/v1/broadcasts", json=body) as response:
-                reply = await response.json()
-                assert response.status == 202, reply
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session,
+            session.post(f"http://127.0.0.1:{port}/v1/broadcasts", json=body) as response,
+        ):
+            reply = await response.json()
+            assert response.status == 202, reply
         accepted = time.perf_counter() - started
         await wait_until_settled(app)
-        async with app["store"].read() as conn:
+        async with app[appkeys.STORE].read() as conn:
             rows = (
                 await conn.execute(select(deliveries.c.status, deliveries.c.created_at, deliveries.c.sent_at))
             ).all()
@@ -104,7 +88,7 @@ async def run_herald(settings: Settings, body: dict[str, Any] = BROADCAST) -> di
 async def wait_until_settled(app: web.Application, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        async with app["store"].read() as conn:
+        async with app[appkeys.STORE].read() as conn:
             left = await conn.scalar(select(func.count()).where(deliveries.c.status.in_(UNSETTLED)))
         if not left:
             return

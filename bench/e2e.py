@@ -35,13 +35,13 @@ from bench.common import (
     herald_settings,
     log_errors,
     post_json,
-    seed_directory,
     settle_timeout,
     sinks,
     table,
 )
-from bench.dispatch import BROADCAST, run_raw_smtp, sample_email
+from bench.dispatch import run_raw_smtp, sample_email
 from channels.base import OutboundMessage
+from tests.helpers.bulk import BROADCAST, seed_directory
 
 DELIVERIES_PER_PARTNER = 3  # BROADCAST is major: tier-1 email, tier-1 SMS, tier-2 email
 APPRISE_THREADS = 8  # as many as Herald's SMTP pool and the raw client's connections
@@ -172,7 +172,10 @@ def report(herald: dict[str, Any], raw: dict[str, Any], ap: dict[str, Any]) -> s
         [
             table(rows),
             "",
-            f"Herald / Apprise: {vs_apprise:.1f}×   (aim ≥ {AIM_VS_APPRISE:.0f}×: {verdict(vs_apprise >= AIM_VS_APPRISE)})",
+            (
+                f"Herald / Apprise: {vs_apprise:.1f}×"
+                f"   (aim ≥ {AIM_VS_APPRISE:.0f}×: {verdict(vs_apprise >= AIM_VS_APPRISE)})"
+            ),
             (
                 f"Herald / raw:     {vs_raw:.0%}   (aim ≥ {AIM_VS_RAW:.0%}: {verdict(vs_raw >= AIM_VS_RAW)});"
                 f" email lane alone / raw: {herald['email_rate'] / raw['rate']:.0%}"
@@ -182,7 +185,8 @@ def report(herald: dict[str, Any], raw: dict[str, Any], ap: dict[str, Any]) -> s
                 f"   (aim ≤ {AIM_RSS_MB} MB at {AIM_RSS_AT:,}: {rss_verdict})"
             ),
             (
-                f"all sent: {all_sent} (Herald {herald['sent']}/{herald['deliveries']}, Apprise {ap['sent']}/{ap['deliveries']});"
+                f"all sent: {all_sent} (Herald {herald['sent']}/{herald['deliveries']},"
+                f" Apprise {ap['sent']}/{ap['deliveries']});"
                 f" error lines in Herald's log: {herald['log_errors']}"
             ),
         ]

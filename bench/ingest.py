@@ -15,7 +15,6 @@ import asyncio
 import json
 import multiprocessing
 import random
-import socket
 import statistics
 import tempfile
 import time
@@ -94,12 +93,6 @@ def workload(posts: int, groups: int, new_share: float, seed: int = 7) -> list[b
     return bodies[:posts]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], Counter[str], float]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
@@ -141,9 +134,9 @@ async def run(posts: int, concurrency: int, groups: int, new_share: float, preop
         app = create_app(bench_settings(Path(tmp) / "herald.db"))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        url = f"http://127.0.0.1:{port}/v1/webhooks/alertmanager"
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{site.port}/v1/webhooks/alertmanager"
         try:
             await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
             if preopen:  # steady state: the groups are already open, as in a storm's later minutes
@@ -153,8 +146,7 @@ async def run(posts: int, concurrency: int, groups: int, new_share: float, preop
                 target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
             )
             client.start()
-            while not receiver.poll():
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(receiver.poll, None)  # until the client process reports
             latencies, outcomes, elapsed = receiver.recv()
             client.join()
         finally:

@@ -30,17 +30,15 @@ from bench.common import (
     Sinks,
     herald_process,
     herald_settings,
-    insert_directory,
     log_errors,
-    partner_rows,
     percentile,
     post_json,
     settle_timeout,
     sinks,
     table,
 )
-from bench.dispatch import BROADCAST
 from service.settings import ROOT
+from tests.helpers.bulk import BROADCAST, insert_directory, partner_rows
 
 PROBE_COMPONENT = "priority-probe"
 BULK_COMPONENTS = ["order-api", "edi-gateway", "payments"]
@@ -180,7 +178,8 @@ def report(figures: dict[str, Any]) -> str:
                 f" after {START_AT_SHARE:.0%} of its SMS were sent"
             ),
             (
-                f"under load: {len(under_load)} of {len(samples)} tier-1 SMS; broadcast SMS still queued at those posts:"
+                f"under load: {len(under_load)} of {len(samples)} tier-1 SMS;"
+                " broadcast SMS still queued at those posts:"
                 f" min {min(backlogs, default=0)}, median {percentile(backlogs, 0.5):.0f}"
             ),
             (

@@ -7,7 +7,6 @@ an aiosmtpd SMTP sink that accepts and discards, and the Twilio-compatible serve
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 
 from aiosmtpd.smtp import SMTP
@@ -27,19 +26,13 @@ class Discard:
         return f"250 2.0.0 Ok: queued as B{self.count}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def serve() -> None:
     loop = asyncio.get_running_loop()
     handler = Discard()
-    smtp_port = free_port()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.local", data_size_limit=10_000_000), "127.0.0.1", smtp_port
+        lambda: SMTP(handler, hostname="sink.local", data_size_limit=10_000_000), "127.0.0.1", 0
     )
+    smtp_port = server.sockets[0].getsockname()[1]
     twilio = TwilioFake(ACCOUNT_SID, AUTH_TOKEN)
     twilio.requests = _Forgetful()  # type: ignore[assignment]
     twilio.messages = _Forgetful()  # type: ignore[assignment]

@@ -56,7 +56,7 @@ class RewritingTwilioHttpClient(AsyncTwilioHttpClient):
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 -- twilio's AsyncHttpClient.request signature
         allow_redirects: bool = False,
     ) -> Response:
         headers = dict(headers or {})

@@ -12,7 +12,7 @@ from sqlalchemy import insert
 
 from channels.base import Channel, OutboundMessage
 from channels.sandbox import SandboxChannel
-from service import compose, directory
+from service import appkeys, compose, directory
 from service.acks import AckSigner, ack_link
 from service.api import (
     acks,
@@ -26,7 +26,7 @@ from service.api import (
     reports,
     webhooks,
 )
-from service.api.auth import TokenTable, auth_middleware
+from service.api.auth import TOKENS, TokenTable, auth_middleware
 from service.api.errors import error_middleware
 from service.config_checks import configuration_warnings, log_warnings
 from service.dispatcher import Dispatcher
@@ -50,14 +50,14 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[observe.request_context, error_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
-    app["settings"] = settings
-    app["config_warnings"] = configuration_warnings(settings)
-    app["tokens"] = TokenTable(settings)
-    app["metrics"] = Metrics()
-    app["dispatcher_wake"] = lambda: None
-    app["openapi"] = {}  # the contract, built from the router on first request (service/api/docs.py)
-    app["ack_signer"] = AckSigner.from_settings(settings)
-    app.setdefault("dispatcher_options", {})["ack_link"] = ack_link(settings, app["ack_signer"])
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.CONFIG_WARNINGS] = configuration_warnings(settings)
+    app[TOKENS] = TokenTable(settings)
+    app[appkeys.METRICS] = Metrics()
+    app[appkeys.DISPATCHER_WAKE] = lambda: None
+    app[appkeys.OPENAPI] = {}  # the contract, built from the router on first request (service/api/docs.py)
+    app[appkeys.ACK_SIGNER] = AckSigner.from_settings(settings)
+    app.setdefault(appkeys.DISPATCHER_OPTIONS, {})["ack_link"] = ack_link(settings, app[appkeys.ACK_SIGNER])
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_store_ctx)
@@ -79,14 +79,14 @@ def _check_own_templates(settings: Settings) -> None:
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings: Settings = app["settings"]
-    log_warnings(app["config_warnings"])
+    settings: Settings = app[appkeys.SETTINGS]
+    log_warnings(app[appkeys.CONFIG_WARNINGS])
     store = Store(settings.database.url, settings.database.pool_size, settings.database.busy_timeout)
     if settings.database.auto_migrate:
         await store.upgrade()
     if settings.directory.import_on_start:
         await directory.import_if_empty(store, settings.directory.path)
-    app["store"] = store
+    app[appkeys.STORE] = store
     compose.renderer(settings)  # compile every template now, not during the first incident
     yield
     await store.close()
@@ -128,15 +128,15 @@ def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
 
 
 async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings: Settings = app["settings"]
-    channels = build_channels(settings, app["store"])
-    app["channels"] = channels
-    options = {"observer": app["metrics"].observe_attempt, **app.get("dispatcher_options", {})}
-    dispatcher = Dispatcher(app["store"], settings, channels, **options)
-    app["dispatcher"] = dispatcher
+    settings: Settings = app[appkeys.SETTINGS]
+    channels = build_channels(settings, app[appkeys.STORE])
+    app[appkeys.CHANNELS] = channels
+    options = {"observer": app[appkeys.METRICS].observe_attempt, **app.get(appkeys.DISPATCHER_OPTIONS, {})}
+    dispatcher = Dispatcher(app[appkeys.STORE], settings, channels, **options)
+    app[appkeys.DISPATCHER] = dispatcher
     if settings.dispatch.enabled:
         await dispatcher.start()
-        app["dispatcher_wake"] = dispatcher.wake
+        app[appkeys.DISPATCHER_WAKE] = dispatcher.wake
     yield
     await dispatcher.stop()
     for channel in channels.values():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,24 +14,27 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.app import create_app
 from service.settings import ROOT, ServerSettings, Settings
 from service.store.tables import deliveries, sandbox_messages
 
 SAMPLE = ROOT / "config" / "sample-incident.json"
+SETTLE_SECONDS = 60.0
 SETTLED = ("sent", "delivered", "failed", "dead", "acknowledged", "undelivered", "bounced")
 
 
 async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE) -> int:
-    base = f"http://{settings.server.host}:{settings.server.port}"
+    # Listen first (port 0 picks a free port) so the links in the messages can name the real port.
+    listener = socket.create_server((settings.server.host, settings.server.port))
+    base = f"http://{settings.server.host}:{listener.getsockname()[1]}"
     if settings.server.public_base_url == ServerSettings().public_base_url:
         server = settings.server.model_copy(update={"public_base_url": base})  # links point at this demo
         settings = settings.model_copy(update={"server": server})
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port)
-    await site.start()
+    await web.SockSite(runner, listener).start()
     token = next(t for t in settings.auth.tokens if t.name == "demo").secret.get_secret_value()  # type: ignore[union-attr]
     try:
         print(f"Herald is serving on {base} (database: {settings.database.url})")
@@ -52,31 +57,36 @@ async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE
 
 
 async def _post_sample(base: str, token: str, sample: Path) -> dict:
-    incident = json.loads(sample.read_text("utf-8"))
+    incident = json.loads(await asyncio.to_thread(sample.read_text, "utf-8"))
     incident["next_update_at"] = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        async with session.post(f"{base}/v1/incidents", json=incident) as response:
-            body = await response.json()
-            if response.status >= 400:
-                raise SystemExit(f"herald demo: the sample incident was refused: {body}")
-            return body
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+        session.post(f"{base}/v1/incidents", json=incident) as response,
+    ):
+        body = await response.json()
+        if response.status >= 400:
+            raise SystemExit(f"herald demo: the sample incident was refused: {body}")
+        return body
 
 
-async def _wait_until_settled(app: web.Application, notice_id: int, timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        async with app["store"].read() as conn:
-            waiting = await conn.scalar(
-                select(func.count()).where(deliveries.c.notice_id == notice_id, deliveries.c.status.not_in(SETTLED))
-            )
-        if not waiting:
-            return
-        await asyncio.sleep(0.1)
+async def _wait_until_settled(app: web.Application, notice_id: int) -> None:
+    """Until every delivery of the notice settled, or SETTLE_SECONDS passed (then show what there is)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SETTLE_SECONDS):
+            while await _still_waiting(app, notice_id):  # noqa: ASYNC110 -- polled: no event says "settled"
+                await asyncio.sleep(0.1)
+
+
+async def _still_waiting(app: web.Application, notice_id: int) -> int:
+    async with app[appkeys.STORE].read() as conn:
+        waiting = await conn.scalar(
+            select(func.count()).where(deliveries.c.notice_id == notice_id, deliveries.c.status.not_in(SETTLED))
+        )
+    return int(waiting or 0)
 
 
 async def _show(app: web.Application, notice_id: int) -> None:
-    async with app["store"].read() as conn:
+    async with app[appkeys.STORE].read() as conn:
         rows = (
             await conn.execute(
                 select(deliveries.c.tier, deliveries.c.channel, deliveries.c.status, deliveries.c.priority)

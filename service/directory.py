@@ -8,6 +8,7 @@ exactly one place.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Iterator
@@ -332,7 +333,7 @@ class DirectoryFileInvalid(Exception):
 async def import_if_empty(store: Store, path: str | Path) -> None:
     """At start-up: fill an empty directory from the file; an edited directory is left alone."""
     file = Path(path)
-    if not file.exists():
+    if not await asyncio.to_thread(file.exists):
         log.warning("directory file %s not found; the partner directory was not imported", file)
         return
     async with store.read() as conn:

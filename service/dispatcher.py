@@ -7,6 +7,7 @@ A lane that dies mid-batch leaves `sending` rows whose lease expires, and the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -123,10 +124,8 @@ class Dispatcher:
             if done or self._stopping:
                 continue
             wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), self.settings.dispatch.poll_interval)
-            except TimeoutError:
-                pass
 
     async def _reaper(self) -> None:
         interval = max(self.settings.dispatch.lease_seconds / 4, 0.05)
@@ -161,7 +160,7 @@ class Dispatcher:
             await delivery_store.record_attempts(conn, outcomes)
             await receipts.apply_early_reports(conn, sids)
         if self.observer is not None:
-            for delivery, outcome in zip(batch, outcomes):
+            for delivery, outcome in zip(batch, outcomes, strict=True):
                 self.observer(delivery, outcome, outcome["updated_at"] - delivery["created_at"])
         return len(batch)
 
@@ -191,7 +190,8 @@ class Dispatcher:
     @staticmethod
     async def _load_notice(conn: Any, notice_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, int | None]:
         notice = await incident_store.get_notice(conn, notice_id)
-        assert notice is not None, f"delivery refers to missing notice {notice_id}"
+        if notice is None:
+            raise LookupError(f"delivery refers to missing notice {notice_id}")
         incident = None
         if notice["incident_id"] is not None:
             incident = await incident_store.get_incident(conn, notice["incident_id"])

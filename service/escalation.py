@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import planner
+from service import appkeys, planner
 from service.operators import OPERATORS, notify_operators
 from service.periodic import Periodic
 from service.settings import EscalationStep, Settings
@@ -219,7 +219,7 @@ class EscalationScheduler:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.settings: Settings = app["settings"]
+        self.settings: Settings = app[appkeys.SETTINGS]
         self._periodic = Periodic("escalation-scheduler", self.run_once, self.settings.escalation.poll_interval)
 
     def start(self) -> None:
@@ -229,15 +229,15 @@ class EscalationScheduler:
         await self._periodic.stop()
 
     async def run_once(self) -> int:
-        written = await fire_due(self.app["store"], self.settings)
+        written = await fire_due(self.app[appkeys.STORE], self.settings)
         if written:
-            self.app["dispatcher_wake"]()
+            self.app[appkeys.DISPATCHER_WAKE]()
         return written
 
 
 async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler = EscalationScheduler(app)
-    app["escalation_scheduler"] = scheduler
+    app[appkeys.ESCALATION_SCHEDULER] = scheduler
     scheduler.start()
     yield
     await scheduler.stop()

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import planner, promises
 from service.errors import Conflict, InvalidInput, MissingField, NotFound
-from service.validation import Moment, parse_model
 from service.notices import (
     NO_CHANGE_STATUS,
     Audience,
@@ -28,6 +27,7 @@ from service.notices import (
 from service.settings import Settings, Severity
 from service.store import incidents as incident_store
 from service.store.records import audit
+from service.validation import Moment, parse_model
 
 Status = Literal["investigating", "identified", "recovering", "monitoring", "resolved", "recovery_failed"]
 

@@ -7,6 +7,7 @@ the middle of a database call can leave the driver's connection waiting forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,7 +41,5 @@ class Periodic:
                 await self._step()
             except Exception:
                 log.exception("%s failed; retrying", self.name)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval)
-            except TimeoutError:
-                pass

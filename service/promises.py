@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service import appkeys
 from service.notices import iso
 from service.operators import notify_operators
 from service.periodic import Periodic
@@ -138,7 +139,7 @@ class PromiseChecker:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
-        self.settings: Settings = app["settings"]
+        self.settings: Settings = app[appkeys.SETTINGS]
         self._periodic = Periodic("promise-checker", self.run_once, self.settings.promises.check_interval_seconds)
 
     def start(self) -> None:
@@ -148,15 +149,15 @@ class PromiseChecker:
         await self._periodic.stop()
 
     async def run_once(self) -> int:
-        written = await check_due(self.app["store"], self.settings)
+        written = await check_due(self.app[appkeys.STORE], self.settings)
         if written:
-            self.app["dispatcher_wake"]()
+            self.app[appkeys.DISPATCHER_WAKE]()
         return written
 
 
 async def promise_ctx(app: web.Application) -> AsyncIterator[None]:
     checker = PromiseChecker(app)
-    app["promise_checker"] = checker
+    app[appkeys.PROMISE_CHECKER] = checker
     checker.start()
     yield
     await checker.stop()

@@ -1,29 +1,15 @@
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.settings import Settings
-from service.store import normalise_url
 from tests.helpers import make_settings
+from tests.helpers.databases import POSTGRES_DSN, fresh_postgres
 
 pytest_plugins = ["tests.fakes.smtp", "tests.fakes.twilio"]
-
-POSTGRES_DSN = os.environ.get("HERALD_TEST_POSTGRES_DSN")
-
-
-async def _fresh_postgres(dsn: str) -> str:
-    engine = create_async_engine(normalise_url(dsn))
-    async with engine.begin() as conn:
-        await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        await conn.execute(text("CREATE SCHEMA public"))
-    await engine.dispose()
-    return dsn
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -34,7 +20,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
         return
     if not POSTGRES_DSN:
         pytest.skip("PostgreSQL tests need HERALD_TEST_POSTGRES_DSN (set by .ci/run)")
-    yield await _fresh_postgres(POSTGRES_DSN)
+    yield await fresh_postgres(POSTGRES_DSN)
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from service import appkeys
 from service.acks import AckSigner, ExpiredToken, InvalidToken, ack_link
 from service.store.tables import acknowledgements, deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import make_settings, wait_until
-from tests.test_dispatch import SAMPLE, post_sample, rows, start, wired_settings
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import post_sample, rows, start, wired_settings
 
 ACK_LINK = re.compile(r"https://herald\.example\.com(/ack/[A-Za-z0-9._\-]+)")
 
@@ -37,7 +39,7 @@ def link_in(mail: Any) -> str | None:
 
 
 async def acknowledgements_of(client: Any) -> list[dict[str, Any]]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         return [dict(r) for r in (await conn.execute(select(acknowledgements))).mappings()]
 
 
@@ -116,7 +118,7 @@ async def test_forged_and_expired_links_are_refused_and_record_nothing(wired, sm
     link = link_in(await mail_to(smtp_sink, "hanako.sato@tokai-logistics.example.jp"))
     row = await delivery_to(wired, "hanako.sato@tokai-logistics.example.jp")
     other_id = link.replace(f"/ack/{row['id']}.", f"/ack/{row['id'] + 1}.")
-    expired = "/ack/" + wired.app["ack_signer"].token(row["id"], time.time() - 1)
+    expired = "/ack/" + wired.app[appkeys.ACK_SIGNER].token(row["id"], time.time() - 1)
 
     forged_get = await wired.get(other_id, headers={"Accept-Language": "ja,en;q=0.8"})
     forged_post = await wired.post(other_id)
@@ -144,7 +146,7 @@ async def test_operator_text_on_the_page_is_escaped_and_the_page_is_not_cached_o
     await publish_to(client, "tokai-logistics", [1], title=title)
     [email] = await wait_until(lambda: rows(client, deliveries.c.channel == "email", deliveries.c.status == "sent"))
 
-    page = await client.get("/ack/" + client.app["ack_signer"].token_for(email))
+    page = await client.get("/ack/" + client.app[appkeys.ACK_SIGNER].token_for(email))
 
     html = await page.text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;受発注API障害" in html

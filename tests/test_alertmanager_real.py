@@ -7,11 +7,11 @@ Alerts are injected through Alertmanager's own API (`POST /api/v2/alerts`).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import shutil
-import socket
-import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.app import create_app
 from service.store.tables import deliveries, inbound_events, incidents, notices
 from tests.helpers import TOKENS, make_settings, wait_until
@@ -48,10 +49,13 @@ receivers:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+LISTENING = re.compile(r'msg="Listening on" address=127\.0\.0\.1:(\d+)')
+
+
+def listening_port(log: Path) -> int:
+    """The port Alertmanager bound for port 0, from its own log line."""
+    found = LISTENING.search(log.read_text("utf-8", "replace")) if log.exists() else None
+    return int(found.group(1)) if found else 0
 
 
 @pytest.fixture
@@ -73,37 +77,40 @@ async def herald(aiohttp_server: Any, sqlite_url: str) -> Any:
 
 
 @pytest.fixture
-def alertmanager(alertmanager_binary: str, herald: Any, tmp_path: Path) -> Iterator[str]:
+async def alertmanager(alertmanager_binary: str, herald: Any, tmp_path: Path) -> AsyncIterator[str]:
     """A running Alertmanager whose only receiver is Herald; yields its base URL."""
     webhook = f"http://127.0.0.1:{herald.port}/v1/webhooks/alertmanager"
     config = tmp_path / "alertmanager.yml"
     config.write_text(CONFIG.format(url=webhook, token=TOKENS["ingest"]), "utf-8")
-    port = free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
-    process = subprocess.Popen(
-        [
+    log_path = tmp_path / "alertmanager.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
             alertmanager_binary,
             f"--config.file={config}",
             f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.listen-address=127.0.0.1:0",  # it logs the port it bound: read back below
             "--cluster.listen-address=",
             "--log.level=debug",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
     try:
+
+        def bound() -> int:
+            assert process.returncode is None, log_path.read_text("utf-8", "replace")[-4000:]
+            return listening_port(log_path)
+
+        port = await wait_until(bound, timeout=30)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
             process.kill()
-            process.wait()
-        log.close()
+            await process.wait()
         if process.returncode not in (0, -15):
-            print((tmp_path / "alertmanager.log").read_text("utf-8", "replace")[-4000:])
+            print(log_path.read_text("utf-8", "replace")[-4000:])
 
 
 @pytest.fixture
@@ -147,7 +154,7 @@ async def inject(http: aiohttp.ClientSession, base: str, *alerts: dict[str, Any]
 
 
 async def scalar(herald: Any, query: Any) -> Any:
-    async with herald.app["store"].read() as conn:
+    async with herald.app[appkeys.STORE].read() as conn:
         return await conn.scalar(query)
 
 
@@ -183,7 +190,7 @@ async def test_real_alertmanager_opens_one_incident_and_never_renotifies(
 
 
 async def _notices(herald: Any, incident_id: int) -> list[tuple[str, str]]:
-    async with herald.app["store"].read() as conn:
+    async with herald.app[appkeys.STORE].read() as conn:
         rows = await conn.execute(
             select(notices.c.kind, notices.c.state)
             .where(notices.c.incident_id == incident_id)

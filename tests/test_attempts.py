@@ -8,7 +8,8 @@ from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
-from tests.test_dispatch import SAMPLE, post_sample, rows, start, wired_settings
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import post_sample, rows, start, wired_settings
 
 
 async def test_a_retried_email_shows_the_failed_attempt_and_the_one_that_succeeded(

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.store.tables import deliveries, inbound_events, incidents
 from tests.helpers import ROOT, auth, make_settings
-from tests.test_dispatch import in_an_hour
+from tests.helpers.incidents import in_an_hour
 
 # The sample incident, promising its next update an hour from now (a promise must lie ahead).
 SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
@@ -43,7 +44,7 @@ async def refused(response: Any, status: int, field: str | None) -> dict[str, An
 
 
 async def incident_count(client: Any) -> int:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         return int((await conn.execute(select(func.count()).select_from(incidents))).scalar_one())
 
 
@@ -80,7 +81,7 @@ async def test_a_lone_surrogate_in_text_is_refused_before_any_delivery_is_planne
     raw = json.dumps(body_of("障害 \ud800 発生"))
     response = await client.post("/v1/incidents", data=raw, headers=OPERATOR)
     await refused(response, 422, field)
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert (await conn.execute(select(func.count()).select_from(deliveries))).scalar_one() == 0
 
 
@@ -183,7 +184,7 @@ INGEST = {**auth("ingest"), "Content-Type": "application/json"}
 
 
 async def rejected_bodies(client: Any) -> list[str]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         rows = await conn.execute(select(inbound_events.c.body, inbound_events.c.outcome).order_by(inbound_events.c.id))
         return [body for body, outcome in rows if outcome.startswith("rejected:")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,28 +17,34 @@ from service.cli import main
 from service.settings import SettingsError, load_settings
 from tests.helpers import ROOT, wait_until
 
+LISTENING = re.compile(r"Running on http://[^:/]+:(\d+)")
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+
+async def bound_port(process: asyncio.subprocess.Process) -> int:
+    """The port `herald serve` bound for port 0, from the line aiohttp prints once it listens."""
+    assert process.stdout is not None
+    while True:
+        line = (await process.stdout.readline()).decode()
+        assert line, "herald serve exited before it listened"
+        if found := LISTENING.search(line):
+            return int(found.group(1))
 
 
 async def test_herald_serve_starts_on_sqlite_with_no_other_configuration(tmp_path: Path) -> None:
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
-    env["HERALD_SERVER__PORT"] = str(port)
+    env["HERALD_SERVER__PORT"] = "0"
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service.cli",
         "serve",
         cwd=tmp_path,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.DEVNULL,
+        env={**env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
+        port = await asyncio.wait_for(bound_port(process), timeout=30)
         async with aiohttp.ClientSession() as session:
 
             async def healthy() -> bool:
@@ -103,7 +109,7 @@ def test_the_demo_posts_the_sample_incident_and_shows_its_deliveries(
     tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HERALD_SERVER__PORT", str(free_port()))
+    monkeypatch.setenv("HERALD_SERVER__PORT", "0")
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:

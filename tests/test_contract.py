@@ -28,9 +28,9 @@ from schemathesis import checks
 from service.api.contract import documented_routes, operation_of
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import POSTGRES_DSN, _fresh_postgres
 from tests.helpers import ROOT, TOKENS, make_settings
-from tests.test_dispatch import in_an_hour
+from tests.helpers.databases import POSTGRES_DSN, fresh_postgres
+from tests.helpers.incidents import in_an_hour
 
 # The sample incident, promising its next update an hour from now (a promise must lie ahead).
 SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
@@ -121,7 +121,7 @@ def fuzz_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
         return
     if not POSTGRES_DSN:
         pytest.skip("PostgreSQL tests need HERALD_TEST_POSTGRES_DSN (set by .ci/run)")
-    yield asyncio.run(_fresh_postgres(POSTGRES_DSN))
+    yield asyncio.run(fresh_postgres(POSTGRES_DSN))
 
 
 def fuzz_settings(db_url: str) -> Settings:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import insert
 
+from service import appkeys
 from service.app import create_app
 from service.store import deliveries as outbox
 from service.store import incidents as incident_store
@@ -24,6 +25,7 @@ BASE = 1_780_000_000.0  # 2026-05-28T20:26:40Z: seeded rows are created one seco
 PARTNERS = ("tokai-logistics", "minato-shoji", "kansai-foods")
 STATUSES = ("sent", "failed", "delivered", "dead", "acknowledged")
 TOKYO = ZoneInfo("Asia/Tokyo")
+FORMULA = '=HYPERLINK("http://evil")'  # a spreadsheet formula the CSV export must defuse
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ async def log_client(aiohttp_client: Any, sqlite_url: str) -> Any:
 async def seed(client: Any, count: int, notices: int = 2) -> list[dict[str, Any]]:
     """One incident with `notices` notices and `count` deliveries spread across them, written
     straight through the store (the planner would need that many contacts)."""
-    async with client.app["store"].begin() as conn:
+    async with client.app[appkeys.STORE].begin() as conn:
         incident_id = await incident_store.insert_incident(
             conn, {"title": "Seeded", "severity": "major", "status": "investigating", "components": [], "source": "api"}
         )
@@ -65,7 +67,7 @@ def seeded_row(i: int, incident_id: int, notice_id: int) -> dict[str, Any]:
         "language": "ja", "priority": 10, "status": status, "attempts": 2 if failed else 1,
         "next_attempt_at": BASE + i, "message_id": f"<seed.{i}@herald.test>", "escalation_step": 0,
         "provider_id": None if failed else f"P{i}",
-        "last_error": ("=HYPERLINK(\"http://evil\")" if i % 10 == 1 else "550 5.1.1 宛先不明 no such user") if failed else None,
+        "last_error": (FORMULA if i % 10 == 1 else "550 5.1.1 宛先不明 no such user") if failed else None,
         "error_code": "550" if failed else None,
         "created_at": BASE + i, "updated_at": BASE + i,
         "sent_at": None if failed else BASE + i + 1, "failed_at": BASE + i + 1 if failed else None,
@@ -112,7 +114,7 @@ async def test_an_admin_pages_through_the_whole_log_newest_first(log_client: Any
 async def test_rows_added_while_paging_do_not_shift_the_pages(log_client: Any) -> None:
     rows = await seed(log_client, 30, notices=1)
     first = await get_json(log_client, "/v1/deliveries", limit="10")
-    async with log_client.app["store"].begin() as conn:
+    async with log_client.app[appkeys.STORE].begin() as conn:
         await outbox.insert_deliveries(conn, [{**seeded_row(1000, rows[0]["incident_id"], rows[0]["notice_id"])}])
     rest = await page_through(log_client, {"limit": "10"}, cursor=first["next_cursor"])
     seen = [i["id"] for i in first["items"] + rest]
@@ -186,7 +188,7 @@ async def test_the_log_is_for_admins_only(log_client: Any) -> None:
 async def test_one_delivery_comes_with_its_receipts(log_client: Any) -> None:
     rows = await seed(log_client, 3, notices=1)
     target = rows[2]
-    async with log_client.app["store"].begin() as conn:
+    async with log_client.app[appkeys.STORE].begin() as conn:
         for receipt in (
             {"delivery_id": target["id"], "status": "sent", "received_at": BASE + 10},
             {

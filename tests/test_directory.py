@@ -146,7 +146,7 @@ def test_validation_errors_name_file_line_and_field(tmp_path: Path) -> None:
     assert parsed.partners == []
     found = [(e.line, e.field) for e in errors]
     assert found == [(line, field) for line, field, _ in BROKEN_EXPECTED]
-    for error, (line, field, words) in zip(errors, BROKEN_EXPECTED):
+    for error, (line, field, words) in zip(errors, BROKEN_EXPECTED, strict=True):
         assert words in error.message, error
         assert str(error).startswith(f"{path}:{line}:{error.column}: {field}: ")
 
@@ -208,7 +208,7 @@ def test_cli_validate_prints_every_error_and_fails(tmp_path: Path, capsys: pytes
     assert main(["directory", "validate", str(path)]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == len(BROKEN_EXPECTED)
-    for line, (number, field, _) in zip(lines, BROKEN_EXPECTED):
+    for line, (number, field, _) in zip(lines, BROKEN_EXPECTED, strict=True):
         assert line.startswith(f"{path}:{number}:") and f": {field}: " in line
     assert "90-1234" not in "".join(lines)  # no address echoed back
 

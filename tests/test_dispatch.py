@@ -2,83 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from service import directory
+from service import appkeys
 from service.app import create_app
-from service.settings import Settings
-from service.store import Store
 from service.store import deliveries as outbox
 from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
-from tests.helpers import EXAMPLE_DIRECTORY, ROOT, auth, make_settings, wait_until
-
-SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
-FINAL = ("sent", "failed", "dead")
-
-
-def wired_settings(db_url: str, smtp: SmtpSink, twilio: TwilioFake, **dispatch: Any) -> Settings:
-    return make_settings(
-        db_url,
-        smtp={
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "tls": "none",
-            "from_address": "Herald <incident@herald.example.com>",
-        },
-        twilio={
-            "account_sid": twilio.account_sid,
-            "auth_token": twilio.auth_token,
-            "from_number": "+15005550006",
-            "api_base_url": twilio.base_url,
-        },
-        server={"public_base_url": "https://herald.example.com"},
-        dispatch=dispatch,
-    )
-
-
-async def load_example_directory(store: Store) -> None:
-    loaded, errors = directory.load_directory(EXAMPLE_DIRECTORY)
-    assert not errors
-    await directory.import_directory(store, loaded)
-
-
-async def start(aiohttp_client: Any, settings: Settings) -> Any:
-    client = await aiohttp_client(create_app(settings))
-    await load_example_directory(client.app["store"])
-    return client
-
-
-async def rows(client: Any, *conditions: Any) -> list[dict[str, Any]]:
-    async with client.app["store"].read() as conn:
-        query = select(deliveries).order_by(deliveries.c.id)
-        for condition in conditions:
-            query = query.where(condition)
-        return [dict(r) for r in (await conn.execute(query)).mappings()]
-
-
-async def all_final(client: Any) -> bool:
-    found = await rows(client)
-    return bool(found) and all(r["status"] in FINAL for r in found)
-
-
-def in_an_hour() -> str:
-    return datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
-
-
-async def post_sample(client: Any, **changes: Any) -> dict[str, Any]:
-    """The sample incident, promising its next update an hour from now (a past time is refused)."""
-    body = {**SAMPLE, "next_update_at": in_an_hour(), **changes}
-    response = await client.post("/v1/incidents", json=body, headers=auth("operator"))
-    assert response.status == 202, await response.text()
-    return await response.json()
+from tests.helpers import auth, wait_until
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import all_final, post_sample, rows, start, wired_settings
 
 
 async def test_a_critical_incident_reaches_partners_by_email_and_sms(
@@ -104,7 +41,7 @@ async def test_a_critical_incident_reaches_partners_by_email_and_sms(
     plain = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
     recipient = (await rows(client, deliveries.c.id == delivery["id"]))[0]
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         names = await outbox.recipients(conn, [recipient["contact_id"]])
     contact = names[recipient["contact_id"]]
     assert contact["name"] in plain and contact["partner_name"] in plain
@@ -131,7 +68,7 @@ async def test_with_one_worker_critical_tier1_leaves_before_tier3(
     settings = wired_settings(sqlite_url, smtp_sink, twilio_fake, concurrency={"email": 1, "sms": 1}, enabled=False)
     client = await start(aiohttp_client, settings)
     await post_sample(client)
-    await client.app["dispatcher"].start()
+    await client.app[appkeys.DISPATCHER].start()
     await wait_until(lambda: all_final(client), timeout=60)
     tier_of = {r["address"]: r["tier"] for r in await rows(client, deliveries.c.channel == "email")}
     arrival = [tier_of[m.message["To"]] for m in smtp_sink.messages]
@@ -194,7 +131,7 @@ async def test_an_invalid_number_fails_at_once_and_is_not_retried(
 async def _first_planned_sms_number(client: Any) -> str:
     from service.store.audience import partners_with_contacts
 
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         partners = await partners_with_contacts(conn)
     for partner in partners:
         if set(partner["components"]) & set(SAMPLE["components"]):
@@ -213,7 +150,7 @@ async def test_a_dead_delivery_can_be_requeued_by_an_admin(
     planned = (await post_sample(client, severity="minor", notice=notice))["deliveries"]
     assert planned["by_channel"]["email"] >= 1
     smtp_sink.fail_next(2 * planned["by_channel"]["email"], code=421, text="4.7.0 try later")
-    await client.app["dispatcher"].start()
+    await client.app[appkeys.DISPATCHER].start()
     await wait_until(lambda: all_final(client), timeout=30)
     dead = await rows(client, deliveries.c.status == "dead")
     assert dead and "gave up after 2 attempts" in dead[0]["last_error"]
@@ -227,7 +164,7 @@ async def test_a_dead_delivery_can_be_requeued_by_an_admin(
 
 
 async def outbox_row(client: Any, delivery_id: int) -> dict[str, Any]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         row = await outbox.get_delivery(conn, delivery_id)
     assert row is not None
     return row
@@ -237,11 +174,13 @@ async def test_a_restart_mid_dispatch_loses_nothing(
     aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
     """A worker claims deliveries and dies; the next Herald sends them and everything else."""
-    settings = wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False, lease_seconds=0.3)
+    settings = wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False)
     first = await start(aiohttp_client, settings)
     await post_sample(first)
-    async with first.app["store"].begin() as conn:
-        stranded = await outbox.claim_due(conn, ["email", "sms"], 5, "crashed-worker", 0.3)
+    async with first.app[appkeys.STORE].begin() as conn:
+        # The crashed worker's lease has run out by the time the next Herald starts; the live
+        # workers keep the default lease, so no live claim can expire mid-send (no timing race).
+        stranded = await outbox.claim_due(conn, ["email", "sms"], 5, "crashed-worker", lease_seconds=0)
     await first.close()
 
     second = await aiohttp_client(
@@ -264,7 +203,7 @@ async def test_deliveries_are_written_before_the_reply(
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False))
     reply = await post_sample(client)
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         planned = await conn.scalar(select(func.count()).select_from(deliveries))
     assert planned == reply["deliveries"]["total"] > 0
     assert not smtp_sink.messages and not twilio_fake.requests
@@ -312,8 +251,8 @@ async def test_a_broadcast_to_an_unknown_partner_is_422(client: Any) -> None:
 async def test_a_broadcast_larger_than_one_planning_page_reaches_every_partner(
     aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
-    from bench.common import seed_directory
     from service.planner import PARTNERS_PER_PAGE
+    from tests.helpers.bulk import seed_directory
 
     partners = PARTNERS_PER_PAGE * 2 + 500
     settings = wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False)

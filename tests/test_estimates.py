@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from service import appkeys
 from service.render import Renderer
 from tests.helpers import auth
-from tests.test_incidents_api import open_incident
-from tests.test_templates import notice_context
+from tests.helpers.incidents import open_incident
+from tests.helpers.notice_context import notice_context
 
 BASIS = {
     "assumptions": {"ja": "予備系サーバーが正常に起動すること", "en": "The standby server starts normally"},
@@ -65,7 +66,7 @@ async def test_a_later_estimate_names_the_one_it_replaces_and_must_say_why_it_ch
     assert second["fields"]["replaces"]["version"] == first["version"]
     assert second["fields"]["replaces"]["time_estimate"] == {"ja": "約3時間", "en": "About 3 hours"}
 
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         from service.store import incidents as incident_store
 
         rendered = (await incident_store.get_notice(conn, second["id"]))["rendered"]

@@ -14,21 +14,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
-
-from bench.common import partner_rows, seed_directory
-from bench.dispatch import BROADCAST
+from service import appkeys
 from service.app import create_app
 from service.settings import DispatchSettings, Settings
 from service.store import Store
-from tests.fakes.smtp import SmtpSink
+from tests.fakes.smtp import LoopbackController, SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, make_settings, wait_until
-from tests.herald_process import (
+from tests.helpers.bulk import BROADCAST, partner_rows, seed_directory
+from tests.helpers.herald_process import (
     MESSAGE_ID,
     HeraldProcess,
     duplicates,
-    free_port,
     message_ids,
     outbox,
     settled,
@@ -36,6 +33,7 @@ from tests.herald_process import (
     wired_config,
     wired_secrets,
 )
+from tests.helpers.wired import wired_sections
 
 
 async def kill_while_sending(herald: HeraldProcess, store: Store, timeout: float = 30.0) -> None:
@@ -140,18 +138,7 @@ async def test_a_herald_killed_mid_broadcast_loses_nothing_and_resends_only_what
 def wired_settings(db_url: str, smtp: SmtpSink | Tarpit, twilio: TwilioFake, **dispatch: Any) -> Settings:
     return make_settings(
         db_url,
-        smtp={
-            "host": "127.0.0.1",
-            "port": smtp.port,
-            "tls": "none",
-            "from_address": "Herald <incident@herald.example.com>",
-        },
-        twilio={
-            "account_sid": twilio.account_sid,
-            "auth_token": twilio.auth_token,
-            "from_number": "+15005550006",
-            "api_base_url": twilio.base_url,
-        },
+        **wired_sections(smtp.port, twilio),
         dispatch=dispatch,
         escalation={"steps": {}},
         # The bench broadcast is an emergency maintenance the operator sends by SMS too, now.
@@ -204,20 +191,20 @@ async def test_an_smtp_outage_delays_email_with_backoff_and_loses_none(
     assert plan["total"] == emails == 20
 
     async def all_failed_enough() -> bool:
-        rows = await outbox(client.app["store"])
+        rows = await outbox(client.app[appkeys.STORE])
         return all(r["status"] == "pending" and r["attempts"] >= OUTAGE_ATTEMPTS for r in rows)
 
     await wait_until(all_failed_enough, timeout=30)
     during_outage = smtp_sink.connections
     outage = time.monotonic() - started
     smtp_sink.up()
-    await wait_until(lambda: settled(client.app["store"]), timeout=30)
+    await wait_until(lambda: settled(client.app[appkeys.STORE]), timeout=30)
 
     allowed = attempts_allowed(settings.dispatch, outage)
     assert emails * OUTAGE_ATTEMPTS <= during_outage <= emails * allowed, (
         f"{during_outage} connections in a {outage:.2f}s outage; the policy allows {allowed} per email"
     )
-    final = await outbox(client.app["store"])
+    final = await outbox(client.app[appkeys.STORE])
     assert {r["status"] for r in final} == {"sent"}
     assert message_ids(smtp_sink.messages) == Counter({r["message_id"]: 1 for r in final})
     print(f"\noutage {outage:.2f}s: {during_outage} connections for {emails} emails (≤ {emails * allowed} allowed)")
@@ -234,9 +221,9 @@ async def test_a_twilio_error_storm_is_retried_until_every_sms_is_delivered(
     client = await start(aiohttp_client, settings)
     plan = await broadcast(client)
     assert plan["total"] == plan["by_channel"]["sms"] == 150
-    await wait_until(lambda: settled(client.app["store"]), timeout=60)
+    await wait_until(lambda: settled(client.app[appkeys.STORE]), timeout=60)
 
-    final = await outbox(client.app["store"])
+    final = await outbox(client.app[appkeys.STORE])
     assert {r["status"] for r in final} == {"sent"}
     assert texted(twilio_fake) == Counter({r["address"]: 1 for r in final})
     refused = len(twilio_fake.requests) - len(twilio_fake.messages)
@@ -255,9 +242,9 @@ async def test_a_number_twilio_calls_invalid_fails_at_once_and_is_never_retried(
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
     plan = await broadcast(client)
     assert plan["total"] == 60
-    await wait_until(lambda: settled(client.app["store"]), timeout=30)
+    await wait_until(lambda: settled(client.app[appkeys.STORE]), timeout=30)
 
-    final = await outbox(client.app["store"])
+    final = await outbox(client.app[appkeys.STORE])
     failed = [r for r in final if r["status"] == "failed"]
     assert {r["address"] for r in failed} == invalid and len(failed) == len(invalid) == 15
     assert all(r["attempts"] == 1 and r["error_code"] == "21211" for r in failed)
@@ -265,7 +252,7 @@ async def test_a_number_twilio_calls_invalid_fails_at_once_and_is_never_retried(
     assert all(requests[number] == 1 for number in invalid)
     assert {r["status"] for r in final if r["address"] not in invalid} == {"sent"}
     assert texted(twilio_fake) == Counter({r["address"]: 1 for r in final if r["address"] not in invalid})
-    assert await client.app["dispatcher"].run_once("sms") == 0, "a failed delivery is due again"
+    assert await client.app[appkeys.DISPATCHER].run_once("sms") == 0, "a failed delivery is due again"
 
 
 class Tarpit:
@@ -275,8 +262,11 @@ class Tarpit:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.received: list[str] = []
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=5.0)
+        self.controller = LoopbackController(self)
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         match = MESSAGE_ID.search(envelope.content)
@@ -300,7 +290,7 @@ async def test_a_batch_slower_than_its_lease_is_not_sent_again(
         plan = await broadcast(client)
         assert plan["total"] == 1
         # Either outcome ends this wait: the delivery is recorded, or it reached the server twice.
-        await wait_until(lambda: len(tarpit.received) >= 2 or settled(client.app["store"]), timeout=10)
+        await wait_until(lambda: len(tarpit.received) >= 2 or settled(client.app[appkeys.STORE]), timeout=10)
     finally:
         tarpit.controller.stop()
     assert len(tarpit.received) == 1, f"sent {len(tarpit.received)} times: {tarpit.received}"

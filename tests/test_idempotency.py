@@ -9,16 +9,17 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.store.tables import inbound_events, incidents, notices
 from tests.helpers import ROOT, auth, make_settings
-from tests.test_dispatch import in_an_hour
+from tests.helpers.incidents import in_an_hour
 
 # The sample incident, promising its next update an hour from now (a promise must lie ahead).
 SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
 
 
 async def count(client: Any, table: Any) -> int:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.store.tables import deliveries, inbound_events
-from tests.helpers import ROOT, auth
-from tests.test_dispatch import in_an_hour
-
-SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
-
-
-def incident(**changes: Any) -> dict[str, Any]:
-    body = copy.deepcopy(SAMPLE)
-    body["next_update_at"] = in_an_hour()
-    body.update(changes)
-    return body
+from tests.helpers import auth
+from tests.helpers.incidents import SAMPLE, incident, open_incident
 
 
 def update(status: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -32,12 +23,6 @@ def update(status: str | None = None, **fields: Any) -> dict[str, Any]:
     if status == "recovery_failed":
         body["notice"]["fields"].update(summary="失敗", next_steps="切り戻します")
     return body
-
-
-async def open_incident(client: Any, **changes: Any) -> dict[str, Any]:
-    response = await client.post("/v1/incidents", json=incident(**changes), headers=auth("operator"))
-    assert response.status == 202, await response.text()
-    return await response.json()
 
 
 async def test_operator_opens_an_incident_and_its_initial_notice_is_version_1(client: Any) -> None:
@@ -182,7 +167,7 @@ async def test_an_idempotency_key_reused_for_a_different_request_is_refused(clie
 
 async def test_the_raw_event_is_persisted_with_the_incident(client: Any) -> None:
     opened = await open_incident(client)
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         row = (await conn.execute(select(inbound_events))).mappings().one()
     assert row["incident_id"] == opened["incident_id"]
     assert json.loads(row["body"])["title"]["en"] == SAMPLE["title"]["en"]
@@ -219,14 +204,14 @@ async def test_a_wrong_token_is_401_and_health_is_open(client: Any) -> None:
 async def test_bad_input_gets_a_clear_4xx_never_a_5xx(client: Any) -> None:
     headers = auth("operator")
     cases = [
-        (dict(data=b"{not json", headers={**headers, "Content-Type": "application/json"}), 400, None),
-        (dict(data=b"title=x", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}), 415, None),
-        (dict(json=incident(severity="apocalyptic")), 422, "severity"),
-        (dict(json=incident(next_update_at="tomorrow")), 422, "next_update_at"),
-        (dict(json={**incident(), "notice": {"fields": {"summary": "x"}}}), 422, "notice.fields.current_status"),
-        (dict(json={**incident(), "colour": "red"}), 422, "colour"),
-        (dict(json=[1, 2]), 422, None),
-        (dict(json=incident(responsible={"department": "ops"})), 422, "responsible.name"),
+        ({"data": b"{not json", "headers": {**headers, "Content-Type": "application/json"}}, 400, None),
+        ({"data": b"title=x", "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"}}, 415, None),
+        ({"json": incident(severity="apocalyptic")}, 422, "severity"),
+        ({"json": incident(next_update_at="tomorrow")}, 422, "next_update_at"),
+        ({"json": {**incident(), "notice": {"fields": {"summary": "x"}}}}, 422, "notice.fields.current_status"),
+        ({"json": {**incident(), "colour": "red"}}, 422, "colour"),
+        ({"json": [1, 2]}, 422, None),
+        ({"json": incident(responsible={"department": "ops"})}, 422, "responsible.name"),
     ]
     for kwargs, status, field in cases:
         kwargs.setdefault("headers", headers)
@@ -292,5 +277,5 @@ async def test_a_correction_is_a_new_version_that_names_the_corrected_one(client
 async def test_incident_with_no_subscribed_partner_plans_no_deliveries(client: Any) -> None:
     opened = await open_incident(client)
     assert opened["deliveries"]["total"] == 0
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert await conn.scalar(select(func.count()).select_from(deliveries)) == 0

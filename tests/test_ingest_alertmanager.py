@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.app import create_app
 from service.store.tables import alert_groups, deliveries, inbound_events, incidents, notices
 from tests.helpers import ROOT, auth, make_settings, wait_until
@@ -51,7 +52,7 @@ async def post(client: Any, body: Any, expect: int = 202) -> Any:
 
 
 async def count(client: Any, table: Any, *where: Any) -> int:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         return int(await conn.scalar(select(func.count()).select_from(table).where(*where)))
 
 
@@ -139,7 +140,7 @@ async def test_flapping_alert_collapses_into_one_update(aiohttp_client: Any, sql
     assert await timeline(client, opened["incident_id"]) == [("initial", "published")]
     assert await count(client, incidents) == 1
     assert await count(client, deliveries) == planned
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         group = (await conn.execute(select(alert_groups))).mappings().one()
     assert group["state"] == "firing" and group["pending"] is None
     assert [state for _, state in group["transitions"]] == ["firing", "resolved", "firing", "resolved", "firing"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from service import appkeys
 from service.app import create_app
 from service.ingest.signatures import sign
 from service.store.tables import inbound_events, incidents
@@ -31,7 +32,7 @@ async def client(aiohttp_client: Any, sqlite_url: str) -> Any:
 
 
 async def stored(client: Any) -> list[dict[str, Any]]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         rows = (await conn.execute(select(inbound_events).order_by(inbound_events.c.id))).mappings()
         return [dict(r) for r in rows]
 
@@ -80,7 +81,7 @@ async def test_malformed_payload_is_422_with_field_path(client: Any) -> None:
     error = await response.json()
     assert error["error"] == "invalid_field" and error["field"] == "alerts[0].status"
     assert [e["outcome"] for e in await stored(client)] == ["rejected:422"]
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert (await conn.execute(select(incidents))).first() is None
 
 

@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 
+from service import appkeys
 from service.logs import configure_logging, mask
 from service.store.audience import partners_with_contacts
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
-from tests.test_dispatch import all_final, post_sample, rows, start, wired_settings
+from tests.helpers.wired import all_final, post_sample, rows, start, wired_settings
 
 
 def metric(text: str, name: str, **labels: str) -> float:
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     for line in text.splitlines():
-        if line.startswith(f"{name}{{") or line.startswith(f"{name} "):
+        if line.startswith((f"{name}{{", f"{name} ")):
             series, _, value = line.rpartition(" ")
             found = series[len(name) :].strip("{}")
             if ",".join(sorted(found.split(","))) == wanted:
@@ -74,25 +75,30 @@ async def test_webhook_ingest_is_counted_by_source_and_status(client: Any) -> No
 
 
 async def test_every_response_carries_a_request_id_that_the_logs_repeat(client: Any, log_stream: io.StringIO) -> None:
-    response = await client.post(
-        "/v1/incidents/12345/updates",
-        json={"status": "identified"},
-        headers={**auth("operator"), "X-Request-Id": "req-abc-123"},
+    # An unsigned Twilio callback is refused with a warning logged inside the request.
+    given = await client.post(
+        "/v1/receipts/twilio", data={"MessageSid": "SM1"}, headers={"X-Request-Id": "req-abc-123"}
     )
-    assert response.status == 404
-    assert response.headers["X-Request-Id"] == "req-abc-123"
-    fresh = await client.get("/healthz")
-    assert len(fresh.headers["X-Request-Id"]) == 32
+    assert given.status == 403
+    assert given.headers["X-Request-Id"] == "req-abc-123"
+    fresh = await client.post("/v1/receipts/twilio", data={"MessageSid": "SM2"})
+    assert fresh.status == 403
+    generated = fresh.headers["X-Request-Id"]
+    assert len(generated) == 32 and generated != "req-abc-123"
     logging.getLogger("herald.test").info("inside no request")
+
     lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert all("request_id" not in line for line in lines if line["msg"] == "inside no request")
+    refused = [line for line in lines if line["msg"].startswith("rejected a Twilio status callback")]
+    assert [line.get("request_id") for line in refused] == ["req-abc-123", generated]
+    [outside] = [line for line in lines if line["msg"] == "inside no request"]
+    assert "request_id" not in outside
 
 
 async def test_no_phone_number_or_email_address_appears_in_any_log_line(
     aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake, log_stream: io.StringIO
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         contacts = [c for p in await partners_with_contacts(conn) for c in p["contacts"]]
     phones = [c["phone"] for c in contacts if c["phone"]]
     emails = [c["email"] for c in contacts if c["email"]]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from service import appkeys
 from service.app import create_app
 from service.cli import main
 from service.settings import SettingsError
@@ -54,7 +55,7 @@ async def test_own_templates_override_the_built_in_ones_file_by_file(
     reply = await client.post("/v1/incidents", json=incident_body(), headers=auth("operator"))
     assert reply.status == 202, await reply.text()
     total = (await reply.json())["deliveries"]["total"]
-    store = client.app["store"]
+    store = client.app[appkeys.STORE]
 
     async def every_message_recorded() -> list[Any]:
         async with store.read() as conn:

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from service import appkeys
 from service.settings import DEFAULT_CONFIG, load_settings
 from service.store.tables import notices
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import ROOT, auth, wait_until
-from tests.test_dispatch import post_sample, start, wired_settings
-from tests.test_partner_volume import all_final
+from tests.helpers.wired import all_settled, post_sample, start, wired_settings
 
 GROUP = json.loads((ROOT / "tests" / "fixtures" / "alertmanager" / "firing_internal_three_alerts.json").read_text())
 INTERNAL = ("Conf", "order-api-0", "order-api-1", "8080", "pay-db", "5432", "internal", "instance", "probe_success")
@@ -48,7 +48,7 @@ async def test_a_group_of_three_alerts_with_internal_hostnames_reaches_partners_
 ) -> None:
     client = await herald(aiohttp_client, sqlite_url, smtp_sink, twilio_fake)
     await post_group(client, GROUP)  # no partner text: neutral wording, and a critical group goes at once
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
 
     mails = read_by(smtp_sink)
     assert mails["ja"] and mails["en"]
@@ -76,7 +76,7 @@ async def test_partner_annotations_speak_for_the_whole_group_in_each_language(
     )
     client = await herald(aiohttp_client, sqlite_url, smtp_sink, twilio_fake)
     await post_group(client, body)
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
 
     mails = read_by(smtp_sink)
     assert "受発注APIで発注登録ができない状態です。決済の確定に時間がかかっています。" in mails["ja"][0][1]
@@ -102,7 +102,7 @@ async def test_a_notice_missing_text_in_a_language_its_recipients_read_is_refuse
     error = await refused.json()
     assert error["error"] == "missing_language" and error["field"] == "fields.subject.en"
     assert "fields.subject.en, fields.body.en" in error["detail"] and "English" in error["detail"]
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert not (await conn.execute(select(notices.c.id))).first()  # nothing of it was kept
 
     japanese_only = {**body, "audience": {"partners": ["tokai-logistics"]}}

@@ -10,12 +10,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
 
+from service import appkeys
 from service.settings import Settings
 from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
-from tests.test_dispatch import SAMPLE, post_sample, rows, start, wired_settings
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import all_settled, post_sample, rows, start, wired_settings
 
 SATO = {"email": "hanako.sato@tokai-logistics.example.jp", "phone": "+819012345678"}
 SUZUKI = {"email": "ichiro.suzuki@minato-shoji.example.jp", "phone": "+819023451111"}
@@ -51,12 +53,6 @@ async def post_update(client: Any, incident_id: int, body: dict[str, Any]) -> di
     return await response.json()
 
 
-async def all_final(client: Any) -> bool:
-    """Every row sent or given up, or never to be sent (skipped, merged)."""
-    found = await rows(client)
-    return bool(found) and all(r["status"] not in ("pending", "sending") for r in found)
-
-
 def sms_to(twilio: TwilioFake, phone: str) -> list[str]:
     return [r["Body"] for r in twilio.requests if r["To"] == phone]
 
@@ -75,7 +71,7 @@ async def test_a_critical_incident_with_eight_notices_sends_tier1_at_most_three_
     incident_id = (await open_incident(client))["incident_id"]
     for body in UPDATES:
         await post_update(client, incident_id, body)
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
 
     for contact in (SATO, SUZUKI):
         assert len(sms_to(twilio_fake, contact["phone"])) == 3
@@ -87,7 +83,7 @@ async def test_a_critical_incident_with_eight_notices_sends_tier1_at_most_three_
     assert len(capped) == 2 * 5
 
     # An hour later the cap has room again; the next SMS names the updates that went by email only.
-    async with client.app["store"].begin() as conn:
+    async with client.app[appkeys.STORE].begin() as conn:
         await conn.execute(update(deliveries).values(created_at=deliveries.c.created_at - 3601))
     await post_update(client, incident_id, {"status": "resolved", "notice": {"fields": {"summary": "復旧しました。"}}})
     await wait_until(lambda: len(sms_to(twilio_fake, SATO["phone"])) == 4, timeout=30)
@@ -103,7 +99,7 @@ async def test_a_root_cause_notice_sends_no_sms_by_default(
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
     incident_id = (await open_incident(client))["incident_id"]
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
     texted_before = len(twilio_fake.requests)
 
     cause = {"ja": "設定誤りによる接続枯渇", "en": "Connection exhaustion after a configuration error"}
@@ -112,7 +108,7 @@ async def test_a_root_cause_notice_sends_no_sms_by_default(
         client, incident_id, {"notice": {"kind": "root_cause", "fields": {"cause": cause, "countermeasures": fix}}}
     )
     assert reply["deliveries"]["by_channel"] == {"email": 2}
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
     assert len(twilio_fake.requests) == texted_before
     root_cause_mail = [m for m in mail_to(smtp_sink, SATO["email"]) if "原因" in str(m["Subject"])]
     assert len(root_cause_mail) == 1
@@ -129,7 +125,7 @@ async def test_a_burst_of_updates_reaches_a_contact_as_one_message_saying_what_c
         client, incident_id, {"notice": {"fields": {"current_status": {"ja": "切り分け中です。", "en": "Isolating."}}}}
     )
     await post_update(client, incident_id, {"status": "recovering"})
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
 
     held_then_merged = await rows(client, deliveries.c.address == SATO["email"])
     assert [r["status"] for r in held_then_merged] == ["sent", "merged", "merged", "sent"]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from service import directory
+from service import appkeys, directory
 from service.store.tables import audit_log
 from tests.helpers import EXAMPLE_DIRECTORY, auth
 
@@ -37,7 +37,7 @@ async def create(client: Any, body: dict[str, Any]) -> Any:
 
 
 async def audit_rows(client: Any) -> list[dict[str, Any]]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         return [dict(r) for r in (await conn.execute(select(audit_log).order_by(audit_log.c.id))).mappings()]
 
 
@@ -187,7 +187,7 @@ async def test_partner_changes_are_validated(client: Any) -> None:
 
 async def test_list_pages_through_partners_and_filters_by_component(client: Any) -> None:
     example, _ = directory.load_directory(EXAMPLE_DIRECTORY)
-    await directory.import_directory(client.app["store"], example)
+    await directory.import_directory(client.app[appkeys.STORE], example)
     ids: list[str] = []
     cursor = None
     while True:

@@ -9,13 +9,15 @@ from typing import Any
 
 from sqlalchemy import select
 
+from service import appkeys
 from service.operators import OPERATORS
 from service.settings import OnCallContact, Settings
 from service.store.tables import deliveries, notices
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, make_settings, wait_until
-from tests.test_dispatch import SAMPLE, post_sample, rows, start, wired_settings
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import post_sample, rows, start, wired_settings
 
 ON_CALL = [{"name": "当番 運用", "email": "oncall@herald.example.com", "phone": "+819011112222", "language": "ja"}]
 ONE_PARTNER = {**SAMPLE["notice"], "audience": {"partners": ["tokai-logistics"], "tiers": [1]}}
@@ -155,7 +157,7 @@ async def test_no_change_yet_needs_only_the_new_time(aiohttp_client: Any, sqlite
     assert "変化はございません" in notice["fields"]["current_status"]["ja"]
     assert notice["next_update_at"] == found["next_update_at"]
     assert [p["state"] for p in found["promises"]] == ["kept", "pending"]
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         rendered = (await conn.execute(select(notices.c.rendered).where(notices.c.id == notice["id"]))).scalar_one()
     assert rendered["ja"]["subject"].startswith("【障害対応状況のご報告】")
     assert "変化はございません" in rendered["ja"]["txt"] and "There is no significant change" in rendered["en"]["txt"]

@@ -10,12 +10,14 @@ import pytest
 from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
+from service import appkeys
 from service.logs import EMAIL, PHONE
 from service.store.tables import deliveries, receipts
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import API_VERSION, TwilioFake
 from tests.helpers import auth, wait_until
-from tests.test_dispatch import SAMPLE, post_sample, rows, start, wired_settings
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import post_sample, rows, start, wired_settings
 
 PUBLIC_CALLBACK_URL = "https://herald.example.com/v1/receipts/twilio"
 DSN = Path(__file__).parent / "fixtures" / "dsn"
@@ -42,7 +44,7 @@ async def delivery(client: Any, delivery_id: int) -> dict[str, Any]:
 
 
 async def receipts_of(client: Any, delivery_id: int) -> list[dict[str, Any]]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         query = select(receipts).where(receipts.c.delivery_id == delivery_id).order_by(receipts.c.id)
         return [dict(r) for r in (await conn.execute(query)).mappings()]
 
@@ -184,7 +186,7 @@ async def test_a_report_for_a_message_not_yet_known_is_kept_and_logged_without_t
     herald_lines = [r.getMessage() for r in caplog.records if r.name.startswith("herald")]
     assert herald_lines and not any(PHONE.search(line) or EMAIL.search(line) for line in herald_lines)
     assert sms["address"] not in caplog.text
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         kept = (await conn.execute(select(receipts).where(receipts.c.provider_id == "SM" + "f" * 32))).mappings().all()
     assert [(r["delivery_id"], r["status"]) for r in kept] == [(None, "delivered")]
 
@@ -215,7 +217,7 @@ async def test_a_report_that_arrives_before_the_sid_is_stored_is_applied_when_it
 
 async def test_an_acknowledged_delivery_stays_acknowledged_after_a_late_callback(texted, twilio_fake) -> None:
     client, sms = texted
-    token = client.app["ack_signer"].token_for(sms)
+    token = client.app[appkeys.ACK_SIGNER].token_for(sms)
     assert (await client.post(f"/ack/{token}")).status == 200
 
     await twilio_reports(client, twilio_fake, callback_params(sms, "undelivered", 30003))

@@ -7,48 +7,17 @@ from typing import Any
 
 import pytest
 from markupsafe import escape
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
+from service import appkeys
 from service.notices import iso
 from service.report import build_report, promise
-from service.store.tables import acknowledgements, notices, promises
+from service.store.tables import acknowledgements, notices
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
-from tests.helpers import auth, wait_until
-from tests.test_dispatch import all_final, post_sample, rows, start, wired_settings
-
-SCRIPT = "<script>alert(1)</script>"
-
-
-async def incident_with_three_versions(client: Any, smtp_sink: SmtpSink) -> int:
-    """The sample incident, then two updates, all dispatched: v1 promised an update ten minutes
-    before it went out (late), v2 promised one within the hour (kept by v3), v3's is still ahead.
-    One partner's mail server refuses the first email it is offered."""
-    now = time.time()
-    smtp_sink.fail_next(1, code=550, text="5.1.1 no such user", on="RCPT")
-    incident_id = (await post_sample(client))["incident_id"]
-    await promise_was_due_at(client, incident_id, now - 600)
-    updates = [
-        {"status": "identified", "next_update_at": iso(now + 3600),
-         "notice": {"fields": {"current_status": {"ja": "原因を特定しました。", "en": "We found the cause."}}}},
-        {"status": "recovering", "next_update_at": iso(now + 7200),
-         "notice": {"fields": {"current_status": f"{SCRIPT} 復旧作業中 / recovering"},
-                    "allow_language_fallback": True}},  # one string in both languages
-    ]  # fmt: skip
-    for body in updates:
-        response = await client.post(f"/v1/incidents/{incident_id}/updates", json=body, headers=auth("operator"))
-        assert response.status == 202, await response.text()
-    await wait_until(lambda: all_final(client), timeout=60)
-    return incident_id
-
-
-async def promise_was_due_at(client: Any, incident_id: int, due_at: float) -> None:
-    """Time passes: the first notice's promised update falls ten minutes behind (a past time is refused
-    at the API, so the test moves the recorded promise instead of waiting)."""
-    async with client.app["store"].begin() as conn:
-        first = notices.c.incident_id == incident_id
-        await conn.execute(update(notices).where(first, notices.c.version == 1).values(next_update_at=due_at))
-        await conn.execute(update(promises).where(promises.c.incident_id == incident_id).values(due_at=due_at))
+from tests.helpers import auth
+from tests.helpers.reports import SCRIPT, incident_with_three_versions
+from tests.helpers.wired import rows, start, wired_settings
 
 
 async def report_of(client: Any, incident_id: int, scope: str = "operator") -> dict[str, Any]:
@@ -59,7 +28,7 @@ async def report_of(client: Any, incident_id: int, scope: str = "operator") -> d
 
 
 async def stored_notices(client: Any, incident_id: int) -> list[dict[str, Any]]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         query = select(notices).where(notices.c.incident_id == incident_id).order_by(notices.c.version)
         return [dict(r) for r in (await conn.execute(query)).mappings()]
 
@@ -71,7 +40,7 @@ async def test_the_report_lists_every_notice_version_and_every_recipient(
     incident_id = await incident_with_three_versions(client, smtp_sink)
     logged = await rows(client)
     acknowledged = next(d for d in logged if d["status"] == "sent" and d["tier"] == 1)
-    async with client.app["store"].begin() as conn:
+    async with client.app[appkeys.STORE].begin() as conn:
         await conn.execute(insert(acknowledgements).values(
             notice_id=acknowledged["notice_id"], delivery_id=acknowledged["id"], partner_id=acknowledged["partner_id"],
             contact_id=acknowledged["contact_id"], at=time.time(),
@@ -95,9 +64,13 @@ async def test_the_report_lists_every_notice_version_and_every_recipient(
     recipients = [
         (n["id"], p["partner_id"], r) for n in report["notices"] for p in n["partners"] for r in p["recipients"]
     ]
-    assert sorted((nid, pid, r["delivery_id"], r["contact_id"], r["channel"], r["address"], r["status"])
-                  for nid, pid, r in recipients) == sorted(
-        (d["notice_id"], d["partner_id"], d["id"], d["contact_id"], d["channel"], d["address"], d["status"]) for d in logged
+    reported = [
+        (nid, pid, r["delivery_id"], r["contact_id"], r["channel"], r["address"], r["status"])
+        for nid, pid, r in recipients
+    ]
+    assert sorted(reported) == sorted(
+        (d["notice_id"], d["partner_id"], d["id"], d["contact_id"], d["channel"], d["address"], d["status"])
+        for d in logged
     )  # fmt: skip
     assert report["totals"]["deliveries"] == len(logged)
     assert all(r["contact_name"] and r["sent_at"] for _, _, r in recipients if r["status"] == "sent")
@@ -115,7 +88,7 @@ async def test_the_report_lists_every_notice_version_and_every_recipient(
     assert kept["state"] == "on_time" and kept["minutes_late"] is None and kept["next_version"] == 3
     assert ahead["state"] == "open" and ahead["next_version"] is None
 
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         tomorrow = await build_report(conn, incident_id, now=time.time() + 86_400)
     assert tomorrow is not None
     overdue = tomorrow["notices"][-1]["promise"]

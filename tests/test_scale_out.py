@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import seed_directory
-from bench.dispatch import BROADCAST
 from service.store import Store
-from tests.conftest import POSTGRES_DSN, _fresh_postgres
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import make_settings, wait_until
-from tests.herald_process import (
+from tests.helpers.bulk import BROADCAST, seed_directory
+from tests.helpers.databases import POSTGRES_DSN, fresh_postgres
+from tests.helpers.herald_process import (
     HeraldProcess,
     message_ids,
     outbox,
@@ -37,7 +36,7 @@ async def test_two_heralds_on_one_database_share_a_broadcast_and_send_nothing_tw
     """Process A takes the broadcast, B finds the work by polling; SKIP LOCKED keeps them apart.
     The lease is the default 60 s, so a slow batch is never re-queued under a live worker."""
     assert POSTGRES_DSN
-    dsn = await _fresh_postgres(POSTGRES_DSN)
+    dsn = await fresh_postgres(POSTGRES_DSN)
     await seed_directory(make_settings(dsn), PARTNERS, emails=1, phones=1)
     config = wired_config(dsn, smtp_sink, twilio_fake, concurrency={"email": 16, "sms": 16})
     heralds = [

@@ -7,13 +7,14 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from service import appkeys
 from service.report import build_report
 from service.timeline import acknowledgements_by_tier, draw_timeline
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth
-from tests.test_dispatch import rows, start, wired_settings
-from tests.test_report import incident_with_three_versions
+from tests.helpers.reports import acknowledge_some, incident_with_three_versions
+from tests.helpers.wired import rows, start, wired_settings
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -26,16 +27,6 @@ def svg_of(page: str) -> ET.Element:
 
 def marks(svg: ET.Element, kind: str) -> list[ET.Element]:
     return [g for g in svg.iter(f"{SVG}g") if g.get("class") == kind]
-
-
-async def acknowledge_some(client: Any) -> list[dict[str, Any]]:
-    """Tier-1 and tier-2 contacts press the button on their acknowledgement pages."""
-    signer = client.app["ack_signer"]
-    chosen = [d for d in await rows(client) if d["status"] == "sent" and d["tier"] in (1, 2)][:5]
-    for delivery in chosen:
-        response = await client.post(f"/ack/{signer.token_for(delivery)}")
-        assert response.status == 200
-    return chosen
 
 
 async def report_page(client: Any, incident_id: int) -> str:
@@ -94,11 +85,11 @@ async def test_an_acknowledgement_counts_once_per_contact_and_notice(
     for delivery in contact_rows:
         by_contact.setdefault(delivery["contact_id"], []).append(delivery)
     both = next(ds for ds in by_contact.values() if len(ds) >= 2)  # SMS and email to one contact
-    signer = client.app["ack_signer"]
+    signer = client.app[appkeys.ACK_SIGNER]
     for delivery in both:
         assert (await client.post(f"/ack/{signer.token_for(delivery)}")).status == 200
 
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         report = await build_report(conn, incident_id)
     assert report is not None
     assert {tier: len(times) for tier, times in acknowledgements_by_tier(report["notices"]).items()} == {1: 1}

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.conftest import POSTGRES_DSN, _fresh_postgres
 from tests.helpers import ROOT, auth, make_settings, wait_until
-from tests.test_dispatch import in_an_hour
+from tests.helpers.databases import POSTGRES_DSN, fresh_postgres
+from tests.helpers.incidents import in_an_hour
 
 # The sample incident, promising its next update an hour from now (a promise must lie ahead).
 SAMPLE = {**json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8")), "next_update_at": in_an_hour()}
@@ -128,7 +128,7 @@ async def test_sqlite_locked_past_its_busy_timeout_is_503_and_readyz_says_so(
 async def relay() -> AsyncIterator[TcpRelay]:
     if not POSTGRES_DSN:
         pytest.skip("PostgreSQL tests need HERALD_TEST_POSTGRES_DSN (set by .ci/run)")
-    await _fresh_postgres(POSTGRES_DSN)
+    await fresh_postgres(POSTGRES_DSN)
     target = urlsplit(POSTGRES_DSN)
     relay = TcpRelay((target.hostname or "127.0.0.1", target.port or 5432))
     await relay.start()

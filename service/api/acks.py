@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from service import acks
+from service import acks, appkeys
 from service.api.auth import open_route
 from service.api.contract import operation
 from service.render import DEFAULT_TEMPLATES_DIR
@@ -77,17 +77,17 @@ def _local_time(settings: Settings, at: float) -> str:
 
 async def _verified_delivery(request: web.Request) -> dict[str, Any] | web.Response:
     """The delivery the token names, or the error page to answer with (403 forged, 410 expired)."""
-    settings: Settings = request.app["settings"]
+    settings: Settings = request.app[appkeys.SETTINGS]
     try:
-        delivery_id = request.app["ack_signer"].verify(request.match_info["token"])
+        delivery_id = request.app[appkeys.ACK_SIGNER].verify(request.match_info["token"])
     except acks.InvalidToken:
         return render_page(settings, _browser_language(request), "invalid", 403)
     except acks.ExpiredToken as expired:
-        async with request.app["store"].read() as conn:
+        async with request.app[appkeys.STORE].read() as conn:
             delivery = await delivery_store.get_delivery(conn, expired.delivery_id)
         lang = delivery["language"] if delivery else _browser_language(request)
         return render_page(settings, lang, "expired", 410)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         delivery = await delivery_store.get_delivery(conn, delivery_id)
     if delivery is None:
         return render_page(settings, _browser_language(request), "expired", 410)
@@ -95,7 +95,7 @@ async def _verified_delivery(request: web.Request) -> dict[str, Any] | web.Respo
 
 
 async def _describe(request: web.Request, delivery: dict[str, Any]) -> dict[str, Any]:
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         subject = await receipt_store.notice_subject(conn, delivery["notice_id"], delivery["language"])
         names = await delivery_store.recipients(conn, [delivery["contact_id"]])
     return {"subject": subject, "partner_name": names.get(delivery["contact_id"], {}).get("partner_name")}
@@ -110,7 +110,7 @@ async def _describe(request: web.Request, delivery: dict[str, Any]) -> dict[str,
 )
 async def confirm_page(request: web.Request) -> web.Response:
     """Ask for confirmation; records nothing (see the module docstring)."""
-    settings: Settings = request.app["settings"]
+    settings: Settings = request.app[appkeys.SETTINGS]
     found = await _verified_delivery(request)
     if isinstance(found, web.Response):
         return found
@@ -125,13 +125,14 @@ async def confirm_page(request: web.Request) -> web.Response:
 @open_route
 @operation("Acknowledge a notice", {200: "text/html", 403: "text/html", 410: "text/html"}, tag="acknowledgements")
 async def acknowledge(request: web.Request) -> web.Response:
-    settings: Settings = request.app["settings"]
+    settings: Settings = request.app[appkeys.SETTINGS]
     found = await _verified_delivery(request)
     if isinstance(found, web.Response):
         return found
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         delivery = await delivery_store.get_delivery(conn, found["id"], for_update=True)
-        assert delivery is not None  # deliveries are never deleted
+        if delivery is None:  # deliveries are never deleted
+            raise LookupError(f"delivery {found['id']} vanished")
         recorded = await acks.acknowledge(conn, delivery, request.headers.get("User-Agent"))
     described = await _describe(request, found)
     acknowledged_at = _local_time(settings, recorded.at)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from service import appkeys
 from service.api.errors import ApiError, Handler
 from service.principals import Principal
 from service.settings import Scope, Settings
@@ -43,8 +44,15 @@ class TokenTable:
         return found
 
 
+# The HTTP layer's own key: the bearer tokens it accepts (service/appkeys.py holds the others).
+TOKENS = web.AppKey("tokens", TokenTable)
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
 def principal_of(request: web.Request) -> Principal:
-    return request["principal"]
+    return request[PRINCIPAL]
 
 
 def _route_scope(request: web.Request) -> str:
@@ -60,13 +68,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization", "")
     principal = None
     if header.startswith("Bearer "):
-        principal = request.app["tokens"].lookup(header[len("Bearer ") :].strip())
+        principal = request.app[TOKENS].lookup(header[len("Bearer ") :].strip())
     if principal is None:
-        hook = request.app.get("alternate_auth", {}).get(scope)
+        hook = request.app.get(appkeys.ALTERNATE_AUTH, {}).get(scope)
         principal = await hook(request) if hook else None
     if principal is None:
         raise ApiError(401, "unauthorized", "send a valid bearer token: Authorization: Bearer <token>")
     if not principal.allows(scope):
         raise ApiError(403, "forbidden", f"this token lacks the '{scope}' scope")
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return await handler(request)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 
+from service import appkeys
 from service.api import replies
 from service.api.auth import principal_of, requires
 from service.api.contract import operation
@@ -117,7 +118,7 @@ class DeliveryPageQuery(DeliveryQuery):
 )
 async def list_deliveries(request: web.Request) -> web.Response:
     query = parse_query(request, DeliveryPageQuery)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         rows = await log_store.list_deliveries(conn, query.where(), before_id=query.cursor, limit=query.limit)
     next_cursor = rows[-1]["id"] if len(rows) == query.limit else None
     return web.json_response({"items": [delivery_with_reason(r) for r in rows], "next_cursor": next_cursor})
@@ -130,10 +131,11 @@ async def export_deliveries(request: web.Request) -> web.StreamResponse:
     """The filtered log as CSV, written page by page while the pages are read: the export of a
     large incident never sits in memory whole."""
     where = parse_query(request, DeliveryQuery).where()  # before prepare(): a bad filter is still a JSON 400
-    page_size = request.app.get("export_page_size", log_store.EXPORT_PAGE_SIZE)
+    page_size = log_store.EXPORT_PAGE_SIZE
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     response = web.StreamResponse(
         headers={
-            "Content-Disposition": f'attachment; filename="herald-deliveries-{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}.csv"',
+            "Content-Disposition": f'attachment; filename="herald-deliveries-{stamp}.csv"',
             "Cache-Control": "no-store",
         }
     )
@@ -141,7 +143,7 @@ async def export_deliveries(request: web.Request) -> web.StreamResponse:
     response.charset = "utf-8"
     await response.prepare(request)
     await response.write(csv_lines([FIELDS]))
-    async for page in log_store.delivery_pages(request.app["store"], where, page_size):
+    async for page in log_store.delivery_pages(request.app[appkeys.STORE], where, page_size):
         await response.write(csv_lines(csv_row(row) for row in page))
     await response.write_eof()
     return response
@@ -167,7 +169,7 @@ def csv_lines(rows: Any) -> bytes:
 @operation("One delivery with every attempt and every receipt", {200: replies.DeliveryDetail}, tag="deliveries")
 async def get_delivery(request: web.Request) -> web.Response:
     delivery_id = path_id(request)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         delivery = await delivery_store.get_delivery(conn, delivery_id)
         if delivery is None:
             raise NotFound(f"no delivery {delivery_id}")
@@ -187,7 +189,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 @operation("Delivery counts of an incident by status, channel and tier", {200: replies.Summary}, tag="deliveries")
 async def incident_summary(request: web.Request) -> web.Response:
     incident_id = path_id(request)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         if await incident_store.get_incident(conn, incident_id) is None:
             raise NotFound(f"no incident {incident_id}")
         summary = await log_store.summarise(conn, DeliveryFilter(incident_id=incident_id))
@@ -199,7 +201,7 @@ async def incident_summary(request: web.Request) -> web.Response:
 @operation("Delivery counts of a notice by status, channel and tier", {200: replies.Summary}, tag="deliveries")
 async def notice_summary(request: web.Request) -> web.Response:
     notice_id = path_id(request)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         notice = await incident_store.get_notice(conn, notice_id)
         if notice is None:
             raise NotFound(f"no notice {notice_id}")
@@ -212,7 +214,7 @@ async def notice_summary(request: web.Request) -> web.Response:
 @operation("Re-queue a dead or failed delivery", {202: replies.Requeued}, errors=(409,), tag="deliveries")
 async def retry_delivery(request: web.Request) -> web.Response:
     delivery_id = path_id(request)
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         delivery = await delivery_store.get_delivery(conn, delivery_id)
         if delivery is None:
             raise NotFound(f"no delivery {delivery_id}")
@@ -229,5 +231,5 @@ async def retry_delivery(request: web.Request) -> web.Response:
             principal_of(request).name,
             {"was": delivery["status"], "last_error": delivery["last_error"]},
         )
-    request.app["dispatcher_wake"]()
+    request.app[appkeys.DISPATCHER_WAKE]()
     return web.json_response({"id": delivery_id, "status": "pending"}, status=202)

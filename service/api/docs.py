@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from service import appkeys
 from service.api import replies
 from service.api.auth import open_route
 from service.api.contract import openapi_document, operation
@@ -28,7 +29,7 @@ PAGE_HEADERS = {
 
 def contract(app: web.Application) -> dict[str, Any]:
     """Built once per app, from its router: routes do not change after start-up."""
-    cache: dict[str, Any] = app["openapi"]
+    cache: dict[str, Any] = app[appkeys.OPENAPI]
     if not cache:
         cache.update(openapi_document(app))
     return cache

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
+from service import appkeys
 from service.errors import Conflict, HeraldError, InvalidInput, NotFound, Unavailable
 from service.validation import check_json, parse_model, storable_problem
 
@@ -96,7 +97,7 @@ def check_request_text(request: web.Request) -> None:
 
 async def read_body(request: web.Request) -> bytes:
     """The raw body, within the configured limit (413 beyond it; aiohttp caches it for re-reads)."""
-    limit = request.app["settings"].server.max_body_bytes
+    limit = request.app[appkeys.SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     try:

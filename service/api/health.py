@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service import appkeys
 from service.api import replies
 from service.api.auth import open_route
 from service.api.contract import operation
@@ -24,7 +25,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready when a write could start now: PostgreSQL answers, or the SQLite write lock is free.
     Not ready is the usual error shape: 503 `unavailable` with Retry-After."""
-    await request.app["store"].check_ready()
+    await request.app[appkeys.STORE].check_ready()
     # Configuration an operator should fix (no token, loopback public URL, ...): ready all the same.
-    warnings = [warning.as_dict() for warning in request.app["config_warnings"]]
+    warnings = [warning.as_dict() for warning in request.app[appkeys.CONFIG_WARNINGS]]
     return web.json_response({"status": "ready", "warnings": warnings})

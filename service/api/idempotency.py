@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service import appkeys
 from service.api.auth import principal_of
 from service.api.errors import ApiError, Handler, read_body
 from service.errors import Conflict, InvalidInput
@@ -55,7 +56,7 @@ def idempotent(handler: Handler) -> Handler:
         key = idempotency_key(request)
         if key is None:
             return await handler(request)
-        store: Store = request.app["store"]
+        store: Store = request.app[appkeys.STORE]
         principal = principal_of(request).name
         body = await read_body(request)
         digest = hashlib.sha256(request.path.encode() + b"\0" + body).hexdigest()

@@ -7,6 +7,7 @@ import time
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from service import appkeys
 from service import incidents as incident_flow
 from service.api import replies
 from service.api.auth import principal_of, requires
@@ -46,7 +47,7 @@ INCIDENT_EXAMPLE = {
 
 def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.Response:
     if outcome.plan is not None and outcome.plan.total:
-        request.app["dispatcher_wake"]()
+        request.app[appkeys.DISPATCHER_WAKE]()
     return web.json_response(outcome.as_json(), status=status)
 
 
@@ -65,8 +66,8 @@ def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.
 async def create_incident(request: web.Request) -> web.Response:
     body, raw = await read_model(request, IncidentCreate)
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
-        outcome = await incident_flow.open_incident(conn, request.app["settings"], body, actor)
+    async with request.app[appkeys.STORE].begin() as conn:
+        outcome = await incident_flow.open_incident(conn, request.app[appkeys.SETTINGS], body, actor)
         await record_inbound(
             conn, "api", raw, actor, request.content_type, incident_id=outcome.incident_id, notice_id=outcome.notice_id
         )
@@ -93,8 +94,8 @@ async def update_incident(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     body, raw = await read_model(request, IncidentUpdate)
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
-        outcome = await incident_flow.update_incident(conn, request.app["settings"], incident_id, body, actor)
+    async with request.app[appkeys.STORE].begin() as conn:
+        outcome = await incident_flow.update_incident(conn, request.app[appkeys.SETTINGS], incident_id, body, actor)
         await record_inbound(
             conn, "api", raw, actor, request.content_type, incident_id=incident_id, notice_id=outcome.notice_id
         )
@@ -116,7 +117,7 @@ class IncidentQuery(BaseModel):
 @operation("List incidents, newest first", {200: replies.IncidentPage}, query=IncidentQuery, tag="incidents")
 async def list_incidents(request: web.Request) -> web.Response:
     query = parse_query(request, IncidentQuery)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         rows = await incident_store.list_incidents(
             conn,
             status=query.status,
@@ -136,7 +137,7 @@ async def list_incidents(request: web.Request) -> web.Response:
 @operation("An incident with its timeline of notices", {200: replies.IncidentWithTimeline}, tag="incidents")
 async def get_incident(request: web.Request) -> web.Response:
     incident_id = path_id(request)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         incident = await incident_store.get_incident(conn, incident_id)
         if incident is None:
             raise NotFound(f"no incident {incident_id}")
@@ -145,7 +146,7 @@ async def get_incident(request: web.Request) -> web.Response:
         promised = await promise_store.of_incident(conn, incident_id)
     body = incident_json(incident)
     body["timeline"] = [notice_json(n, counts.get(n["id"])) for n in notices]
-    now, settings = time.time(), request.app["settings"]
+    now, settings = time.time(), request.app[appkeys.SETTINGS]
     body["promises"] = [promise_json(p, settings, now) for p in promised]
     body["promise"] = body["promises"][-1] if body["promises"] else None
     return web.json_response(body)
@@ -155,7 +156,7 @@ async def get_incident(request: web.Request) -> web.Response:
 @requires("operator")
 @operation("Notices waiting for an operator to publish them", {200: replies.NoticeList}, tag="notices")
 async def list_drafts(request: web.Request) -> web.Response:
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         drafts = await incident_store.list_drafts(conn)
     return web.json_response({"items": [notice_json(n) for n in drafts]})
 
@@ -166,10 +167,10 @@ async def list_drafts(request: web.Request) -> web.Response:
 @idempotent
 async def publish_draft(request: web.Request) -> web.Response:
     notice_id = path_id(request)
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         outcome = await incident_flow.publish_draft(
             conn,
-            request.app["settings"],
+            request.app[appkeys.SETTINGS],
             notice_id,
             principal_of(request).name,
             request.query.get("allow_language_fallback") in ("1", "true"),
@@ -212,7 +213,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
         raise MissingField("a broadcast names its notice kind", "kind")
     check_required(draft.kind, draft.fields)
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         await check_audience(conn, draft.audience, "audience")
         notice = {
             "incident_id": None,
@@ -230,7 +231,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
         }
         notice["id"] = await incident_store.insert_notice(conn, notice)
         await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": draft.kind, "broadcast": True})
-        plan = await publish(conn, request.app["settings"], notice) if draft.publish else None
+        plan = await publish(conn, request.app[appkeys.SETTINGS], notice) if draft.publish else None
         await record_inbound(conn, "api", raw, actor, request.content_type, notice_id=notice["id"])
     outcome = Outcome(None, notice["id"], 1, "published" if plan else "draft", plan)  # type: ignore[arg-type]
     return _accepted(request, outcome)

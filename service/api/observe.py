@@ -8,6 +8,7 @@ import uuid
 
 from aiohttp import web
 
+from service import appkeys
 from service.api.auth import open_route
 from service.api.contract import operation
 from service.api.errors import Handler
@@ -36,7 +37,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         raise
     finally:
         request_id.reset(token)
-        metrics = request.app["metrics"]
+        metrics = request.app[appkeys.METRICS]
         metrics.requests.labels(request.method, str(status)).inc()
         if request.path.startswith("/v1/webhooks/"):
             metrics.webhooks.labels(request.path.rsplit("/", 1)[-1], str(status)).inc()
@@ -46,13 +47,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 @open_route
 @operation("Prometheus metrics", {200: "text/plain"}, tag="operations")
 async def metrics(request: web.Request) -> web.Response:
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         depth = await delivery_store.queue_depth(conn)
         overdue = await promise_store.count_overdue(conn, time.time())
-    request.app["metrics"].set_queue_depth(depth)
-    request.app["metrics"].promises_overdue.set(overdue)
+    request.app[appkeys.METRICS].set_queue_depth(depth)
+    request.app[appkeys.METRICS].promises_overdue.set(overdue)
     return web.Response(
-        body=request.app["metrics"].render(),
+        body=request.app[appkeys.METRICS].render(),
         content_type="text/plain",
         charset="utf-8",
         headers={"X-Prometheus-Format": "0.0.4"},

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import directory
+from service import appkeys, directory
 from service.api import replies
 from service.api.auth import principal_of, requires
 from service.api.contract import operation
@@ -139,7 +139,7 @@ class PartnerQuery(BaseModel):
 async def list_partners(request: web.Request) -> web.Response:
     query = parse_query(request, PartnerQuery)
     limit = query.limit
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         rows = await partner_store.list_partners(conn, limit + 1, query.cursor, query.component)
     next_cursor = rows[limit - 1]["id"] if len(rows) > limit else None
     return web.json_response({"items": [partner_json(r) for r in rows[:limit]], "next_cursor": next_cursor})
@@ -156,7 +156,7 @@ async def create_partner(request: web.Request) -> web.Response:
         raise Conflict(f"contact key {key!r} appears twice", f"contacts[{index}].key", code="duplicate_key")
     actor = principal_of(request).name
     try:
-        async with request.app["store"].begin() as conn:
+        async with request.app[appkeys.STORE].begin() as conn:
             if await partner_store.get_partner(conn, spec.id, with_contacts=False):
                 raise Conflict(f"partner {spec.id!r} already exists", "id", code="duplicate_id")
             await partner_store.insert_partner(conn, spec.row_with_contacts())
@@ -174,7 +174,7 @@ async def create_partner(request: web.Request) -> web.Response:
 @requires("admin")
 @operation("A partner with its contacts", {200: replies.Partner}, tag="partners")
 async def get_partner(request: web.Request) -> web.Response:
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         partner = await _partner_or_404(conn, request.match_info["id"], with_contacts=True)
     return web.json_response(partner_json(partner))
 
@@ -189,7 +189,7 @@ async def update_partner(request: web.Request) -> web.Response:
         raise InvalidInput(f"edit contacts at /v1/partners/{partner_id}/contacts", "contacts")
     validate(PartnerChanges, payload)
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         current = await _partner_or_404(conn, partner_id)
         _keep(payload, "id", partner_id)
         spec = validate(PartnerFields, {**{k: current[k] for k in PARTNER_KEYS}, **payload})
@@ -206,7 +206,7 @@ async def update_partner(request: web.Request) -> web.Response:
 async def delete_partner(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         partner = await _partner_or_404(conn, partner_id, with_contacts=True)
         await partner_store.delete_partner(conn, partner_id)
         await audit(
@@ -227,7 +227,7 @@ def _contact_subject(partner_id: str, key: str) -> str:
 @requires("admin")
 @operation("The contacts of a partner", {200: replies.ContactList}, tag="partners")
 async def list_contacts(request: web.Request) -> web.Response:
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         partner = await _partner_or_404(conn, request.match_info["id"], with_contacts=True)
     return web.json_response({"items": [contact_json(c) for c in partner["contacts"]]})
 
@@ -240,7 +240,7 @@ async def create_contact(request: web.Request) -> web.Response:
     spec = validate(ContactSpec, await read_object(request))
     actor = principal_of(request).name
     try:
-        async with request.app["store"].begin() as conn:
+        async with request.app[appkeys.STORE].begin() as conn:
             await _partner_or_404(conn, partner_id)
             if await partner_store.get_contact(conn, partner_id, spec.key):
                 raise Conflict(f"partner {partner_id!r} already has contact {spec.key!r}", "key", code="duplicate_key")
@@ -268,7 +268,7 @@ async def update_contact(request: web.Request) -> web.Response:
     payload = await read_object(request)
     validate(ContactChanges, payload)
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         current = await _contact_or_404(conn, partner_id, key)
         _keep(payload, "key", key)
         spec = validate(ContactSpec, {**{k: current[k] for k in CONTACT_KEYS}, **payload})
@@ -292,7 +292,7 @@ async def update_contact(request: web.Request) -> web.Response:
 async def delete_contact(request: web.Request) -> web.Response:
     partner_id, key = request.match_info["id"], request.match_info["key"]
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         await _contact_or_404(conn, partner_id, key)
         await partner_store.delete_contact(conn, partner_id, key)
         await audit(
@@ -314,6 +314,6 @@ async def delete_contact(request: web.Request) -> web.Response:
 @requires("admin")
 @operation("Partners no incident could reach at tier 1", {200: replies.Coverage}, tag="partners")
 async def coverage(request: web.Request) -> web.Response:
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         gaps = await directory.coverage_gaps(conn)
     return web.json_response({"gaps": gaps})

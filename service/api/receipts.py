@@ -14,7 +14,7 @@ from twilio.request_validator import (
     get_signature_algorithm,
 )
 
-from service import receipts
+from service import appkeys, receipts
 from service.api import replies
 from service.api.auth import open_route, principal_of, requires
 from service.api.contract import FORM, operation
@@ -73,7 +73,7 @@ def twilio_signature_valid(settings: Settings, request: web.Request, form: objec
 )
 async def twilio_status_callback(request: web.Request) -> web.Response:
     """A Twilio message status callback. Open route: the X-Twilio-Signature authenticates it."""
-    settings: Settings = request.app["settings"]
+    settings: Settings = request.app[appkeys.SETTINGS]
     form = await request.post()
     if not twilio_signature_valid(settings, request, form):
         log.warning("rejected a Twilio status callback with a missing or invalid signature")
@@ -82,7 +82,7 @@ async def twilio_status_callback(request: web.Request) -> web.Response:
     if not sid or not status:
         raise InvalidInput("a status callback needs MessageSid and MessageStatus")
     error_code = str(form.get("ErrorCode") or "") or None
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         outcome = await receipts.receive_twilio_status(conn, sid, status, error_code)
     if outcome is None:
         return web.json_response(
@@ -110,7 +110,7 @@ async def bounce_report(request: web.Request) -> web.Response:
         bounce = receipts.parse_dsn(body)
     except receipts.NotADsn as exc:
         raise InvalidInput(str(exc), code="not_a_dsn") from exc
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         delivery = await receipts.find_bounced_delivery(conn, bounce)
         if delivery is None:
             log.warning(

@@ -7,6 +7,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from service import appkeys
 from service.api import replies
 from service.api.auth import requires
 from service.api.contract import operation
@@ -49,11 +50,11 @@ def wants_html(request: web.Request) -> bool:
 async def incident_report(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     html = wants_html(request)
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         report = await build_report(conn, incident_id)
     if report is None:
         raise NotFound(f"no incident {incident_id}")
     if not html:
         return web.json_response(report, headers={"Cache-Control": "no-store"})
-    page = render_html(report, request.app["settings"].company.timezone)
+    page = render_html(report, request.app[appkeys.SETTINGS].company.timezone)
     return web.Response(text=page, content_type="text/html", charset="utf-8", headers=HTML_HEADERS)

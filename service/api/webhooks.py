@@ -2,8 +2,9 @@
 
 Every accepted body is stored raw in inbound_events in the same transaction as its effect, before
 the reply (service/ingest/writer.py commits webhooks in batches); a rejected one (400/415/422) is
-stored too, marked "rejected:<status>", so nothing a source sent is lost. Replies are 202 with `{"incident_id", "notice_id", "action"}`, or a list of those (one per
-alert) when `ingest.incident_per = "fingerprint"`.
+stored too, marked "rejected:<status>", so nothing a source sent is lost. Replies are 202 with
+`{"incident_id", "notice_id", "action"}`, or a list of those (one per alert) when
+`ingest.incident_per = "fingerprint"`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service import appkeys
 from service.api import replies
 from service.api.auth import principal_of, requires
 from service.api.contract import operation
@@ -53,8 +55,8 @@ async def grafana_webhook(request: web.Request) -> web.Response:
 
 
 async def _ingest(request: web.Request, source: str, parse: Parser) -> web.Response:
-    settings: Settings = request.app["settings"]
-    store: Store = request.app["store"]
+    settings: Settings = request.app[appkeys.SETTINGS]
+    store: Store = request.app[appkeys.STORE]
     raw = await read_raw_body(request)
     actor = principal_of(request).name
     try:
@@ -63,9 +65,9 @@ async def _ingest(request: web.Request, source: str, parse: Parser) -> web.Respo
         await _record_rejected(store, source, raw, actor, request.content_type, exc)
         raise
     webhook = Webhook(source, events, raw, actor, request.content_type)
-    results = await request.app["ingest_writer"].submit(webhook)
+    results = await request.app[appkeys.INGEST_WRITER].submit(webhook)
     if any(result.deliveries for result in results):
-        request.app["dispatcher_wake"]()
+        request.app[appkeys.DISPATCHER_WAKE]()
     if settings.ingest.incident_per == "fingerprint":
         return web.json_response([result.as_json() for result in results], status=202)
     return web.json_response(results[0].as_json(), status=202)
@@ -76,7 +78,7 @@ async def read_raw_body(request: web.Request) -> bytes:
 
     The app's client_max_size is server.max_body_bytes, so an oversized body is a 413.
     """
-    limit = request.app["settings"].server.max_body_bytes
+    limit = request.app[appkeys.SETTINGS].server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
     return await request.read()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from service import appkeys
 from service.ingest.correlate import flush_due
 from service.ingest.signatures import signature_hook
 from service.ingest.writer import IngestWriter
@@ -43,12 +44,12 @@ class DampingFlusher:
 
 
 async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings: Settings = app["settings"]
-    app.setdefault("alternate_auth", {})["ingest"] = signature_hook(settings.auth.hmac_sources)
-    writer = IngestWriter(app["store"], settings)
-    flusher = DampingFlusher(app["store"], settings, wake=lambda: app["dispatcher_wake"]())
-    app["ingest_writer"] = writer
-    app["damping_flusher"] = flusher
+    settings: Settings = app[appkeys.SETTINGS]
+    app.setdefault(appkeys.ALTERNATE_AUTH, {})["ingest"] = signature_hook(settings.auth.hmac_sources)
+    writer = IngestWriter(app[appkeys.STORE], settings)
+    flusher = DampingFlusher(app[appkeys.STORE], settings, wake=lambda: app[appkeys.DISPATCHER_WAKE]())
+    app[appkeys.INGEST_WRITER] = writer
+    app[appkeys.DAMPING_FLUSHER] = flusher
     writer.start()
     flusher.start()
     yield

@@ -1,6 +1,6 @@
 """HMAC-SHA256 source signatures: `<header>: sha256=<hex of HMAC(secret, raw body)>`.
 
-Used through `app["alternate_auth"]["ingest"]`, so a source may sign its body instead of sending a
+Used through `app[appkeys.ALTERNATE_AUTH]["ingest"]`, so a source may sign its body instead of sending a
 bearer token (GitHub-style). The signature covers the exact bytes received, so it is checked
 before the body is decoded.
 """

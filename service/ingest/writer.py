@@ -11,6 +11,7 @@ savepoint, so one failing webhook fails alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -69,10 +70,8 @@ class IngestWriter:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         while not self._queue.empty():
             _answer(self._queue.get_nowait(), Unavailable("Herald is stopping; retry shortly", retry_after=2))
 
@@ -89,7 +88,7 @@ class IngestWriter:
         except Exception as exc:
             log.exception("writing a batch of %d webhooks failed", len(batch))
             outcomes = [exc] * len(batch)
-        for webhook, outcome in zip(batch, outcomes):
+        for webhook, outcome in zip(batch, outcomes, strict=True):
             _answer(webhook, outcome)
 
     async def _write_batch(self, batch: list[Webhook]) -> list[list[IngestResult] | Exception]:

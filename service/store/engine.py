@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from service.errors import Unavailable
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_IMMEDIATE = "herald_sqlite_immediate"
 # SQLite's words for "another writer holds the file" and "the file cannot be reached".
 _SQLITE_UNAVAILABLE = ("database is locked", "database is busy", "unable to open database", "disk i/o error")
 # PostgreSQL SQLSTATE classes that mean "not now": 08 connection, 53 resources, 57P0x shutdown,
@@ -75,8 +76,10 @@ class Store:
                 async with self.engine.begin() as conn:
                     yield conn
                 return
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
+            async with self._write_lock, self.engine.connect() as conn:
+                await conn.execution_options(**{_IMMEDIATE: True})
+                async with conn.begin():
+                    yield conn
         except Exception as exc:
             _raise_unavailable(exc)
             raise
@@ -142,8 +145,7 @@ def _create_engine(url: str, pool_size: int, busy_timeout: float) -> AsyncEngine
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-        # Let SQLAlchemy's "begin" event own transactions, and make them IMMEDIATE so a reader
-        # that later writes cannot deadlock against another writer.
+        # Let SQLAlchemy's "begin" event own transactions (see _sqlite_begin).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -154,7 +156,10 @@ def _create_engine(url: str, pool_size: int, busy_timeout: float) -> AsyncEngine
 
     @event.listens_for(engine.sync_engine, "begin")
     def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN")
+        # A write transaction is IMMEDIATE: it takes the write lock up front, waiting up to the busy
+        # timeout for another process's writer. A deferred one that reads, then writes after another
+        # process committed, fails at once with "database is locked" (SQLite cannot wait there).
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_IMMEDIATE) else "BEGIN")
 
     return engine
 

@@ -11,13 +11,13 @@ from typing import Any
 
 from sqlalchemy import update
 
+from service import appkeys
 from service.store.tables import acknowledgements, deliveries, incidents, notices
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import ROOT, TOKENS
-from tests.test_dispatch import start, wired_settings
-from tests.test_report import incident_with_three_versions
-from tests.test_timeline import acknowledge_some
+from tests.helpers.reports import acknowledge_some, incident_with_three_versions
+from tests.helpers.wired import start, wired_settings
 
 
 async def test_the_timeline_shows_in_a_browser_and_in_print_without_script(
@@ -60,7 +60,7 @@ async def spread_over_two_and_a_half_hours(client: Any, incident_id: int, acknow
     opened = time.time() - 150 * 60
     minutes = 60.0
     versions = {1: (8, 60), 2: (66, 120), 3: (115, 180)}  # published, next update promised (minutes)
-    async with client.app["store"].begin() as conn:
+    async with client.app[appkeys.STORE].begin() as conn:
         await conn.execute(update(incidents).where(incidents.c.id == incident_id).values(created_at=opened))
         for version, (published, promised) in versions.items():
             await conn.execute(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import ssl
 import threading
 import time
@@ -112,7 +111,20 @@ class _Handler:
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
-class _SinkController(Controller):
+class LoopbackController(Controller):
+    """An aiosmtpd Controller on 127.0.0.1 that may bind port 0: `port` reads back the port the
+    system gave it once started (the readiness probe then connects to that port)."""
+
+    def __init__(self, handler: Any, port: int = 0, ready_timeout: float = 5.0, **options: Any) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=port, ready_timeout=ready_timeout, **options)
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and self.server is not None:
+            self.port = int(self.server.sockets[0].getsockname()[1])
+        super()._trigger_server()
+
+
+class _SinkController(LoopbackController):
     def __init__(self, sink: SmtpSink, port: int) -> None:
         handler = _Handler(sink)
         options: dict[str, Any] = {}
@@ -126,7 +138,7 @@ class _SinkController(Controller):
             options.update(
                 authenticator=handler.authenticate, auth_required=True, auth_require_tls=sink.tls != "implicit"
             )
-        super().__init__(handler, hostname="127.0.0.1", port=port, ready_timeout=5.0, **options)
+        super().__init__(handler, port=port, **options)
         self.sink = sink
         self._protocols: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()
 
@@ -154,13 +166,13 @@ class SmtpSink:
 
     def __init__(
         self,
-        port: int | None = None,
+        port: int = 0,
         *,
         tls: Literal["starttls", "implicit"] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         login: tuple[str, str] | None = None,
     ) -> None:
-        self.port = port or _free_port()
+        self.port = port  # 0: the first start binds any free port, later restarts reuse it
         self.tls = tls
         self.ssl_context = ssl_context
         self.login = login
@@ -181,6 +193,7 @@ class SmtpSink:
             self._controller.start()
         finally:
             self._probing = False
+        self.port = self._controller.port
         return self
 
     def stop(self) -> None:
@@ -238,12 +251,6 @@ class SmtpSink:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 try:

@@ -115,9 +115,11 @@ class TwilioFake:
         if error_code is not None:
             params["ErrorCode"] = str(error_code)
         signature = RequestValidator(self.auth_token).compute_signature(url, params)
-        async with aiohttp.ClientSession() as session:
-            async with session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response:
-                return response.status
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, data=params, headers={"X-Twilio-Signature": signature}) as response,
+        ):
+            return response.status
 
     async def _create_message(self, request: web.Request) -> web.Response:
         if not self._authorised(request) or request.match_info["account_sid"] != self.account_sid:

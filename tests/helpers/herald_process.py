@@ -1,7 +1,8 @@
 """`herald serve` as a real child process, for the tests a crash or a second Herald needs.
 
 The child gets a TOML file written to a temp directory (no secret in it) and its secrets in the
-environment, exactly as an operator would run it; readiness is `/readyz`; `kill()` is SIGKILL,
+environment, exactly as an operator would run it, on port 0: the port it bound is read back from its log,
+then readiness is `/readyz`; `kill()` is SIGKILL,
 so nothing in Herald gets a chance to tidy up. Its log (JSON lines) goes to a file whose tail is
 quoted when the child fails to come up. Below the process: what the far side received and what
 the delivery log says, the two things every such test compares.
@@ -14,7 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +34,7 @@ from tests.helpers import ROOT, TOKENS
 
 OPERATOR = {"Authorization": f"Bearer {TOKENS['operator']}"}
 FINAL = ("sent", "delivered", "failed", "dead", "undelivered", "bounced", "acknowledged")
+LISTENING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
 MESSAGE_ID = re.compile(rb"^Message-ID: *(<[^>\r\n]+>)", re.MULTILINE | re.IGNORECASE)
 
 
@@ -95,21 +96,18 @@ class HeraldProcess:
 
     async def start(self, timeout: float = 30.0) -> HeraldProcess:
         assert self.process is None or self.process.poll() is not None, f"{self.name} is already running"
-        self.port = free_port()
+        self.port = 0
         self.starts += 1
-        self.config["server"] = {
-            **self.config.get("server", {}),
-            "host": "127.0.0.1",
-            "port": self.port,
-            "public_base_url": self.url,
-        }
+        # Port 0: the child binds a free port itself and prints it (aiohttp's "Running on ..." line).
+        self.config["server"] = {**self.config.get("server", {}), "host": "127.0.0.1", "port": 0}
         config_path = self.workdir / f"{self.name}.toml"
         config_path.write_text(to_toml(self.config), encoding="utf-8")
         environ = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
         environ.update(self.secrets, PYTHONUNBUFFERED="1")
         with self.log_path.open("ab") as log:
-            log.write(f"--- start {self.starts} on port {self.port}\n".encode())
+            log.write(f"--- start {self.starts}\n".encode())
             log.flush()
+            since = log.tell()
             # Popen returns once the child exists; a plain handle lets teardown kill it without a loop.
             self.process = subprocess.Popen(  # noqa: ASYNC220
                 [sys.executable, "-m", "service.cli", "--config", str(config_path), "serve"],
@@ -119,24 +117,36 @@ class HeraldProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        await self.wait_ready(timeout)
+        await self.wait_ready(since, timeout)
         return self
 
-    async def wait_ready(self, timeout: float) -> None:
+    async def wait_ready(self, since: int, timeout: float) -> None:
+        """Read the port the child bound from its log (after byte `since`), then wait for /readyz."""
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while True:
                 if self.process is not None and self.process.poll() is not None:
                     raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-                try:
-                    async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as response:
-                        if response.status == 200:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
+                if not self.port:
+                    self.port = self._bound_port(since)
+                if self.port and await self._ready(session):
+                    return
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}")
                 await asyncio.sleep(0.05)
+
+    def _bound_port(self, since: int) -> int:
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            found = LISTENING.search(log.read())
+        return int(found.group(1)) if found else 0
+
+    async def _ready(self, session: aiohttp.ClientSession) -> bool:
+        try:
+            async with session.get(f"{self.url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     def freeze(self) -> None:
         """SIGSTOP: the process holds still (its committed rows can be read) until `thaw()` or `kill()`."""
@@ -173,12 +183,6 @@ class HeraldProcess:
         if not self.log_path.exists():
             return "(no log)"
         return "\n".join(self.log_path.read_text("utf-8", errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def to_toml(config: Mapping[str, Mapping[str, Any]]) -> str:

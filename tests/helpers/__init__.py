@@ -10,7 +10,7 @@ from typing import Any
 
 from service.settings import Settings, Token
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 EXAMPLE_DIRECTORY = ROOT / "config" / "partners.example.yaml"
 
