@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from typing import Any
@@ -199,3 +200,35 @@ async def test_a_nul_anywhere_in_a_webhook_is_refused_and_the_body_kept(backend_
     await refused(response, 400, None)
     kept = await rejected_bodies(backend_client)
     assert len(kept) == 2 and "firing\ufffd" in kept[1]
+
+
+async def raw_request(client: Any, head: bytes) -> bytes:
+    """Send bytes no HTTP client library would (a header that is not UTF-8) and read the status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(head + b"Host: herald\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    await writer.drain()
+    status = await reader.readline()
+    writer.close()
+    return status
+
+
+async def test_a_bearer_token_that_is_not_utf8_is_a_401(client: Any) -> None:
+    status = await raw_request(client, b"POST /v1/incidents HTTP/1.1\r\nAuthorization: Bearer \xff\xfe\r\n")
+    assert status.startswith(b"HTTP/1.1 401"), status
+
+
+async def test_an_idempotency_key_that_is_not_ascii_is_a_400(client: Any) -> None:
+    token = auth("operator")["Authorization"].encode()
+    head = b"POST /v1/incidents HTTP/1.1\r\nAuthorization: " + token + b"\r\nIdempotency-Key: \xff\r\n"
+    assert (await raw_request(client, head)).startswith(b"HTTP/1.1 400")
+
+
+@pytest.mark.parametrize("component", ["order\x1bapi", "c" * 65])
+async def test_an_alert_whose_component_no_message_could_carry_is_refused_naming_the_label(
+    client: Any, component: str
+) -> None:
+    payload = json.loads((ROOT / "tests" / "fixtures" / "alertmanager" / "firing_critical.json").read_text("utf-8"))
+    for alert in payload["alerts"]:
+        alert["labels"]["component"] = component
+    response = await client.post("/v1/webhooks/alertmanager", data=json.dumps(payload), headers=INGEST)
+    await refused(response, 422, "alerts[].labels.component")

@@ -36,7 +36,7 @@ class TokenTable:
         ]
 
     def lookup(self, presented: str) -> Principal | None:
-        candidate = presented.encode()
+        candidate = presented.encode("utf-8", "surrogateescape")  # the bytes as received
         found = None
         for secret, principal in self._tokens:  # compare against all: no timing hint
             if hmac.compare_digest(secret, candidate):

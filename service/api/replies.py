@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 
 Timestamp = str  # ISO 8601, UTC, e.g. 2026-11-25T06:52:00Z
 LocalText = str | dict[str, str]  # one text for every language, or {"ja": ..., "en": ...}
@@ -211,6 +211,10 @@ class IngestResult(Reply):
     incident_id: int | None
     notice_id: int | None
     action: str
+
+
+class IngestReply(RootModel[IngestResult | list[IngestResult]]):
+    """One result per group, or a list (one per alert) with `ingest.incident_per = "fingerprint"`."""
 
 
 class ReceiptOutcome(Reply):

@@ -37,7 +37,7 @@ Parser = Callable[[Any, IngestSettings], list[IncidentEvent]]
 @requires("ingest")
 @operation(
     "Prometheus Alertmanager webhook (version 4)",
-    {202: replies.IngestResult},
+    {202: replies.IngestReply},
     body=alertmanager.AlertmanagerWebhook,
     tag="ingest",
     description="One incident per group (or per fingerprint with ingest.incident_per = fingerprint, then a list). "
@@ -49,7 +49,7 @@ async def alertmanager_webhook(request: web.Request) -> web.Response:
 
 @routes.post("/v1/webhooks/grafana")
 @requires("ingest")
-@operation("Grafana alerting webhook", {202: replies.IngestResult}, body=grafana.GrafanaWebhook, tag="ingest")
+@operation("Grafana alerting webhook", {202: replies.IngestReply}, body=grafana.GrafanaWebhook, tag="ingest")
 async def grafana_webhook(request: web.Request) -> web.Response:
     return await _ingest(request, grafana.SOURCE, grafana.parse_events)
 

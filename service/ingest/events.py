@@ -13,8 +13,10 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from service.errors import InvalidInput
 from service.ingest.config import IngestSettings, LabelMapping
 from service.notices import LANGUAGES
+from service.validation import MAX_TEXT, text_problem
 
 AlertStatus = Literal["firing", "resolved"]
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "maintenance": 3}
@@ -58,6 +60,9 @@ class AlertGroupPayload(BaseModel):
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str | None = None
     truncatedAlerts: int = 0
+
+
+MAX_COMPONENT = 64
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,37 @@ def events_from_group(source: str, payload: AlertGroupPayload, settings: IngestS
     """One event per group (groupKey), or one per alert fingerprint, as configured."""
     if settings.incident_per == "group":
         key = group_key(source, "group", payload.groupKey)
-        return [event_for(source, key, payload.alerts, settings, payload.commonLabels, payload.commonAnnotations)]
-    by_fingerprint: dict[str, list[Alert]] = {}
-    for alert in payload.alerts:
-        by_fingerprint.setdefault(alert.identity(), []).append(alert)
-    return [
-        event_for(source, group_key(source, "fingerprint", identity), alerts, settings)
-        for identity, alerts in by_fingerprint.items()
-    ]
+        events = [event_for(source, key, payload.alerts, settings, payload.commonLabels, payload.commonAnnotations)]
+    else:
+        by_fingerprint: dict[str, list[Alert]] = {}
+        for alert in payload.alerts:
+            by_fingerprint.setdefault(alert.identity(), []).append(alert)
+        events = [
+            event_for(source, group_key(source, "fingerprint", identity), alerts, settings)
+            for identity, alerts in by_fingerprint.items()
+        ]
+    for event in events:
+        check_sendable(event, settings.mapping)
+    return events
+
+
+def check_sendable(event: IncidentEvent, mapping: LabelMapping) -> None:
+    """What partners will read of an alert obeys the text rules now, as a 422 naming the label or
+    annotation, rather than failing when the incident is opened (or its messages are sent)."""
+    for component in event.components:
+        problem = text_problem(component, multiline=False) or (
+            f"is longer than {MAX_COMPONENT} characters" if len(component) > MAX_COMPONENT else None
+        )
+        if problem:
+            where = f"alerts[].{mapping.component[0] if mapping.component else 'labels'}"
+            raise InvalidInput(f"{where}: the component {component[:MAX_COMPONENT]!r} {problem}", where)
+    texts = {"impact": event.impact, "summary": event.summary}
+    texts.update({f"partner_summary_{lang}": text for lang, text in event.partner_summary.items()})
+    texts.update({f"partner_impact_{lang}": text for lang, text in event.partner_impact.items()})
+    for name, text in texts.items():
+        problem = text and (
+            text_problem(text) or (f"is longer than {MAX_TEXT} characters" if len(text) > MAX_TEXT else None)
+        )
+        if problem:
+            where = f"alerts[].annotations.{name}" if name.startswith("partner_") else f"alerts[] ({name})"
+            raise InvalidInput(f"{where}: {problem}", where)

@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import HeraldError, Unavailable
+from service.errors import HeraldError, Unavailable, invalid_input
 from service.ingest.correlate import IngestResult, apply_event, plain_repeat
 from service.ingest.events import IncidentEvent
 from service.settings import Settings
@@ -113,6 +114,9 @@ class IngestWriter:
         changed.update(e.key for e in events)
         try:
             return await self._apply_in_savepoint(conn, webhook)
+        except ValidationError as exc:  # a value the edge let through that an incident cannot hold
+            log.exception("a %s webhook passed the edge checks but not the incident's", webhook.source)
+            return invalid_input(exc)
         except Exception as exc:
             if not isinstance(exc, HeraldError):
                 log.exception("applying a %s webhook failed", webhook.source)
