@@ -119,7 +119,7 @@ def _path_parameters(resource: Any) -> list[dict[str, Any]]:
     for name in re.findall(r"\{(\w+)\}", resource.canonical):
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 200}
         if f"(?P<{name}>\\d+)" in regex:
-            schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+            schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID, "examples": [1]}
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     return parameters
 
