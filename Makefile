@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint serve bench clean
+.PHONY: demo test lint serve bench clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.dispatch
+
+# The container's dependency sets, every file pinned by hash, from PyPI: requirements.lock (what
+# Herald runs on) and requirements-build.lock (setuptools, which builds the wheel and the one
+# source-only dependency). Run after changing dependencies in pyproject.toml.
+LOCK := PIP_FIND_LINKS= PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-find-links --no-emit-index-url --index-url https://pypi.org/simple
+lock: $(STAMP)
+	$(BIN)/pip install --quiet "pip-tools>=7.4"
+	$(LOCK) --output-file requirements.lock pyproject.toml
+	echo "setuptools>=70.1" | $(LOCK) --output-file requirements-build.lock -
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.db *.db-wal *.db-shm
