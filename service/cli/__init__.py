@@ -12,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import directory, server, templates
+from service.cli import broadcast, deliveries, directory, incidents, notices, report, server, templates
 
-VERB_GROUPS = (server, directory, templates)
+VERB_GROUPS = (server, directory, templates, incidents, notices, broadcast, deliveries, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from service import directory
 from service.cli.local import configured
-from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -16,7 +17,7 @@ def register(commands: Any) -> None:
     verbs = group.add_subparsers(dest="directory_command", required=True)
     validate = verbs.add_parser("validate", help="check a directory file (no configuration needed)")
     validate.add_argument("file")
-    validate.set_defaults(run=lambda args: directory.cli_validate(args.file))
+    validate.set_defaults(run=_validate)
     load = verbs.add_parser("import", help="replace the directory from a file")
     load.add_argument("file")
     load.set_defaults(run=configured(_import))
@@ -24,9 +25,19 @@ def register(commands: Any) -> None:
     coverage.set_defaults(run=configured(_coverage))
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from service import directory
+
+    return directory.cli_validate(args.file)
+
+
 def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from service import directory
+
     return asyncio.run(directory.cli_import(settings, args.file))
 
 
 def _coverage(args: argparse.Namespace, settings: Settings) -> int:
+    from service import directory
+
     return asyncio.run(directory.cli_coverage(settings))

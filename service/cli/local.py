@@ -5,17 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from service.cli import exits
-from service.settings import Settings, SettingsError, load_settings
 
-LocalVerb = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from service.settings import Settings
+
+LocalVerb = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def configured(run: LocalVerb) -> Callable[[argparse.Namespace], int]:
     """The verb with the settings it needs; a bad configuration exits 2 naming the key."""
 
     def verb(args: argparse.Namespace) -> int:
+        from service.settings import SettingsError, load_settings
+
         try:
             return run(args, load_settings(args.config))
         except SettingsError as exc:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from service.app import create_app
 from service.cli import exits
 from service.cli.local import configured
-from service.logs import configure_logging
-from service.settings import Settings, Token
-from service.store import Store
+
+if TYPE_CHECKING:  # the operator verbs share this parser and should start fast: Herald loads on use
+    from service.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -29,6 +26,11 @@ def register(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from aiohttp import web
+
+    from service.app import create_app
+    from service.logs import configure_logging
+
     configure_logging()
     app = create_app(settings)  # own templates are checked here: a bad one stops start-up (exit 2)
     web.run_app(app, host=settings.server.host, port=settings.server.port)
@@ -37,17 +39,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from service.demo import run_demo
+    from service.logs import configure_logging
 
     configure_logging()
     return asyncio.run(run_demo(_with_demo_token(settings), once=args.once))
 
 
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from service.logs import configure_logging
+
     configure_logging()
     return asyncio.run(_apply_migrations(settings))
 
 
 async def _apply_migrations(settings: Settings) -> int:
+    from service.store import Store
+
     store = Store(settings.database.url)
     try:
         await store.upgrade()
@@ -59,6 +66,8 @@ async def _apply_migrations(settings: Settings) -> int:
 
 def _with_demo_token(settings: Settings) -> Settings:
     """The demo mints a one-off admin token for itself: no secret is ever kept in the repo."""
+    from service.settings import Token
+
     token = Token(name="demo", scopes=["admin"], secret=secrets.token_urlsafe(24))  # type: ignore[arg-type]
     return settings.model_copy(
         update={"auth": settings.auth.model_copy(update={"tokens": [*settings.auth.tokens, token]})}

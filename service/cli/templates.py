@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli import exits
 from service.cli.local import configured
-from service.notices import KINDS, LANGUAGES
-from service.settings import Settings
-from service.template_check import check_templates
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -25,6 +25,9 @@ def register(commands: Any) -> None:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from service.notices import KINDS, LANGUAGES
+    from service.template_check import check_templates
+
     own = Path(args.dir)
     problems = check_templates(settings, own)
     for problem in problems:

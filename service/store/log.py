@@ -88,7 +88,8 @@ async def receipts_of(conn: AsyncConnection, delivery_id: int) -> list[dict[str,
 
 
 async def summarise(conn: AsyncConnection, where: DeliveryFilter) -> dict[str, Any]:
-    """Counts by status, by channel × status and by tier × status, from one grouped query."""
+    """Counts by status, by channel × status, by tier × status and by tier × channel × status, from one
+    grouped query."""
     c = deliveries.c
     query = (
         select(c.channel, c.tier, c.status, func.count())
@@ -98,15 +99,18 @@ async def summarise(conn: AsyncConnection, where: DeliveryFilter) -> dict[str, A
     by_status: dict[str, int] = {}
     by_channel: dict[str, dict[str, int]] = {}
     by_tier: dict[str, dict[str, int]] = {}
+    by_tier_channel: dict[str, dict[str, dict[str, int]]] = {}
     for channel, tier, status, count in await conn.execute(query):
         by_status[status] = by_status.get(status, 0) + count
         _add(by_channel.setdefault(channel, {}), status, count)
         _add(by_tier.setdefault(str(tier), {}), status, count)
+        _add(by_tier_channel.setdefault(str(tier), {}).setdefault(channel, {}), status, count)
     return {
         "total": sum(by_status.values()),
         "by_status": by_status,
         "by_channel": by_channel,
         "by_tier": dict(sorted(by_tier.items())),
+        "by_tier_channel": dict(sorted(by_tier_channel.items())),
     }
 
 
