@@ -124,6 +124,14 @@ def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
         channels["sms"] = SmsChannel.from_settings(settings.twilio, status_callback=callback)
     else:
         channels["sms"] = SandboxChannel("sms", record)
+    if settings.webhook.secret is not None:
+        from channels.webhook import WebhookChannel
+
+        channels["webhook"] = WebhookChannel(
+            settings.webhook.secret.get_secret_value(), settings.webhook.timeout, settings.webhook.allow_http
+        )
+    else:
+        channels["webhook"] = SandboxChannel("webhook", record)
     return channels
 
 

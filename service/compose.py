@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 from markupsafe import escape
 
 from channels.base import OutboundMessage
-from service.notices import LANGUAGES, localise, render_fields, to_datetime
+from service.notices import LANGUAGES, iso, localise, render_fields, to_datetime
 from service.partner_text import service_names
 from service.render import Renderer
 from service.settings import Settings
@@ -178,14 +180,70 @@ def outbound(
         )
         parts[part] = _personalise(shared, part, recipient, ack_url)
     responsible = notice["fields"].get("responsible") or {}
+    if delivery["channel"] == "webhook":
+        parts = {"json": webhook_body(delivery, notice, incident, recipient, parts, ack_url, corrects_version)}
     message = OutboundMessage(
         delivery_id=delivery["id"],
         message_id=delivery["message_id"],
         to=delivery["address"],
-        text=parts.get("sms") or parts.get("txt", ""),
+        text=parts.get("sms") or parts.get("json") or parts.get("txt", ""),
         subject=parts.get("subject"),
         html=parts.get("html"),
         reply_to=responsible.get("email"),
     )
     digest = hashlib.sha256("\x1f".join(parts[p] for p in sorted(parts)).encode()).hexdigest()
     return message, digest
+
+
+def webhook_body(
+    delivery: dict[str, Any],
+    notice: dict[str, Any],
+    incident: dict[str, Any] | None,
+    recipient: dict[str, Any],
+    parts: dict[str, str],
+    ack_url: str | None,
+    corrects_version: int | None,
+) -> str:
+    """The JSON a partner's system receives: the Standard Webhooks envelope (type, timestamp, data)
+    around the notice in the contact's language, both as text and as fields. Nothing in it changes
+    between retries, so its hash is the evidence of what was sent."""
+    lang = delivery["language"]
+    fields = render_fields(notice["fields"], lang)
+    published = notice.get("published_at") or notice.get("created_at")
+    payload = {
+        "type": "notice.published",
+        "timestamp": iso(published) if isinstance(published, int | float) else published,
+        "data": {
+            "message_id": delivery["message_id"],
+            "language": lang,
+            "notice": {
+                "id": notice["id"],
+                "kind": notice["kind"],
+                "version": notice["version"],
+                "corrects_version": corrects_version,
+                "fields": {name: _json_value(value) for name, value in fields.items() if value is not None},
+            },
+            "incident": None
+            if incident is None
+            else {
+                "id": incident["id"],
+                "title": localise(incident["title"], lang),
+                "severity": incident["severity"],
+                "status": incident["status"],
+                "components": incident.get("components") or [],
+            },
+            "recipient": {
+                "partner_name": recipient.get("partner_name"),
+                "name": recipient.get("name"),
+                "tier": delivery["tier"],
+            },
+            "subject": parts.get("subject"),
+            "text": parts.get("txt"),
+            "acknowledge_url": ack_url,
+        },
+    }
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

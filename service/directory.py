@@ -27,15 +27,15 @@ from service.settings import Settings, Severity
 from service.store import Store
 from service.store import partners as partner_store
 from service.store.records import audit
-from service.validation import Email, Line, Phone
+from service.validation import Email, Line, Phone, WebhookUrl
 
 log = logging.getLogger("herald.directory")
 
 Language = Literal["ja", "en"]
-ContactChannel = Literal["email", "sms"]
+ContactChannel = Literal["email", "sms", "webhook"]
 # Which contact field a channel sends to.
-ADDRESS_OF: dict[str, str] = {"email": "email", "sms": "phone"}
-_ADDRESS_WORDS = {"email": "an email address", "phone": "a phone number"}
+ADDRESS_OF: dict[str, str] = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
+_ADDRESS_WORDS = {"email": "an email address", "phone": "a phone number", "webhook_url": "a webhook_url"}
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 
 
@@ -87,6 +87,8 @@ class ContactSpec(_Spec):
     tier: Tier
     email: Email | None = None
     phone: Phone | None = None
+    # The partner's system: signed JSON notices (Standard Webhooks) are POSTed here.
+    webhook_url: WebhookUrl | None = None
     # Ordered preferences; empty means "whatever the policy says, in its order".
     channels: Channels = []
     language: Language | None = None

@@ -25,7 +25,7 @@ from service.store import suppressions as suppression_store
 
 PARTNERS_PER_PAGE = 1000
 CHANNEL_RANK = {"sms": 0, "email": 1, "webhook": 2}
-ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook"}
+ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
 
 
 @dataclass

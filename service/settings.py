@@ -9,6 +9,7 @@ environment; bearer tokens are declared by name in the TOML file and their value
 
 from __future__ import annotations
 
+import base64
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -94,6 +95,32 @@ class SmtpSettings(_Section):
     # The relay's certificate is verified against the system CAs, or against ca_file when set.
     validate_certs: bool = True
     ca_file: str | None = None
+    # DKIM signing, for a relay that does not sign: the selector's public key is published at
+    # <dkim_selector>._domainkey.<dkim_domain>. The private key (PEM) comes from
+    # HERALD_SMTP__DKIM_PRIVATE_KEY or a file (a mounted secret), never from this file's text.
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_private_key: SecretStr | None = None
+    dkim_private_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> SmtpSettings:
+        parts = (self.dkim_domain, self.dkim_selector, self.dkim_private_key or self.dkim_private_key_file)
+        if any(parts) and not all(parts):
+            raise ValueError("DKIM needs dkim_domain, dkim_selector and a private key (or none of them)")
+        return self
+
+    def dkim_key(self) -> bytes | None:
+        if self.dkim_private_key is not None:
+            return self.dkim_private_key.get_secret_value().encode()
+        if self.dkim_private_key_file:
+            try:
+                return Path(self.dkim_private_key_file).read_bytes()
+            except OSError as exc:
+                raise SettingsError(
+                    f"smtp.dkim_private_key_file: {exc.strerror}: {self.dkim_private_key_file}"
+                ) from exc
+        return None
 
 
 class TwilioSettings(_Section):
@@ -116,6 +143,31 @@ class DispatchSettings(_Section):
     backoff_max: float = Field(600.0, gt=0)
     backoff_jitter: float = Field(1.0, ge=0)
     deadline_seconds: float = Field(86_400.0, gt=0)
+
+
+class WebhookSettings(_Section):
+    """Partners' systems receive notices as JSON, signed per Standard Webhooks (webhook-id,
+    webhook-timestamp, webhook-signature). Without a secret webhook deliveries go to the sandbox."""
+
+    # HERALD_WEBHOOK__SECRET: "whsec_" + base64 of 24 to 64 random bytes, shared with partners.
+    secret: SecretStr | None = None
+    timeout: float = Field(10.0, gt=0)
+    # Plain http:// endpoints are refused (a permanent failure) unless this is on: local drills only.
+    allow_http: bool = False
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        try:
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            key = b""
+        if not raw.startswith("whsec_") or not 24 <= len(key) <= 64:
+            raise ValueError('must be "whsec_" followed by base64 of 24 to 64 random bytes')
+        return value
 
 
 class SmsSettings(_Section):
@@ -272,10 +324,10 @@ class QuietHoursSettings(_Section):
 
 def _default_policy() -> dict[str, dict[str, list[str]]]:
     return {
-        "critical": {"1": ["sms", "email"], "2": ["email", "sms"], "3": ["email"]},
-        "major": {"1": ["email", "sms"], "2": ["email"], "3": ["email"]},
-        "minor": {"1": ["email"], "2": ["email"], "3": []},
-        "maintenance": {"1": ["email"], "2": ["email"], "3": ["email"]},
+        "critical": {"1": ["sms", "email", "webhook"], "2": ["email", "sms", "webhook"], "3": ["email", "webhook"]},
+        "major": {"1": ["email", "sms", "webhook"], "2": ["email", "webhook"], "3": ["email", "webhook"]},
+        "minor": {"1": ["email", "webhook"], "2": ["email", "webhook"], "3": []},
+        "maintenance": {"1": ["email", "webhook"], "2": ["email", "webhook"], "3": ["email", "webhook"]},
     }
 
 
@@ -297,6 +349,7 @@ class Settings(BaseSettings):
     twilio: TwilioSettings = TwilioSettings()
     dispatch: DispatchSettings = DispatchSettings()
     sms: SmsSettings = SmsSettings()
+    webhook: WebhookSettings = WebhookSettings()
     ack: AckSettings = AckSettings()
     directory: DirectorySettings = DirectorySettings()
     company: CompanySettings = CompanySettings()
@@ -355,6 +408,10 @@ class Settings(BaseSettings):
         return bool(self.smtp.host)
 
     @property
+    def webhook_configured(self) -> bool:
+        return self.webhook.secret is not None
+
+    @property
     def sms_configured(self) -> bool:
         return bool(self.twilio.account_sid and self.twilio.auth_token)
 
@@ -368,7 +425,12 @@ _environ: ContextVar[Mapping[str, str]] = ContextVar("herald_settings_environ", 
 _config_file: ContextVar[Path | None] = ContextVar("herald_settings_file", default=None)
 
 # Keys holding a file path: written in the TOML file, they are relative to that file.
-PATH_KEYS: tuple[tuple[str, str], ...] = (("directory", "path"), ("smtp", "ca_file"), ("templates", "directory"))
+PATH_KEYS: tuple[tuple[str, str], ...] = (
+    ("directory", "path"),
+    ("smtp", "ca_file"),
+    ("smtp", "dkim_private_key_file"),
+    ("templates", "directory"),
+)
 
 
 def config_path(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path:

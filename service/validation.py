@@ -16,6 +16,7 @@ import math
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -95,9 +96,21 @@ def normalise_email(value: str) -> str:
 
 # Multi-line message text (a summary, a body) and one-line text (a name, a title, a subject).
 MessageText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_message_text)]
+def normalise_webhook_url(value: str) -> str:
+    """A partner system's endpoint: http(s) with a host and no password in it (the channel itself
+    refuses plain http unless [webhook] allow_http is on)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise PydanticCustomError("webhook_url_invalid", "not an https:// URL")
+    if parts.username or parts.password:
+        raise PydanticCustomError("webhook_url_invalid", "a webhook URL may not carry a password")
+    return value.strip()
+
+
 Line = Annotated[str, StringConstraints(max_length=MAX_LINE), AfterValidator(_message_line)]
 Phone = Annotated[str, StringConstraints(max_length=64), AfterValidator(normalise_phone)]
 Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalise_email)]
+WebhookUrl = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalise_webhook_url)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 

@@ -95,7 +95,7 @@ def test_environment_overrides_the_file_and_secrets_come_only_from_it(tmp_path: 
 def test_the_shipped_configuration_loads(tmp_path: Path) -> None:
     settings = load_settings(ROOT / "config" / "herald.toml", environ={})
     assert Path(settings.directory.path) == ROOT / "config" / "partners.example.yaml"
-    assert settings.policy["critical"]["1"] == ["sms", "email"]
+    assert settings.policy["critical"]["1"] == ["sms", "email", "webhook"]
 
 
 def test_cli_reports_a_bad_config_file_with_exit_2(tmp_path: Path, capsys: Any) -> None:

@@ -3,17 +3,21 @@ self-signed CA made by trustme stands in for the relay)."""
 
 from __future__ import annotations
 
+import base64
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+import dkim
 import pytest
 import trustme
 
 from channels.base import OutboundMessage, TransientError
 from channels.email import EmailChannel
+from service.settings import SettingsError, load_settings
 from tests.fakes.smtp import SmtpSink
+from tests.helpers import ROOT
 
 # aiosmtpd only counts STARTTLS as TLS and warns when AUTH is allowed on its implicit-TLS port.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
@@ -142,3 +146,54 @@ async def test_without_starttls_the_relay_refuses_to_take_mail(starttls_relay: S
     finally:
         await email.close()
     assert starttls_relay.messages == []
+
+
+def dkim_key() -> tuple[bytes, str]:
+    """A private key in PEM and the TXT record that would publish its public half."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return pem, "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
+
+
+async def test_dkim_signed_mail_verifies_against_the_published_key(smtp_sink: SmtpSink, tmp_path: Path) -> None:
+    pem, record = dkim_key()
+    key_file = tmp_path / "dkim.pem"
+    key_file.write_bytes(pem)
+    settings = load_settings(
+        ROOT / "config" / "herald.toml",
+        environ={
+            "HERALD_SMTP__HOST": "127.0.0.1",
+            "HERALD_SMTP__PORT": str(smtp_sink.port),
+            "HERALD_SMTP__TLS": "none",
+            "HERALD_SMTP__DKIM_DOMAIN": "sample.example.com",
+            "HERALD_SMTP__DKIM_SELECTOR": "herald2026",
+            "HERALD_SMTP__DKIM_PRIVATE_KEY_FILE": str(key_file),
+        },
+    )
+    email = EmailChannel.from_settings(settings.smtp)
+    try:
+        await email.send(message())
+    finally:
+        await email.close()
+    [received] = await smtp_sink.wait_for(1)
+    assert received.raw.startswith(b"DKIM-Signature: ")
+    assert "d=sample.example.com" in received.message["DKIM-Signature"]
+
+    def published(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"herald2026._domainkey.sample.example.com."
+        return record.encode()
+
+    assert dkim.verify(received.raw, dnsfunc=published)
+    tampered = received.raw.replace(b"Subject: ", b"Subject: Re: ", 1)
+    assert not dkim.verify(tampered, dnsfunc=published)
+
+
+def test_dkim_needs_its_domain_selector_and_key_together() -> None:
+    with pytest.raises(SettingsError, match="DKIM needs"):
+        load_settings(ROOT / "config" / "herald.toml", environ={"HERALD_SMTP__DKIM_DOMAIN": "sample.example.com"})

@@ -45,7 +45,7 @@ routes = web.RouteTableDef()
 Spec = TypeVar("Spec", bound=BaseModel)
 
 PARTNER_KEYS = ("id", "name", "language", "components", "policy", "timezone")
-CONTACT_KEYS = ("key", "name", "tier", "email", "phone", "channels", "language")
+CONTACT_KEYS = ("key", "name", "tier", "email", "phone", "webhook_url", "channels", "language")
 
 
 def partner_json(row: dict[str, Any]) -> dict[str, Any]:

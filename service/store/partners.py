@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.store.tables import contacts, partners
 
 PARTNER_FIELDS = ("name", "language", "components", "policy", "timezone")
-CONTACT_FIELDS = ("name", "tier", "email", "phone", "channels", "language")
+CONTACT_FIELDS = ("name", "tier", "email", "phone", "webhook_url", "channels", "language")
 
 
 def _partner_values(row: dict[str, Any]) -> dict[str, Any]:

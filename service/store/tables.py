@@ -58,6 +58,7 @@ contacts = Table(
     Column("tier", Integer, nullable=False),
     Column("email", String(320), nullable=True),
     Column("phone", String(32), nullable=True),
+    Column("webhook_url", String(320), nullable=True),
     Column("channels", JSON, nullable=False, default=list),
     Column("language", String(2), nullable=True),
     Column("created_at", Float, nullable=False),
