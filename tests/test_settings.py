@@ -41,7 +41,7 @@ def test_nested_keys_lists_and_tables_come_from_the_environment() -> None:
     assert settings.smtp.port == 2525 and settings.smtp.validate_certs is False
     assert settings.ack.tiers == [1]
     assert settings.policy["minor"]["3"] == ["email"]
-    assert settings.policy["minor"]["1"] == ["email"], "the rest of the file's table is kept"
+    assert settings.policy["minor"]["1"] == ["email", "webhook"], "the rest of the file's table is kept"
     assert settings.ingest.mapping.default_severity == "minor"
     assert settings.dispatch.concurrency["sms"] == 4
 
