@@ -96,6 +96,8 @@ def normalise_email(value: str) -> str:
 
 # Multi-line message text (a summary, a body) and one-line text (a name, a title, a subject).
 MessageText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_message_text)]
+
+
 def normalise_webhook_url(value: str) -> str:
     """A partner system's endpoint: http(s) with a host and no password in it (the channel itself
     refuses plain http unless [webhook] allow_http is on)."""

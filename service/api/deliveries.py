@@ -186,7 +186,11 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 @routes.get("/v1/incidents/{id:\\d+}/summary")
 @requires("operator")  # counts only: an operator follows a notice going out
-@operation("Delivery counts of an incident by status, channel, tier and tier × channel", {200: replies.Summary}, tag="deliveries")
+@operation(
+    "Delivery counts of an incident by status, channel, tier and tier × channel",
+    {200: replies.Summary},
+    tag="deliveries",
+)
 async def incident_summary(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     async with request.app[appkeys.STORE].read() as conn:
@@ -198,7 +202,9 @@ async def incident_summary(request: web.Request) -> web.Response:
 
 @routes.get("/v1/notices/{id:\\d+}/summary")
 @requires("operator")  # counts only: an operator follows a notice going out
-@operation("Delivery counts of a notice by status, channel, tier and tier × channel", {200: replies.Summary}, tag="deliveries")
+@operation(
+    "Delivery counts of a notice by status, channel, tier and tier × channel", {200: replies.Summary}, tag="deliveries"
+)
 async def notice_summary(request: web.Request) -> web.Response:
     notice_id = path_id(request)
     async with request.app[appkeys.STORE].read() as conn:

@@ -21,7 +21,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 @open_route
-@operation("Readiness: could a write start now?", {200: replies.Status}, tag="operations")
+@operation("Readiness: could a write start now?", {200: replies.Readiness}, tag="operations")
 async def readyz(request: web.Request) -> web.Response:
     """Ready when a write could start now: PostgreSQL answers, or the SQLite write lock is free.
     Not ready is the usual error shape: 503 `unavailable` with Retry-After."""

@@ -22,6 +22,17 @@ class Status(Reply):
     status: str
 
 
+class ConfigWarning(Reply):
+    code: str  # no_token_enabled, public_base_url_loopback, example_directory, ack_secret_missing
+    detail: str
+
+
+class Readiness(Reply):
+    status: str
+    # Configuration an operator should fix; Herald is ready all the same.
+    warnings: list[ConfigWarning]
+
+
 class PlanCounts(Reply):
     total: int
     partners: int
@@ -92,6 +103,7 @@ class Contact(Reply):
     tier: int
     email: str | None
     phone: str | None
+    webhook_url: str | None = None
     channels: list[str]
     language: str | None
     created_at: Timestamp | None
@@ -197,6 +209,7 @@ class Summary(Reply):
     by_status: dict[str, int]
     by_channel: dict[str, dict[str, int]]
     by_tier: dict[str, dict[str, int]]
+    by_tier_channel: dict[str, dict[str, dict[str, int]]]
     incident_id: int | None = None
     notice_id: int | None = None
 
