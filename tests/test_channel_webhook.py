@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from channels.base import OutboundMessage, PermanentError
 from channels.webhook import WebhookChannel
+from service import appkeys
 from service.app import create_app
 from service.directory import load_directory
 from service.settings import SettingsError, load_settings
@@ -99,7 +100,7 @@ async def start(aiohttp_client: Any, sqlite_url: str, tmp_path: Path, system: Pa
 
 
 async def webhook_rows(client: Any) -> list[Any]:
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         return list((await conn.execute(select(deliveries).where(deliveries.c.channel == "webhook"))).mappings())
 
 
