@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint serve bench clean lock
+.PHONY: demo test lint typecheck coverage serve bench clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	# setuptools 70.1 builds wheels by itself (tests/test_container.py builds one without isolation).
+	$(BIN)/pip install --quiet --upgrade pip "setuptools>=70.1"
 	$(BIN)/pip install --quiet -e '.[test,bench,lint]'
 	touch $(STAMP)
 
@@ -24,6 +25,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+coverage: $(STAMP)
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage report
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.dispatch

@@ -8,7 +8,7 @@ import resource
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,7 @@ def herald_settings(db_path: Path, sink: Sinks, **dispatch: Any) -> Settings:
     return Settings.model_validate(
         {
             "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
-            "auth": {"tokens": [Token(name="bench", scopes=["admin"], secret=TOKEN)]},  # type: ignore[list-item]
+            "auth": {"tokens": [Token(name="bench", scopes=["admin"], secret=SecretStr(TOKEN))]},
             "smtp": {
                 "host": "127.0.0.1",
                 "port": sink.smtp_port,
@@ -83,7 +83,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[Sequence[object]]) -> str:
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):

@@ -30,6 +30,7 @@ from service.settings import Settings
 from service.store import Store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
+from service.store.models import Delivery, Recipient
 from service.store.tables import deliveries
 from tests.helpers.bulk import BROADCAST, seed_directory
 
@@ -102,7 +103,7 @@ async def sample_email(settings: Settings) -> OutboundMessage:
     store = Store(settings.database.url)
     try:
         async with store.read() as conn:
-            delivery = dict(
+            row = (
                 (
                     await conn.execute(
                         select(deliveries).where(deliveries.c.channel == "email").order_by(deliveries.c.id).limit(1)
@@ -111,13 +112,15 @@ async def sample_email(settings: Settings) -> OutboundMessage:
                 .mappings()
                 .one()
             )
-            notice = await incident_store.get_notice(conn, delivery["notice_id"])
-            names = await delivery_store.recipients(conn, [delivery["contact_id"]])
+            notice = await incident_store.read_notice(conn, row["notice_id"])
+            names = await delivery_store.recipients(conn, [row["contact_id"]])
     finally:
         await store.close()
-    recipient = {**names[delivery["contact_id"]], "tier": delivery["tier"]}
+    assert notice is not None
+    name = names[row["contact_id"]]
+    delivery = Delivery.from_row(row, recipient=Recipient(name["name"], name["partner_name"], row["tier"]))
     ack_url = ack_link(settings, AckSigner.from_settings(settings))(delivery)
-    message, _ = compose.outbound(settings, delivery, notice, None, recipient, ack_url)  # type: ignore[arg-type]
+    message, _ = compose.outbound(settings, delivery, notice, None, ack_url)
     return message
 
 

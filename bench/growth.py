@@ -24,7 +24,7 @@ DEFAULT_SIZES = "1000,10000,100000"
 
 
 async def main(sizes: list[int]) -> None:
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             "deliveries",
             "partners",

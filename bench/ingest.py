@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 
 from service.app import create_app
 from service.settings import Settings, Token
@@ -37,7 +38,7 @@ def bench_settings(db_path: Path) -> Settings:
     return Settings.model_validate(
         {
             "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
-            "auth": {"tokens": [Token(name="bench", scopes=["ingest"], secret=TOKEN)]},  # type: ignore[list-item]
+            "auth": {"tokens": [Token(name="bench", scopes=["ingest"], secret=SecretStr(TOKEN))]},
             "dispatch": {"enabled": False},
             "directory": {"path": str(ROOT / "config" / "partners.example.yaml"), "import_on_start": True},
         }

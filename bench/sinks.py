@@ -21,7 +21,7 @@ class Discard:
     def __init__(self) -> None:
         self.count = 0
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
+    async def handle_DATA(self, server, session, envelope) -> str:
         self.count += 1
         return f"250 2.0.0 Ok: queued as B{self.count}"
 
@@ -34,15 +34,15 @@ async def serve() -> None:
     )
     smtp_port = server.sockets[0].getsockname()[1]
     twilio = TwilioFake(ACCOUNT_SID, AUTH_TOKEN)
-    twilio.requests = _Forgetful()  # type: ignore[assignment]
-    twilio.messages = _Forgetful()  # type: ignore[assignment]
+    twilio.requests = _Forgetful()
+    twilio.messages = _Forgetful()
     await twilio.start()
     print(f"READY {smtp_port} {twilio.port}", flush=True)
     async with server:
         await asyncio.Event().wait()
 
 
-class _Forgetful(list):  # type: ignore[type-arg]
+class _Forgetful(list):
     """Counts what the fake would record, without keeping 100,000 dicts."""
 
     def append(self, item: object) -> None:

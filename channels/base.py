@@ -5,9 +5,12 @@ Channels send once and classify what went wrong; the dispatcher decides whether 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+import aiohttp
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,48 @@ class TransientError(ChannelError):
 
 class PermanentError(ChannelError):
     """Never worth retrying: the far side refused this message for good."""
+
+
+Classifier = Callable[[Exception], "ChannelError | None"]
+
+
+def classify(exc: Exception, service: str, by_protocol: Classifier | None = None) -> ChannelError:
+    """The one rule every channel's failures go through, in this order:
+
+    1. a ChannelError the channel raised itself stands as it is;
+    2. the protocol's own answer decides (`by_protocol`: an SMTP reply code, an HTTP status, a
+       provider's error code), returning None when it has no answer for this exception;
+    3. the far side could not be reached (refused, reset, timed out) or sent a reply that cannot
+       be read: transient, the next attempt may find it well;
+    4. a message the protocol cannot carry (a ValueError or UnicodeError while building the
+       request: an address it refuses, a header it cannot encode): permanent, it would fail the
+       same way every time;
+    5. anything else: transient, so an unforeseen error delays a notice instead of dropping it.
+    """
+    if isinstance(exc, ChannelError):
+        return exc
+    answered = by_protocol(exc) if by_protocol is not None else None
+    if answered is not None:
+        return answered
+    if isinstance(exc, (TimeoutError, OSError, aiohttp.ClientError)):
+        return TransientError(f"{service} unreachable: {_describe(exc)}")
+    if isinstance(exc, json.JSONDecodeError):
+        return TransientError(f"{service} sent a reply that cannot be read: {_describe(exc)}")
+    if isinstance(exc, ValueError):  # UnicodeError is a ValueError
+        return PermanentError(f"{service} cannot carry this message: {_describe(exc)}")
+    return TransientError(f"{service} error: {type(exc).__name__}: {exc}")
+
+
+def classify_http_status(status: int, reason: str, code: str | None = None) -> ChannelError:
+    """An HTTP error answer: 408, 429 and 5xx are worth another try; any other 4xx is final."""
+    error_code = code if code is not None else str(status)
+    if status in (408, 429) or status >= 500:
+        return TransientError(reason, error_code)
+    return PermanentError(reason, error_code)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from channels.base import (
     PermanentError,
     SendResult,
     TransientError,
+    classify,
 )
 
 if TYPE_CHECKING:
@@ -313,9 +314,13 @@ def clean_subject(subject: str) -> str:
     return _LINE_BREAKS.sub(" ", subject).strip()
 
 
-def classify_smtp_error(exc: BaseException) -> ChannelError:
-    if isinstance(exc, ChannelError):
-        return exc
+def classify_smtp_error(exc: Exception) -> ChannelError:
+    return classify(exc, "SMTP", _smtp_answer)
+
+
+def _smtp_answer(exc: Exception) -> ChannelError | None:
+    """What the SMTP conversation itself says: reply codes (5xx final, 4xx not), refused
+    recipients, a lost or refused connection."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refused = exc.recipients[0] if exc.recipients else None
         if refused is None:
@@ -329,9 +334,7 @@ def classify_smtp_error(exc: BaseException) -> ChannelError:
         return TransientError(f"SMTP connection failed: {_describe(exc)}", code and str(code))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_reply_code(exc.code, exc.message)
-    if isinstance(exc, ValueError):
-        return PermanentError(f"address cannot be sent: {exc}")
-    return TransientError(f"SMTP error: {_describe(exc)}")
+    return None
 
 
 # Replies about our session, not the message: the relay wants TLS or a login it did not get. The

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -17,9 +15,10 @@ from twilio.rest import Client
 from channels.base import (
     ChannelError,
     OutboundMessage,
-    PermanentError,
     SendResult,
     TransientError,
+    classify,
+    classify_http_status,
 )
 
 if TYPE_CHECKING:
@@ -34,7 +33,7 @@ TWILIO_API_BASE_URL = "https://api.twilio.com"
 _CREDENTIAL_STATUSES = (401, 403)
 
 
-class RewritingTwilioHttpClient(AsyncTwilioHttpClient):
+class RewritingTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
     """Sends the client's requests to `api_base_url` instead of Twilio's hosts.
 
     The twilio library builds absolute `https://api.twilio.com/...` URLs itself and offers no base
@@ -48,7 +47,7 @@ class RewritingTwilioHttpClient(AsyncTwilioHttpClient):
         super().__init__(timeout=timeout)
         self.api_base_url = api_base_url
 
-    async def request(  # type: ignore[override]
+    async def request(
         self,
         method: str,
         url: str,
@@ -157,24 +156,22 @@ class SmsChannel:
         return self._client
 
 
-def classify_twilio_error(exc: BaseException) -> ChannelError:
-    if isinstance(exc, ChannelError):
-        return exc
+def classify_twilio_error(exc: Exception) -> ChannelError:
+    return classify(exc, "Twilio", _twilio_answer)
+
+
+def _twilio_answer(exc: Exception) -> ChannelError | None:
+    """Twilio's error answers: by HTTP status, with Twilio's own error code (e.g. 21211)."""
     if isinstance(exc, (TwilioRestException, TwilioServiceException)):
         return _by_status(exc.status, exc.code, _error_text(exc))
-    if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError)):
-        return TransientError(f"Twilio unreachable: {str(exc) or type(exc).__name__}")
-    if isinstance(exc, (TwilioException, ValueError)):
-        # e.g. a 2xx answer that is not JSON: the far side misbehaved, try again later.
-        return TransientError(f"Twilio error: {exc}")
-    return TransientError(f"Twilio error: {type(exc).__name__}: {exc}")
+    return None
 
 
 def _by_status(status: int, code: int | None, text: str) -> ChannelError:
     code_text = str(code) if code is not None else str(status)
-    if status == 429 or status >= 500 or status in _CREDENTIAL_STATUSES:
+    if status in _CREDENTIAL_STATUSES:
         return TransientError(text, code_text)
-    return PermanentError(text, code_text)
+    return classify_http_status(status, text, code_text)
 
 
 def _error_text(exc: TwilioRestException | TwilioServiceException) -> str:

@@ -21,7 +21,8 @@ from channels.base import (
     OutboundMessage,
     PermanentError,
     SendResult,
-    TransientError,
+    classify,
+    classify_http_status,
 )
 
 USER_AGENT = "Herald-Webhooks/1"
@@ -76,7 +77,7 @@ class WebhookChannel:
                 await response.read()
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise TransientError(f"webhook unreachable: {str(exc) or type(exc).__name__}") from exc
+            raise classify(exc, "webhook") from exc
         if 200 <= status < 300:
             return SendResult(provider_id=f"HTTP {status}")
         raise classify_webhook_status(status)
@@ -100,7 +101,5 @@ class WebhookChannel:
 
 
 def classify_webhook_status(status: int) -> ChannelError:
-    """Like the other channels: the far side busy or down is worth a retry, a refusal is not."""
-    if status == 429 or status >= 500 or status == 408:
-        return TransientError(f"webhook answered HTTP {status}", str(status))
-    return PermanentError(f"webhook answered HTTP {status}", str(status))
+    """Like the other channels (channels.base): the far side busy or down is worth a retry, a refusal is not."""
+    return classify_http_status(status, f"webhook answered HTTP {status}")

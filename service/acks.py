@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service import escalation
 from service.settings import Settings
 from service.store import receipts as receipt_store
+from service.store.models import Delivery
 from service.store.records import audit
 
 log = logging.getLogger("herald.acks")
@@ -70,8 +71,9 @@ class AckSigner:
         payload = f"{int(delivery_id)}.{int(expires_at)}"
         return f"{payload}.{self._sign(payload)}"
 
-    def token_for(self, delivery: dict[str, Any]) -> str:
-        return self.token(delivery["id"], delivery["created_at"] + self.ttl_seconds)
+    def token_for(self, delivery_id: int, created_at: float) -> str:
+        """The link token of a delivery: it expires `ttl_seconds` after the delivery was planned."""
+        return self.token(delivery_id, created_at + self.ttl_seconds)
 
     def verify(self, token: str, now: float | None = None) -> int:
         """The delivery id the token was made for; raises InvalidToken or ExpiredToken."""
@@ -91,15 +93,15 @@ class AckSigner:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def ack_link(settings: Settings, signer: AckSigner) -> Callable[[dict[str, Any]], str | None]:
+def ack_link(settings: Settings, signer: AckSigner) -> Callable[[Delivery], str | None]:
     """The Dispatcher's `ack_link`: a link for tiers asked to acknowledge, None for the rest."""
     base = settings.server.public_base_url.rstrip("/")
     tiers = set(settings.ack.tiers)
 
-    def link(delivery: dict[str, Any]) -> str | None:
-        if delivery["tier"] not in tiers:
+    def link(delivery: Delivery) -> str | None:
+        if delivery.tier not in tiers:
             return None
-        return f"{base}/ack/{signer.token_for(delivery)}"
+        return f"{base}/ack/{signer.token_for(delivery.id, delivery.created_at)}"
 
     return link
 

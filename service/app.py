@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy import insert
 
 from channels.base import Channel, OutboundMessage
 from channels.sandbox import SandboxChannel
@@ -36,7 +34,7 @@ from service.metrics import Metrics
 from service.promises import promise_ctx
 from service.settings import Settings, SettingsError
 from service.store import Store
-from service.store.tables import sandbox_messages
+from service.store import sandbox as sandbox_store
 from service.template_check import check_templates
 
 log = logging.getLogger("herald.app")
@@ -57,7 +55,6 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.DISPATCHER_WAKE] = lambda: None
     app[appkeys.OPENAPI] = {}  # the contract, built from the router on first request (service/api/docs.py)
     app[appkeys.ACK_SIGNER] = AckSigner.from_settings(settings)
-    app.setdefault(appkeys.DISPATCHER_OPTIONS, {})["ack_link"] = ack_link(settings, app[appkeys.ACK_SIGNER])
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_store_ctx)
@@ -97,17 +94,15 @@ def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
 
     async def record(channel: str, message: OutboundMessage) -> None:
         async with store.begin() as conn:
-            await conn.execute(
-                insert(sandbox_messages).values(
-                    delivery_id=message.delivery_id,
-                    channel=channel,
-                    recipient=message.to,
-                    subject=message.subject,
-                    body=message.text,
-                    html=message.html,
-                    message_id=message.message_id,
-                    created_at=time.time(),
-                )
+            await sandbox_store.record_message(
+                conn,
+                channel,
+                message.delivery_id,
+                message.to,
+                message.subject,
+                message.text,
+                message.html,
+                message.message_id,
             )
 
     channels: dict[str, Channel] = {}
@@ -139,8 +134,13 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = app[appkeys.SETTINGS]
     channels = build_channels(settings, app[appkeys.STORE])
     app[appkeys.CHANNELS] = channels
-    options = {"observer": app[appkeys.METRICS].observe_attempt, **app.get(appkeys.DISPATCHER_OPTIONS, {})}
-    dispatcher = Dispatcher(app[appkeys.STORE], settings, channels, **options)
+    dispatcher = Dispatcher(
+        app[appkeys.STORE],
+        settings,
+        channels,
+        ack_link=ack_link(settings, app[appkeys.ACK_SIGNER]),
+        observer=app[appkeys.METRICS].observe_attempt,
+    )
     app[appkeys.DISPATCHER] = dispatcher
     if settings.dispatch.enabled:
         await dispatcher.start()

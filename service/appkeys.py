@@ -30,13 +30,12 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ACK_SIGNER: web.AppKey[AckSigner] = web.AppKey("ack_signer")
 CHANNELS: web.AppKey[dict[str, Channel]] = web.AppKey("channels")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
-DISPATCHER_OPTIONS: web.AppKey[dict[str, Any]] = web.AppKey("dispatcher_options")
 DISPATCHER_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("dispatcher_wake")
 INGEST_WRITER: web.AppKey[IngestWriter] = web.AppKey("ingest_writer")
 DAMPING_FLUSHER: web.AppKey[DampingFlusher] = web.AppKey("damping_flusher")
 ESCALATION_SCHEDULER: web.AppKey[EscalationScheduler] = web.AppKey("escalation_scheduler")
 PROMISE_CHECKER: web.AppKey[PromiseChecker] = web.AppKey("promise_checker")
-# Per scope, a second way to authenticate (e.g. an HMAC-signed body for the ingest scope).
 # The OpenAPI document, built from the router on first request (service/api/docs.py).
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+# Per scope, a second way to authenticate (e.g. an HMAC-signed body for the ingest scope).
 ALTERNATE_AUTH: web.AppKey[dict[str, AlternateAuth]] = web.AppKey("alternate_auth")

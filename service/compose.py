@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
@@ -17,8 +18,10 @@ from service.notices import LANGUAGES, iso, localise, render_fields, to_datetime
 from service.partner_text import service_names
 from service.render import Renderer
 from service.settings import Settings
+from service.store.models import Delivery, Incident, Notice, Recipient
 from service.volume import partner_note
 
+NOBODY = Recipient(None, None, None)  # the evidence copy greets no one in particular
 PARTS_BY_CHANNEL = {"email": ("subject", "txt", "html"), "sms": ("sms",), "webhook": ("subject", "txt")}
 
 
@@ -33,21 +36,21 @@ def renderer(settings: Settings) -> Renderer:
 
 def context(
     settings: Settings,
-    notice: dict[str, Any],
-    incident: dict[str, Any] | None,
+    notice: Notice,
+    incident: Incident | None,
     lang: str,
-    recipient: dict[str, Any] | None = None,
+    recipient: Recipient | None = None,
     ack_url: str | None = None,
     corrects_version: int | None = None,
     reminder: bool = False,
     volume_note: str | None = None,
 ) -> dict[str, Any]:
-    fields = render_fields(notice["fields"], lang)
-    fields.setdefault("components", (incident or {}).get("components") or [])
+    fields = render_fields(notice.fields, lang)
+    fields.setdefault("components", (incident.components if incident else None) or [])
     company = settings.company
     return {
-        "kind": notice["kind"],
-        "version": notice["version"],
+        "kind": notice.kind,
+        "version": notice.version,
         "lang": lang,
         "corrects_version": corrects_version,
         # Sent again by an escalation step: worded as a reminder (【再送】/[Reminder]).
@@ -59,30 +62,30 @@ def context(
         "incident": _incident_context(incident, lang),
         "notice": fields,
         "services": service_names(settings, fields["components"], lang),
-        "recipient": recipient or {"name": None, "partner_name": None, "tier": None},
+        "recipient": asdict(recipient or NOBODY),
         "ack_url": ack_url,
         "volume_note": volume_note,
     }
 
 
-def _incident_context(incident: dict[str, Any] | None, lang: str) -> dict[str, Any] | None:
+def _incident_context(incident: Incident | None, lang: str) -> dict[str, Any] | None:
     if incident is None:
         return None
     return {
-        "id": incident["id"],
-        "title": localise(incident["title"], lang),
-        "severity": incident["severity"],
-        "status": incident["status"],
-        "components": incident.get("components") or [],
-        "started_at": to_datetime(incident.get("created_at")),
+        "id": incident.id,
+        "title": localise(incident.title, lang),
+        "severity": incident.severity,
+        "status": incident.status,
+        "components": incident.components or [],
+        "started_at": to_datetime(incident.created_at),
     }
 
 
-def evidence(settings: Settings, notice: dict[str, Any], incident: dict[str, Any] | None) -> dict[str, Any]:
+def evidence(settings: Settings, notice: Notice, incident: Incident | None) -> dict[str, Any]:
     """The notice's text in every language, as published: kept with the notice as evidence."""
     result = {}
     for lang in LANGUAGES:
-        rendered = renderer(settings).render(notice["kind"], lang, context(settings, notice, incident, lang))
+        rendered = renderer(settings).render(notice.kind, lang, context(settings, notice, incident, lang))
         result[lang] = {"subject": rendered.subject, "txt": rendered.txt, "html": rendered.html, "sms": rendered.sms}
     return result
 
@@ -111,8 +114,8 @@ _SHARED_LIMIT = 512
 
 def _shared_part(
     settings: Settings,
-    notice: dict[str, Any],
-    incident: dict[str, Any] | None,
+    notice: Notice,
+    incident: Incident | None,
     lang: str,
     part: str,
     has_ack: bool,
@@ -121,25 +124,24 @@ def _shared_part(
     reminder: bool,
     volume_note: str | None = None,
 ) -> str:
-    key = (notice["id"], notice["version"], lang, part, has_ack, tier, corrects_version, reminder, volume_note)
-    key += (id(settings),)
+    key = (notice.id, notice.version, lang, part, has_ack, tier, corrects_version, reminder, volume_note, id(settings))
     cached = _shared_parts.get(key)
     if cached is None:
-        recipient = {"name": _SLOTS["name"], "partner_name": _SLOTS["partner_name"], "tier": tier}
+        recipient = Recipient(_SLOTS["name"], _SLOTS["partner_name"], tier)
         ack_slot = _SLOTS["ack_url"] if has_ack else None
         ctx = context(settings, notice, incident, lang, recipient, ack_slot, corrects_version, reminder, volume_note)
-        cached = renderer(settings).render_part(notice["kind"], lang, part, ctx)
+        cached = renderer(settings).render_part(notice.kind, lang, part, ctx)
         if len(_shared_parts) >= _SHARED_LIMIT:
             _shared_parts.pop(next(iter(_shared_parts)))
         _shared_parts[key] = cached
     return cached
 
 
-def _personalise(text: str, part: str, recipient: dict[str, Any], ack_url: str | None) -> str:
+def _personalise(text: str, part: str, recipient: Recipient, ack_url: str | None) -> str:
     quote = (lambda v: str(escape(v))) if part == "html" else str
     for slot, value in (
-        ("name", recipient.get("name")),
-        ("partner_name", recipient.get("partner_name")),
+        ("name", recipient.name),
+        ("partner_name", recipient.partner_name),
         ("ack_url", ack_url),
     ):
         text = text.replace(_SLOTS[slot], quote(value or ""))
@@ -148,23 +150,23 @@ def _personalise(text: str, part: str, recipient: dict[str, Any], ack_url: str |
 
 def outbound(
     settings: Settings,
-    delivery: dict[str, Any],
-    notice: dict[str, Any],
-    incident: dict[str, Any] | None,
-    recipient: dict[str, Any] | None,
+    delivery: Delivery,
+    notice: Notice,
+    incident: Incident | None,
     ack_url: str | None = None,
     corrects_version: int | None = None,
 ) -> tuple[OutboundMessage, str]:
-    lang = delivery["language"]
-    recipient = recipient or {}
-    reminder = bool(delivery.get("escalation_step"))
+    """The message `delivery` sends (greeting its `recipient`), and the hash of its text."""
+    lang = delivery.language
+    recipient = delivery.recipient or Recipient(None, None, delivery.tier)
+    reminder = bool(delivery.escalation_step)
     parts = {}
-    detail = delivery.get("detail")
-    for part in PARTS_BY_CHANNEL.get(delivery["channel"], ("subject", "txt")):
+    detail = delivery.detail
+    for part in PARTS_BY_CHANNEL.get(delivery.channel, ("subject", "txt")):
         if part == "sms":
             note = partner_note(detail, lang, short=True)
             ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version, reminder, note)
-            parts[part] = renderer(settings).render_part(notice["kind"], lang, part, ctx)
+            parts[part] = renderer(settings).render_part(notice.kind, lang, part, ctx)
             continue
         shared = _shared_part(
             settings,
@@ -173,19 +175,19 @@ def outbound(
             lang,
             part,
             ack_url is not None,
-            delivery["tier"],
+            delivery.tier,
             corrects_version,
             reminder,
             partner_note(detail, lang) if part != "subject" else None,
         )
         parts[part] = _personalise(shared, part, recipient, ack_url)
-    responsible = notice["fields"].get("responsible") or {}
-    if delivery["channel"] == "webhook":
+    responsible = notice.fields.get("responsible") or {}
+    if delivery.channel == "webhook":
         parts = {"json": webhook_body(delivery, notice, incident, recipient, parts, ack_url, corrects_version)}
     message = OutboundMessage(
-        delivery_id=delivery["id"],
-        message_id=delivery["message_id"],
-        to=delivery["address"],
+        delivery_id=delivery.id,
+        message_id=delivery.message_id,
+        to=delivery.address,
         text=parts.get("sms") or parts.get("json") or parts.get("txt", ""),
         subject=parts.get("subject"),
         html=parts.get("html"),
@@ -196,10 +198,10 @@ def outbound(
 
 
 def webhook_body(
-    delivery: dict[str, Any],
-    notice: dict[str, Any],
-    incident: dict[str, Any] | None,
-    recipient: dict[str, Any],
+    delivery: Delivery,
+    notice: Notice,
+    incident: Incident | None,
+    recipient: Recipient,
     parts: dict[str, str],
     ack_url: str | None,
     corrects_version: int | None,
@@ -207,35 +209,35 @@ def webhook_body(
     """The JSON a partner's system receives: the Standard Webhooks envelope (type, timestamp, data)
     around the notice in the contact's language, both as text and as fields. Nothing in it changes
     between retries, so its hash is the evidence of what was sent."""
-    lang = delivery["language"]
-    fields = render_fields(notice["fields"], lang)
-    published = notice.get("published_at") or notice.get("created_at")
+    lang = delivery.language
+    fields = render_fields(notice.fields, lang)
+    published = notice.published_at or notice.created_at
     payload = {
         "type": "notice.published",
         "timestamp": iso(published) if isinstance(published, int | float) else published,
         "data": {
-            "message_id": delivery["message_id"],
+            "message_id": delivery.message_id,
             "language": lang,
             "notice": {
-                "id": notice["id"],
-                "kind": notice["kind"],
-                "version": notice["version"],
+                "id": notice.id,
+                "kind": notice.kind,
+                "version": notice.version,
                 "corrects_version": corrects_version,
                 "fields": {name: _json_value(value) for name, value in fields.items() if value is not None},
             },
             "incident": None
             if incident is None
             else {
-                "id": incident["id"],
-                "title": localise(incident["title"], lang),
-                "severity": incident["severity"],
-                "status": incident["status"],
-                "components": incident.get("components") or [],
+                "id": incident.id,
+                "title": localise(incident.title, lang),
+                "severity": incident.severity,
+                "status": incident.status,
+                "components": incident.components or [],
             },
             "recipient": {
-                "partner_name": recipient.get("partner_name"),
-                "name": recipient.get("name"),
-                "tier": delivery["tier"],
+                "partner_name": recipient.partner_name,
+                "name": recipient.name,
+                "tier": delivery.tier,
             },
             "subject": parts.get("subject"),
             "text": parts.get("txt"),

@@ -9,15 +9,16 @@ import socket
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import func, select
 
 from service import appkeys
 from service.app import create_app
 from service.settings import ROOT, ServerSettings, Settings
-from service.store.tables import deliveries, sandbox_messages
+from service.store import deliveries as delivery_store
+from service.store import sandbox as sandbox_store
 
 SAMPLE = ROOT / "config" / "sample-incident.json"
 SETTLE_SECONDS = 60.0
@@ -56,14 +57,14 @@ async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE
     return 0
 
 
-async def _post_sample(base: str, token: str, sample: Path) -> dict:
+async def _post_sample(base: str, token: str, sample: Path) -> dict[str, Any]:
     incident = json.loads(await asyncio.to_thread(sample.read_text, "utf-8"))
     incident["next_update_at"] = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
     async with (
         aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
         session.post(f"{base}/v1/incidents", json=incident) as response,
     ):
-        body = await response.json()
+        body: dict[str, Any] = await response.json()
         if response.status >= 400:
             raise SystemExit(f"herald demo: the sample incident was refused: {body}")
         return body
@@ -79,35 +80,14 @@ async def _wait_until_settled(app: web.Application, notice_id: int) -> None:
 
 async def _still_waiting(app: web.Application, notice_id: int) -> int:
     async with app[appkeys.STORE].read() as conn:
-        waiting = await conn.scalar(
-            select(func.count()).where(deliveries.c.notice_id == notice_id, deliveries.c.status.not_in(SETTLED))
-        )
-    return int(waiting or 0)
+        return await delivery_store.count_of_notice(conn, notice_id, exclude=SETTLED)
 
 
 async def _show(app: web.Application, notice_id: int) -> None:
     async with app[appkeys.STORE].read() as conn:
-        rows = (
-            await conn.execute(
-                select(deliveries.c.tier, deliveries.c.channel, deliveries.c.status, deliveries.c.priority)
-                .where(deliveries.c.notice_id == notice_id)
-                .order_by(deliveries.c.sent_at)
-            )
-        ).all()
-        first = [
-            (
-                await conn.execute(
-                    select(sandbox_messages)
-                    .where(sandbox_messages.c.channel == channel)
-                    .order_by(sandbox_messages.c.id)
-                    .limit(1)
-                )
-            )
-            .mappings()
-            .first()
-            for channel in ("email", "sms")
-        ]
-    table = Counter((priority, tier, channel, status) for tier, channel, status, priority in rows)
+        rows = await delivery_store.plan_of_notice(conn, notice_id)
+        first = [await sandbox_store.first_message(conn, channel) for channel in ("email", "sms")]
+    table = Counter((r["priority"], r["tier"], r["channel"], r["status"]) for r in rows)
     print("\n priority  tier  channel  status   count")
     for (priority, tier, channel, status), count in sorted(table.items()):
         print(f" {priority:>8}  {tier:>4}  {channel:<7}  {status:<7}  {count:>5}")

@@ -14,8 +14,9 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, PermanentError, TransientError
 from service import compose, receipts
@@ -25,12 +26,31 @@ from service.store import Store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import receipts as receipt_store
+from service.store.models import AttemptStatus, Delivery, Incident, Notice, Outcome
 
 log = logging.getLogger("herald.dispatcher")
 
 LOOPS_PER_LANE = 2
-AckLink = Callable[[dict[str, Any]], "str | None"]
-Observer = Callable[[dict[str, Any], dict[str, Any], float], None]
+AckLink = Callable[[Delivery], "str | None"]
+Observer = Callable[[Delivery, Outcome], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Composable:
+    """What a delivery's text is made from besides the delivery itself: its notice, the incident
+    as of the notice (severity and status as it was written), and the version it corrects."""
+
+    notice: Notice
+    incident: Incident | None
+    corrects_version: int | None
+
+
+@dataclass
+class _Tried:
+    """How far an attempt got: the hash of the text it composed, the time it spent sending."""
+
+    body_hash: str | None = None
+    send_seconds: float | None = None
 
 
 @dataclass
@@ -38,16 +58,14 @@ class _NoticeCache:
     """Published notices are immutable, so a small LRU saves a query per batch."""
 
     size: int = 256
-    items: OrderedDict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]] = field(
-        default_factory=OrderedDict
-    )
+    items: OrderedDict[int, Composable] = field(default_factory=OrderedDict)
 
-    def get(self, notice_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, int | None] | None:
+    def get(self, notice_id: int) -> Composable | None:
         if notice_id in self.items:
             self.items.move_to_end(notice_id)
         return self.items.get(notice_id)
 
-    def put(self, notice_id: int, value: tuple[dict[str, Any], dict[str, Any] | None, int | None]) -> None:
+    def put(self, notice_id: int, value: Composable) -> None:
         self.items[notice_id] = value
         while len(self.items) > self.size:
             self.items.popitem(last=False)
@@ -147,13 +165,13 @@ class Dispatcher:
             )
         if not batch:
             return 0
-        heartbeat = asyncio.create_task(self._keep_leases([d["id"] for d in batch]))
+        heartbeat = asyncio.create_task(self._keep_leases([d.id for d in batch]))
         try:
-            notices = await self._load(batch)
-            outcomes = await asyncio.gather(*(self._attempt(d, notices[d["notice_id"]]) for d in batch))
+            loaded = await self._load(batch)
+            outcomes = await asyncio.gather(*(self._attempt(d, loaded[d.notice_id]) for d in batch))
         finally:
             heartbeat.cancel()
-        sids = [o["provider_id"] for o in outcomes if o.get("provider_id")]
+        sids = [o.provider_id for o in outcomes if o.provider_id]
         async with self.store.begin() as conn:
             await receipt_store.serialise_provider_ids(conn, sids)
             await delivery_store.record_outcomes(conn, outcomes)
@@ -161,7 +179,7 @@ class Dispatcher:
             await receipts.apply_early_reports(conn, sids)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes, strict=True):
-                self.observer(delivery, outcome, outcome["updated_at"] - delivery["created_at"])
+                self.observer(delivery, outcome)
         return len(batch)
 
     async def _keep_leases(self, ids: list[int]) -> None:
@@ -175,107 +193,114 @@ class Dispatcher:
             except Exception:
                 log.exception("could not renew leases")
 
-    async def _load(
-        self, batch: list[dict[str, Any]]
-    ) -> dict[int, tuple[dict[str, Any], dict[str, Any] | None, int | None]]:
-        notices = {n: self._notices.get(n) for n in {d["notice_id"] for d in batch}}
-        missing = [n for n, loaded in notices.items() if loaded is None]
+    async def _load(self, batch: list[Delivery]) -> dict[int, Composable]:
+        loaded: dict[int, Composable] = {}
+        missing = []
+        for notice_id in {d.notice_id for d in batch}:
+            cached = self._notices.get(notice_id)
+            if cached is None:
+                missing.append(notice_id)
+            else:
+                loaded[notice_id] = cached
         if missing:
             async with self.store.read() as conn:
                 for notice_id in missing:
-                    notices[notice_id] = await self._load_notice(conn, notice_id)
-                    self._notices.put(notice_id, notices[notice_id])
-        return notices  # type: ignore[return-value]
+                    loaded[notice_id] = await _load_notice(conn, notice_id)
+                    self._notices.put(notice_id, loaded[notice_id])
+        return loaded
 
-    @staticmethod
-    async def _load_notice(conn: Any, notice_id: int) -> tuple[dict[str, Any], dict[str, Any] | None, int | None]:
-        notice = await incident_store.get_notice(conn, notice_id)
-        if notice is None:
-            raise LookupError(f"delivery refers to missing notice {notice_id}")
-        incident = None
-        if notice["incident_id"] is not None:
-            incident = await incident_store.get_incident(conn, notice["incident_id"])
-            # The notice speaks as of when it was written, not as the incident stands now.
-            incident = {**incident, "severity": notice["severity"], "status": notice["status"] or incident["status"]}
-        corrects_version = None
-        if notice["corrects_id"] is not None:
-            corrected = await incident_store.get_notice(conn, notice["corrects_id"])
-            corrects_version = corrected["version"] if corrected else None
-        return notice, incident, corrects_version
-
-    async def _attempt(
-        self, delivery: dict[str, Any], loaded: tuple[dict[str, Any], dict[str, Any] | None, int | None]
-    ) -> dict[str, Any]:
-        notice, incident, corrects_version = loaded
-        outcome: dict[str, Any] = {"id": delivery["id"], "worker": self.worker_id, "attempts": delivery["attempts"]}
+    async def _attempt(self, delivery: Delivery, loaded: Composable) -> Outcome:
+        tried = _Tried()
         try:
-            message, digest = compose.outbound(
+            message, tried.body_hash = compose.outbound(
                 self.settings,
                 delivery,
-                notice,
-                incident,
-                _recipient(delivery),
+                loaded.notice,
+                loaded.incident,
                 self.ack_link(delivery),
-                corrects_version,
+                loaded.corrects_version,
             )
-            outcome["body_hash"] = digest
             started = time.perf_counter()
             try:
-                result = await self.channels[delivery["channel"]].send(message)
+                result = await self.channels[delivery.channel].send(message)
             finally:
-                outcome["send_seconds"] = time.perf_counter() - started
+                tried.send_seconds = time.perf_counter() - started
         except PermanentError as exc:
-            return self._failed(delivery, outcome, "failed", exc.reason, exc.code)
+            return self._failed(delivery, tried, "failed", exc.reason, exc.code)
         except TransientError as exc:
-            return self._retry_or_die(delivery, outcome, exc.reason, exc.code)
+            return self._retry_or_die(delivery, tried, exc.reason, exc.code)
         except Exception as exc:
-            log.exception("delivery %s: unexpected error", delivery["id"])
-            return self._retry_or_die(delivery, outcome, f"{type(exc).__name__}: {exc}", None)
+            log.exception("delivery %s: unexpected error", delivery.id)
+            return self._retry_or_die(delivery, tried, f"{type(exc).__name__}: {exc}", None)
         now = time.time()
-        outcome.update(
+        return Outcome(
+            id=delivery.id,
+            worker=self.worker_id,
+            attempts=delivery.attempts,
             status="sent",
             provider_id=result.provider_id,
             provider_status=result.provider_status,
+            body_hash=tried.body_hash,
             sent_at=now,
             updated_at=now,
-            next_attempt_at=delivery["next_attempt_at"],
+            next_attempt_at=delivery.next_attempt_at,
+            send_seconds=tried.send_seconds,
         )
-        return outcome
 
-    def _retry_or_die(
-        self, delivery: dict[str, Any], outcome: dict[str, Any], reason: str, code: str | None
-    ) -> dict[str, Any]:
+    def _retry_or_die(self, delivery: Delivery, tried: _Tried, reason: str, code: str | None) -> Outcome:
         now = time.time()
-        next_at = self.policy.next_attempt_at(delivery["attempts"], delivery["created_at"], now)
+        next_at = self.policy.next_attempt_at(delivery.attempts, delivery.created_at, now)
         if next_at is None:
-            reason = f"gave up after {delivery['attempts']} attempts: {reason}"
-            return self._failed(delivery, outcome, "dead", reason, code)
+            reason = f"gave up after {delivery.attempts} attempts: {reason}"
+            return self._failed(delivery, tried, "dead", reason, code)
         log.info(
-            "delivery %s: attempt %d failed (%s); retry in %.1fs",
-            delivery["id"],
-            delivery["attempts"],
-            reason,
-            next_at - now,
+            "delivery %s: attempt %d failed (%s); retry in %.1fs", delivery.id, delivery.attempts, reason, next_at - now
         )
-        outcome.update(status="pending", last_error=reason, error_code=code, next_attempt_at=next_at, updated_at=now)
-        return outcome
+        return Outcome(
+            id=delivery.id,
+            worker=self.worker_id,
+            attempts=delivery.attempts,
+            status="pending",
+            last_error=reason,
+            error_code=code,
+            next_attempt_at=next_at,
+            updated_at=now,
+            body_hash=tried.body_hash,
+            send_seconds=tried.send_seconds,
+        )
 
-    @staticmethod
     def _failed(
-        delivery: dict[str, Any], outcome: dict[str, Any], status: str, reason: str, code: str | None
-    ) -> dict[str, Any]:
+        self, delivery: Delivery, tried: _Tried, status: AttemptStatus, reason: str, code: str | None
+    ) -> Outcome:
         now = time.time()
-        log.warning("delivery %s: %s (%s)", delivery["id"], status, reason)
-        outcome.update(
+        log.warning("delivery %s: %s (%s)", delivery.id, status, reason)
+        return Outcome(
+            id=delivery.id,
+            worker=self.worker_id,
+            attempts=delivery.attempts,
             status=status,
             last_error=reason,
             error_code=code,
             failed_at=now,
             updated_at=now,
-            next_attempt_at=delivery["next_attempt_at"],
+            next_attempt_at=delivery.next_attempt_at,
+            body_hash=tried.body_hash,
+            send_seconds=tried.send_seconds,
         )
-        return outcome
 
 
-def _recipient(delivery: dict[str, Any]) -> dict[str, Any]:
-    return {"name": delivery["recipient_name"], "partner_name": delivery["partner_name"], "tier": delivery["tier"]}
+async def _load_notice(conn: AsyncConnection, notice_id: int) -> Composable:
+    notice = await incident_store.read_notice(conn, notice_id)
+    if notice is None:
+        raise LookupError(f"delivery refers to missing notice {notice_id}")
+    incident = None
+    if notice.incident_id is not None:
+        incident = await incident_store.read_incident(conn, notice.incident_id)
+    if incident is not None:
+        # The notice speaks as of when it was written, not as the incident stands now.
+        incident = replace(incident, severity=notice.severity, status=notice.status or incident.status)
+    corrects_version = None
+    if notice.corrects_id is not None:
+        corrected = await incident_store.read_notice(conn, notice.corrects_id)
+        corrects_version = corrected.version if corrected else None
+    return Composable(notice, incident, corrects_version)

@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import appkeys, planner
+from service import appkeys, policy
 from service.operators import OPERATORS, notify_operators
 from service.periodic import Periodic
 from service.settings import EscalationStep, Settings
@@ -35,6 +35,7 @@ from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
 from service.store import escalations as escalation_store
 from service.store import incidents as incident_store
+from service.store.models import Contact, Partner
 from service.store.receipts import acknowledged_partners
 from service.store.records import audit
 
@@ -187,31 +188,29 @@ async def _step_deliveries(
     if not found:
         return []
     partner = found[0]
-    used = await escalation_store.channels_used(conn, notice["id"], partner["id"])
+    used = await escalation_store.channels_used(conn, notice["id"], partner.id)
     tier = TIER_OF_ACTION.get(escalation["action"] or "reminder", 1)
     rows = []
-    for contact in partner["contacts"]:
-        if contact["tier"] != tier:
+    for contact in partner.contacts:
+        if contact.tier != tier:
             continue
-        channel = next_channel(settings, partner, contact, notice["severity"], used.get(contact["id"], set()))
+        channel = next_channel(settings, partner, contact, notice["severity"], used.get(contact.id, set()))
         if channel is not None:
-            rows.append(planner.delivery_row(settings, notice, partner, contact, channel, now, escalation["step"]))
+            rows.append(policy.delivery_row(settings, notice, partner, contact, channel, now, escalation["step"]))
     return rows
 
 
-def next_channel(
-    settings: Settings, partner: dict[str, Any], contact: dict[str, Any], severity: str, used: set[str]
-) -> str | None:
+def next_channel(settings: Settings, partner: Partner, contact: Contact, severity: str, used: set[str]) -> str | None:
     """The contact's most preferred reachable channel this notice has not gone out on yet; when
     every one has, SMS again (a phone rings where a second email would not), else email again.
 
     Preferences are the contact's own list, else the policy's channels for the tier; escalation
     may go beyond the severity's policy, which is the point of escalating.
     """
-    preferred = contact.get("channels") or planner.channels_for(settings, partner, severity, contact["tier"])
-    reachable = [c for c in [*preferred, "sms", "email"] if contact.get(planner.ADDRESS_FIELD.get(c, c))]
+    preferred = contact.channels or policy.channels_for(settings, partner, severity, contact.tier)
+    reachable = [c for c in [*preferred, "sms", "email"] if contact.address(c)]
     fresh = [c for c in reachable if c not in used]
-    return (fresh or reachable or [None])[0]
+    return next(iter(fresh or reachable), None)
 
 
 class EscalationScheduler:

@@ -93,7 +93,7 @@ class IncidentUpdate(BaseModel):
 
 @dataclass(frozen=True)
 class Outcome:
-    incident_id: int
+    incident_id: int | None  # None for a broadcast
     notice_id: int | None
     version: int | None
     state: str | None

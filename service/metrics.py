@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from service.store.models import Delivery, Outcome
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -51,19 +51,16 @@ class Metrics:
             "herald_http_requests", "HTTP requests by method and status", ["method", "status"], registry=r
         )
 
-    def observe_attempt(self, delivery: dict[str, Any], outcome: dict[str, Any], _elapsed: float) -> None:
+    def observe_attempt(self, delivery: Delivery, outcome: Outcome) -> None:
         """The dispatcher's observer: called once per attempt with the outcome it recorded."""
-        channel = delivery["channel"]
-        status = outcome["status"]
-        self.deliveries.labels(channel, status).inc()
-        if status == "pending":
+        channel = delivery.channel
+        self.deliveries.labels(channel, outcome.status).inc()
+        if outcome.status == "pending":
             self.retries.labels(channel).inc()
-        if "send_seconds" in outcome:
-            self.send_latency.labels(channel).observe(outcome["send_seconds"])
-        if status == "sent":
-            self.queue_latency.labels(channel, str(delivery["tier"])).observe(
-                outcome["sent_at"] - delivery["created_at"]
-            )
+        if outcome.send_seconds is not None:
+            self.send_latency.labels(channel).observe(outcome.send_seconds)
+        if outcome.status == "sent" and outcome.sent_at is not None:
+            self.queue_latency.labels(channel, str(delivery.tier)).observe(outcome.sent_at - delivery.created_at)
 
     def set_queue_depth(self, counts: dict[tuple[str, str], int]) -> None:
         self.queue_depth.clear()

@@ -17,15 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service import compose, escalation, promises, volume
 from service.errors import InvalidInput
 from service.notices import LANGUAGE_NAMES, Audience, missing_text
-from service.settings import ANY_SEVERITY, SEVERITIES, Settings
+from service.policy import delivery_row, fallback_channels, planned_channels
+from service.settings import Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import suppressions as suppression_store
+from service.store.models import Contact, Incident, Notice, Partner
 
 PARTNERS_PER_PAGE = 1000
-CHANNEL_RANK = {"sms": 0, "email": 1, "webhook": 2}
-ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
 
 
 @dataclass
@@ -53,52 +53,6 @@ class PlanSummary:
             "by_channel": dict(self.by_channel),
             "by_reason": dict(self.by_reason),
         }
-
-
-def priority_of(severity: str, tier: int, channel: str) -> int:
-    """Lower leaves first: severity, then tier, then the faster channel (critical tier-1 SMS = 0)."""
-    return SEVERITIES.index(severity) * 100 + (tier - 1) * 10 + CHANNEL_RANK.get(channel, 9)  # type: ignore[arg-type]
-
-
-def channels_for(settings: Settings, partner: dict[str, Any], severity: str, tier: int) -> list[str]:
-    override = (partner.get("policy") or {}).get(severity, {})
-    if str(tier) in override:
-        return list(override[str(tier)])
-    return list(settings.policy[severity].get(str(tier), []))  # type: ignore[index, call-overload]
-
-
-def kind_channels(settings: Settings, kind: str, severity: str) -> list[str] | None:
-    """Channels that may carry a notice of this kind and severity (`[notice_channels]`); None = any."""
-    by_severity = settings.notice_channels.get(kind)  # type: ignore[call-overload]
-    if by_severity is None:
-        return None
-    chosen = by_severity.get(severity, by_severity.get(ANY_SEVERITY))
-    return None if chosen is None else list(chosen)
-
-
-def planned_channels(
-    settings: Settings, partner: dict[str, Any], contact: dict[str, Any], severity: str, kind: str | None = None
-) -> list[str]:
-    """Policy channels the notice's kind allows, the contact accepts and can be reached on, in the
-    contact's order. A contact whose preferred channels the kind rules out (an SMS-only contact and a
-    root-cause notice) gets the first allowed channel it can be reached on instead."""
-    allowed = channels_for(settings, partner, severity, contact["tier"])
-    by_kind = kind_channels(settings, kind, severity) if kind is not None else None
-    if by_kind is not None:
-        allowed = [c for c in allowed if c in by_kind]
-    preferred = contact.get("channels") or allowed
-    chosen = [c for c in preferred if c in allowed and contact.get(ADDRESS_FIELD.get(c, c))]
-    if chosen or not contact.get("channels"):
-        return chosen
-    return [c for c in allowed if contact.get(ADDRESS_FIELD.get(c, c))][:1]
-
-
-def fallback_channels(settings: Settings, contact: dict[str, Any], kind: str, severity: str) -> list[str]:
-    """Where a contact is reached when its planned address is suppressed: its own order, then any
-    address it has, among the channels the notice's kind allows."""
-    by_kind = kind_channels(settings, kind, severity)
-    order = [*(contact.get("channels") or []), "email", "sms"]
-    return [c for c in dict.fromkeys(order) if (by_kind is None or c in by_kind) and contact.get(ADDRESS_FIELD[c])]
 
 
 async def check_audience(conn: AsyncConnection, audience: Audience, path: str) -> None:
@@ -130,7 +84,7 @@ async def publish(
     if incident is None and notice["incident_id"] is not None:
         incident = await incident_store.get_incident(conn, notice["incident_id"])
     now = time.time()
-    rendered = compose.evidence(settings, notice, incident)
+    rendered = compose.evidence(settings, Notice.from_row(notice), Incident.from_row(incident) if incident else None)
     await incident_store.update_notice(
         conn, notice["id"], {"state": "published", "published_at": now, "rendered": rendered}
     )
@@ -183,14 +137,14 @@ async def plan_deliveries(
         )
         if not page:
             return
-        contact_ids = [c["id"] for p in page for c in p["contacts"]]
-        history = await volume.contact_history(conn, notice["incident_id"], contact_ids)
+        contact_ids = [c.id for p in page for c in p.contacts]
+        history = await delivery_store.contact_history(conn, notice["incident_id"], contact_ids)
         rows: list[dict[str, Any]] = []
         superseded: list[tuple[int, str]] = []
         for partner in page:
             planned_for_partner = 0
-            for contact in partner["contacts"]:
-                plan = plan_contact(settings, situation, notice, partner, contact, history.get(contact["id"], []), now)
+            for contact in partner.contacts:
+                plan = plan_contact(settings, situation, notice, partner, contact, history.get(contact.id, []), now)
                 rows.extend(plan.rows)
                 superseded.extend(plan.superseded)
                 for row in plan.rows:
@@ -198,19 +152,19 @@ async def plan_deliveries(
                     planned_for_partner += row["status"] == "pending"
             summary.partners += planned_for_partner > 0
         summary.total += sum(1 for row in rows if row["status"] == "pending")
-        await volume.mark_merged(conn, superseded, now)
+        await delivery_store.mark_merged(conn, superseded, now)
         yield rows
         if len(page) < PARTNERS_PER_PAGE:
             return
-        after = page[-1]["id"]
+        after = page[-1].id
 
 
 def plan_contact(
     settings: Settings,
     situation: volume.IncidentSituation,
     notice: dict[str, Any],
-    partner: dict[str, Any],
-    contact: dict[str, Any],
+    partner: Partner,
+    contact: Contact,
     history: list[dict[str, Any]],
     now: float,
 ) -> volume.ContactPlan:
@@ -227,34 +181,3 @@ def plan_contact(
         lambda channel: delivery_row(settings, notice, partner, contact, channel, now),
         now,
     )
-
-
-def delivery_row(
-    settings: Settings,
-    notice: dict[str, Any],
-    partner: dict[str, Any],
-    contact: dict[str, Any],
-    channel: str,
-    now: float,
-    escalation_step: int = 0,
-) -> dict[str, Any]:
-    return {
-        "notice_id": notice["id"],
-        "incident_id": notice["incident_id"],
-        "partner_id": partner["id"],
-        "contact_id": contact["id"],
-        "tier": contact["tier"],
-        "channel": channel,
-        "address": contact[ADDRESS_FIELD.get(channel, channel)],
-        "language": contact.get("language") or partner["language"],
-        "priority": priority_of(notice["severity"], contact["tier"], channel),
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "message_id": compose.message_id(settings, notice["id"], contact["id"], channel, escalation_step),
-        "escalation_step": escalation_step,
-        "reason": None,
-        "detail": None,
-        "created_at": now,
-        "updated_at": now,
-    }

@@ -207,8 +207,9 @@ def parse_dsn(raw: bytes) -> Bounce:
     """Read an RFC 3464 DSN with the stdlib email parser."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
     report = next((p for p in message.walk() if p.get_content_type() == "message/delivery-status"), None)
-    blocks = report.get_payload() if report is not None else None
-    if not isinstance(blocks, list) or len(blocks) < 2:
+    payload = report.get_payload() if report is not None else None
+    blocks = [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
+    if len(blocks) < 2:
         raise NotADsn("the body has no message/delivery-status part with a per-recipient block")
     per_message, recipients = blocks[0], blocks[1:]
     recipient = _reported_recipient(recipients)
@@ -249,7 +250,7 @@ def _original_message_ids(message: Message, per_message: Message, recipient: Mes
         elif kind == "message/rfc822":
             payload = part.get_payload()
             original = payload[0] if isinstance(payload, list) and payload else None
-            if original is not None:
+            if isinstance(original, Message):
                 found += _ids_in(original.get("Message-ID"))
     for source in (recipient, per_message):
         found += _ids_in(source.get("Original-Message-ID"))

@@ -126,7 +126,7 @@ class _Formatter:
         if not stage:
             return ""
         label = STAGE_LABELS[self.lang].get(stage, stage)
-        return label + (PERCENT_FORMAT[self.lang].format(percent) if isinstance(percent, int) else "")
+        return str(label) + (PERCENT_FORMAT[self.lang].format(percent) if isinstance(percent, int) else "")
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {

@@ -275,12 +275,19 @@ class CompanySettings(_Section):
     timezone: str = "Asia/Tokyo"
 
 
-ANY_SEVERITY = "any"
+ANY_SEVERITY: Literal["any"] = "any"
 
 
-def _default_notice_channels() -> dict[str, dict[str, list[str]]]:
-    everything = ["sms", "email", "webhook"]
-    written = ["email", "webhook"]
+# severity -> tier ("1".."3") -> channels the tier's contacts are reached on, in order.
+Policy = dict[Severity, dict[Literal["1", "2", "3"], list[ChannelName]]]
+# notice kind -> severity (or "any") -> channels that may carry it; a kind not listed may go on any
+# channel. The tier policy still decides who gets which of them.
+NoticeChannels = dict[Kind, dict[Severity | Literal["any"], list[ChannelName]]]
+
+
+def _default_notice_channels() -> NoticeChannels:
+    everything: list[ChannelName] = ["sms", "email", "webhook"]
+    written: list[ChannelName] = ["email", "webhook"]
     return {
         "initial": {ANY_SEVERITY: everything},
         "progress": {"critical": everything, ANY_SEVERITY: written},
@@ -322,7 +329,7 @@ class QuietHoursSettings(_Section):
     kinds: list[Kind] = ["root_cause", "estimate", "bcp_revision", "maintenance"]
 
 
-def _default_policy() -> dict[str, dict[str, list[str]]]:
+def _default_policy() -> Policy:
     return {
         "critical": {"1": ["sms", "email", "webhook"], "2": ["email", "sms", "webhook"], "3": ["email", "webhook"]},
         "major": {"1": ["email", "sms", "webhook"], "2": ["email", "webhook"], "3": ["email", "webhook"]},
@@ -354,8 +361,7 @@ class Settings(BaseSettings):
     directory: DirectorySettings = DirectorySettings()
     company: CompanySettings = CompanySettings()
     templates: TemplatesSettings = TemplatesSettings()
-    # severity -> tier ("1".."3") -> channels the tier's contacts are reached on, in order.
-    policy: dict[Severity, dict[Literal["1", "2", "3"], list[ChannelName]]] = Field(default_factory=_default_policy)
+    policy: Policy = Field(default_factory=_default_policy)
     # Everything an ingest source needs (mappings, grouping, damping); see service/ingest.
     ingest: IngestSettings = IngestSettings()
     # Escalation window per severity; see service/escalation.py.
@@ -363,11 +369,7 @@ class Settings(BaseSettings):
     # Our own on-call operators (reminders, escalation's last step); see service/operators.py.
     on_call: list[OnCallContact] = []
     promises: PromiseSettings = PromiseSettings()
-    # notice kind -> severity (or "any") -> channels that may carry it; a kind not listed may go
-    # on any channel. The tier policy above still decides who gets which of them.
-    notice_channels: dict[Kind, dict[Severity | Literal["any"], list[ChannelName]]] = Field(
-        default_factory=_default_notice_channels
-    )
+    notice_channels: NoticeChannels = Field(default_factory=_default_notice_channels)
     volume: VolumeSettings = VolumeSettings()
     # component -> partner-facing service name per language (titles, "affected services").
     services: dict[str, ServiceName] = {}
@@ -397,7 +399,7 @@ class Settings(BaseSettings):
 
     @field_validator("policy")
     @classmethod
-    def _every_severity(cls, value: dict) -> dict:
+    def _every_severity(cls, value: dict[str, Any]) -> dict[str, Any]:
         missing = [s for s in SEVERITIES if s not in value]
         if missing:
             raise ValueError(f"policy has no entry for severity {', '.join(missing)}")

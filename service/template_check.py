@@ -16,6 +16,7 @@ from service import compose
 from service.notices import DATETIME_FIELDS, KINDS, LANGUAGES, OPERATOR_KINDS, REQUIRED, NoticeFields
 from service.render import PARTS, Renderer
 from service.settings import Settings
+from service.store.models import Incident, Notice, Recipient
 
 KNOWN_NAMES = frozenset(f"{kind}.{part}.j2" for kind in KINDS + OPERATOR_KINDS for part in PARTS)
 _SAMPLE_TIME = datetime(2026, 11, 25, 5, 10, tzinfo=UTC)
@@ -53,13 +54,16 @@ def check_templates(settings: Settings, own_dir: Path) -> list[TemplateProblem]:
     for kind in KINDS:
         for lang in LANGUAGES:
             for label, fields in (("every field", _every_field()), ("only the required fields", _required(kind))):
-                notice = {"id": 1, "kind": kind, "version": 2, "fields": fields}
+                notice = Notice(
+                    id=1, incident_id=42, kind=kind, version=2, state="draft", severity="critical", fields=fields,
+                    audience={},
+                )  # fmt: skip
                 context = compose.context(
                     settings,
                     notice,
                     _incident(),
                     lang,
-                    {"name": "山田 太郎", "partner_name": "株式会社ABC商事", "tier": 1},
+                    Recipient("山田 太郎", "株式会社ABC商事", 1),
                     ack_url=f"{settings.server.public_base_url.rstrip('/')}/ack/sample",
                     corrects_version=1,
                 )
@@ -126,12 +130,12 @@ def _required(kind: str) -> dict[str, Any]:
     return {name: every[name] for name in (*REQUIRED[kind], "responsible")}
 
 
-def _incident() -> dict[str, Any]:
-    return {
-        "id": 42,
-        "title": {"ja": "受発注システムの障害", "en": "Order system outage"},
-        "severity": "critical",
-        "status": "investigating",
-        "components": ["orders"],
-        "created_at": _SAMPLE_TIME.timestamp(),
-    }
+def _incident() -> Incident:
+    return Incident(
+        id=42,
+        title={"ja": "受発注システムの障害", "en": "Order system outage"},
+        severity="critical",
+        status="investigating",
+        components=["orders"],
+        created_at=_SAMPLE_TIME.timestamp(),
+    )

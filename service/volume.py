@@ -18,18 +18,18 @@ the delivery log, the dry run and the evidence report can say why a message look
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.render import STATUS_LABELS
 from service.settings import Settings
-from service.store.tables import deliveries, notices
+from service.store import incidents as incident_store
+from service.store.models import Contact, Partner
 
 # Statuses of rows that never left and never will: they do not count as messages to the contact.
 NOT_SENT = ("skipped", "merged")
@@ -76,8 +76,7 @@ async def situation_of(
 ) -> IncidentSituation:
     if notice["incident_id"] is None:
         return IncidentSituation(notice, urgent=False, suppressed=suppressed)
-    query = select(notices).where(notices.c.incident_id == notice["incident_id"]).order_by(notices.c.version)
-    earlier = [dict(r) for r in (await conn.execute(query)).mappings()]
+    earlier = await incident_store.notices_of(conn, notice["incident_id"])
     published = [n for n in earlier if n["state"] == "published" and n["id"] != notice["id"]]
     previous = published[-1] if published else None
     return IncidentSituation(
@@ -89,43 +88,11 @@ async def situation_of(
     )
 
 
-async def contact_history(
-    conn: AsyncConnection, incident_id: int | None, contact_ids: Sequence[int]
-) -> dict[int, list[dict[str, Any]]]:
-    """Every delivery of the incident to these contacts, oldest first, by contact id."""
-    if incident_id is None or not contact_ids:
-        return {}
-    columns = [
-        deliveries.c.id, deliveries.c.notice_id, deliveries.c.contact_id, deliveries.c.channel,
-        deliveries.c.status, deliveries.c.reason, deliveries.c.detail, deliveries.c.attempts,
-        deliveries.c.created_at, deliveries.c.sent_at, deliveries.c.next_attempt_at,
-    ]  # fmt: skip
-    query = (
-        select(*columns)
-        .where(deliveries.c.incident_id == incident_id, deliveries.c.contact_id.in_(list(set(contact_ids))))
-        .order_by(deliveries.c.id)
-    )
-    found: dict[int, list[dict[str, Any]]] = {}
-    for row in (await conn.execute(query)).mappings():
-        found.setdefault(int(row["contact_id"]), []).append(dict(row))
-    return found
-
-
-async def mark_merged(conn: AsyncConnection, superseded: Sequence[tuple[int, str]], now: float) -> None:
-    """Held rows a later update replaced: they will never be sent, and say which row carries them."""
-    for delivery_id, carried_by in superseded:
-        await conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
-            .values(status="merged", reason="merged", detail={"merged_into": carried_by}, updated_at=now)
-        )
-
-
 def plan_contact(
     settings: Settings,
     situation: IncidentSituation,
-    partner: dict[str, Any],
-    contact: dict[str, Any],
+    partner: Partner,
+    contact: Contact,
     channels: list[str],
     fallback: list[str],
     history: list[dict[str, Any]],
@@ -146,24 +113,20 @@ def plan_contact(
     return plan
 
 
-def address_of(contact: dict[str, Any], channel: str) -> str | None:
-    return contact.get("phone" if channel == "sms" else channel)
-
-
 def _skipped(row: dict[str, Any], reason: str, detail: dict[str, Any]) -> dict[str, Any]:
     return {**row, "status": "skipped", "reason": reason, "detail": detail}
 
 
 def _avoid_suppressed(
     situation: IncidentSituation,
-    contact: dict[str, Any],
+    contact: Contact,
     channels: list[str],
     fallback: list[str],
     make_row: RowMaker,
     plan: ContactPlan,
 ) -> list[str]:
     def suppressed(channel: str) -> bool:
-        return (channel, address_of(contact, channel) or "") in situation.suppressed
+        return (channel, contact.address(channel) or "") in situation.suppressed
 
     kept = [c for c in channels if not suppressed(c)]
     for channel in channels:
@@ -172,7 +135,7 @@ def _avoid_suppressed(
     if kept or not channels:
         return kept
     for channel in fallback:
-        if channel not in channels and address_of(contact, channel) and not suppressed(channel):
+        if channel not in channels and contact.address(channel) and not suppressed(channel):
             return [channel]
     return []
 
@@ -184,7 +147,7 @@ def _sms_sent_recently(history: list[dict[str, Any]], since: float) -> int:
 def _apply_sms_cap(
     settings: Settings,
     situation: IncidentSituation,
-    contact: dict[str, Any],
+    contact: Contact,
     channels: list[str],
     history: list[dict[str, Any]],
     make_row: RowMaker,
@@ -200,7 +163,7 @@ def _apply_sms_cap(
     detail = {"sms_in_window": recent, "cap": cap, "window_seconds": settings.volume.sms_cap_window_seconds}
     plan.rows.append(_skipped(make_row("sms"), "capped", detail))
     kept = [c for c in channels if c != "sms"]
-    email = address_of(contact, "email")
+    email = contact.address("email")
     if "email" not in kept and email and ("email", email) not in situation.suppressed:
         row = make_row("email")
         row.update(reason="capped", detail={"instead_of": "sms"})
@@ -307,12 +270,12 @@ def quiet_until(settings: Settings, zone: ZoneInfo, now: float) -> float | None:
 
 
 def _hold_for_quiet_hours(
-    settings: Settings, situation: IncidentSituation, partner: dict[str, Any], row: dict[str, Any], now: float
+    settings: Settings, situation: IncidentSituation, partner: Partner, row: dict[str, Any], now: float
 ) -> None:
     quiet = settings.quiet_hours
     if not quiet.enabled or situation.notice["kind"] not in quiet.kinds or situation.urgent:
         return
-    zone = ZoneInfo(partner.get("timezone") or settings.company.timezone)
+    zone = ZoneInfo(partner.timezone or settings.company.timezone)
     until = quiet_until(settings, zone, now)
     if until is None or until <= row["next_attempt_at"]:
         return
@@ -356,7 +319,7 @@ def _versions(versions: list[int], lang: str) -> str:
 
 
 def _change(change: dict[str, Any], lang: str) -> str:
-    label = CHANGE_LABELS[lang].get(change["field"], change["field"])
+    label: str = CHANGE_LABELS[lang].get(change["field"], change["field"])
     if change["field"] != "status":
         return label
     before = STATUS_LABELS[lang].get(change.get("from") or "", change.get("from") or "")

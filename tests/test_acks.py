@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from service import appkeys
 from service.acks import AckSigner, ExpiredToken, InvalidToken, ack_link
+from service.store.models import Delivery
 from service.store.tables import acknowledgements, deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
@@ -116,6 +118,7 @@ async def test_tier_1_and_2_notices_carry_a_link_and_tier_3_notices_do_not(wired
 async def test_forged_and_expired_links_are_refused_and_record_nothing(wired, smtp_sink) -> None:
     await publish_to(wired, "tokai-logistics", [1])
     link = link_in(await mail_to(smtp_sink, "hanako.sato@tokai-logistics.example.jp"))
+    assert link is not None
     row = await delivery_to(wired, "hanako.sato@tokai-logistics.example.jp")
     other_id = link.replace(f"/ack/{row['id']}.", f"/ack/{row['id'] + 1}.")
     expired = "/ack/" + wired.app[appkeys.ACK_SIGNER].token(row["id"], time.time() - 1)
@@ -146,7 +149,7 @@ async def test_operator_text_on_the_page_is_escaped_and_the_page_is_not_cached_o
     await publish_to(client, "tokai-logistics", [1], title=title)
     [email] = await wait_until(lambda: rows(client, deliveries.c.channel == "email", deliveries.c.status == "sent"))
 
-    page = await client.get("/ack/" + client.app[appkeys.ACK_SIGNER].token_for(email))
+    page = await client.get("/ack/" + client.app[appkeys.ACK_SIGNER].token_for(email["id"], email["created_at"]))
 
     html = await page.text()
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;受発注API障害" in html
@@ -175,7 +178,12 @@ def test_the_link_expires_ttl_hours_after_the_delivery_was_planned(sqlite_url: s
     )
     signer = AckSigner.from_settings(settings)
     link = ack_link(settings, signer)
-    planned = {"id": 7, "tier": 1, "created_at": 1_000_000.0}
+    planned = Delivery(
+        id=7, notice_id=1, incident_id=None, partner_id="tokai-logistics", contact_id=1, tier=1, channel="email",
+        address="sato@example.jp", language="ja", priority=0, status="pending", attempts=0,
+        next_attempt_at=1_000_000.0, message_id="<herald.n1.c1.email.0@example.com>", escalation_step=0,
+        created_at=1_000_000.0, updated_at=1_000_000.0,
+    )  # fmt: skip
 
     url = link(planned)
 
@@ -184,4 +192,4 @@ def test_the_link_expires_ttl_hours_after_the_delivery_was_planned(sqlite_url: s
     assert signer.verify(url.rsplit("/", 1)[1], now=1_000_000.0 + 7199) == 7
     with pytest.raises(ExpiredToken):
         signer.verify(url.rsplit("/", 1)[1], now=1_000_000.0 + 7201)
-    assert link({**planned, "tier": 3}) is None
+    assert link(replace(planned, tier=3)) is None

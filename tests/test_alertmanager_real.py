@@ -196,4 +196,4 @@ async def _notices(herald: Any, incident_id: int) -> list[tuple[str, str]]:
             .where(notices.c.incident_id == incident_id)
             .order_by(notices.c.version)
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]

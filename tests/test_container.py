@@ -50,7 +50,7 @@ def dockerfile() -> list[Instruction]:
 def locked(path: Path) -> dict[str, tuple[str, list[str]]]:
     """name -> (version, hashes) for every requirement of a pip-compile --generate-hashes file."""
     text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
-    pins = {}
+    pins: dict[str, tuple[str, list[str]]] = {}
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import directory
 from service.cli import main
+from service.cli.directory_files import import_file, show_coverage
 from service.directory import Directory, PartnerSpec, load_directory, parse_directory
 from service.store import Store
 from service.store import partners as partner_store
@@ -220,11 +221,11 @@ def test_cli_validate_missing_file_fails(tmp_path: Path, capsys: pytest.CaptureF
 
 async def test_import_with_any_error_changes_nothing(tmp_path: Path, db_url: str, store: Store) -> None:
     settings = make_settings(db_url)
-    assert await directory.cli_import(settings, str(write(tmp_path, GOOD))) == 0
+    assert await import_file(settings, str(write(tmp_path, GOOD))) == 0
     before = await snapshot(store)
     assert [p["id"] for p in before] == ["minato-shoji", "pacific-freight"]
 
-    assert await directory.cli_import(settings, str(write(tmp_path, BROKEN, "broken.yaml"))) == 1
+    assert await import_file(settings, str(write(tmp_path, BROKEN, "broken.yaml"))) == 1
     assert await snapshot(store) == before
 
 
@@ -297,7 +298,7 @@ async def test_coverage_lists_partners_without_reachable_tier1(
             "reason": "tier-1 contacts have no email or phone",
         },
     ]
-    assert await directory.cli_coverage(make_settings(db_url)) == 1
+    assert await show_coverage(make_settings(db_url)) == 1
     out = capsys.readouterr().out
     assert "hokuriku-seimitsu" in out and "sakura-foods" in out and "minato-shoji" not in out
 
@@ -307,4 +308,4 @@ async def test_example_directory_has_no_coverage_gaps(db_url: str, store: Store)
     await directory.import_directory(store, example)
     async with store.read() as conn:
         assert await directory.coverage_gaps(conn) == []
-    assert await directory.cli_coverage(make_settings(db_url)) == 0
+    assert await show_coverage(make_settings(db_url)) == 0

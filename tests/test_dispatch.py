@@ -38,8 +38,9 @@ async def test_a_critical_incident_reaches_partners_by_email_and_sms(
     assert "incident@herald.example.com" in mail["From"]
     assert mail["Reply-To"] == "incident-desk@example.com"
     assert delivery["provider_id"] and delivery["body_hash"]
-    plain = mail.get_body(("plain",)).get_content()
-    html = mail.get_body(("html",)).get_content()
+    plain_part, html_part = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert plain_part is not None and html_part is not None
+    plain, html = plain_part.get_content(), html_part.get_content()
     recipient = (await rows(client, deliveries.c.id == delivery["id"]))[0]
     async with client.app[appkeys.STORE].read() as conn:
         names = await outbox.recipients(conn, [recipient["contact_id"]])
@@ -134,10 +135,10 @@ async def _first_planned_sms_number(client: Any) -> str:
     async with client.app[appkeys.STORE].read() as conn:
         partners = await partners_with_contacts(conn)
     for partner in partners:
-        if set(partner["components"]) & set(SAMPLE["components"]):
-            for contact in partner["contacts"]:
-                if contact["tier"] == 1 and contact["phone"] and "sms" in (contact["channels"] or ["sms"]):
-                    return contact["phone"]
+        if set(partner.components) & set(SAMPLE["components"]):
+            for contact in partner.contacts:
+                if contact.tier == 1 and contact.phone and "sms" in (contact.channels or ["sms"]):
+                    return contact.phone
     raise AssertionError("the example directory has no tier-1 SMS contact for the sample components")
 
 
@@ -189,7 +190,7 @@ async def test_a_restart_mid_dispatch_loses_nothing(
     await wait_until(lambda: all_final(second), timeout=30)
     final = await rows(second)
     assert {r["status"] for r in final} == {"sent"}
-    assert {r["id"] for r in stranded} <= {r["id"] for r in final if r["attempts"] == 2}
+    assert {d.id for d in stranded} <= {r["id"] for r in final if r["attempts"] == 2}
     delivered_ids = [m.message["Message-ID"] for m in smtp_sink.messages] + [
         r["message_id"] for r in final if r["channel"] == "sms"
     ]

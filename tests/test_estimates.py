@@ -69,7 +69,9 @@ async def test_a_later_estimate_names_the_one_it_replaces_and_must_say_why_it_ch
     async with client.app[appkeys.STORE].read() as conn:
         from service.store import incidents as incident_store
 
-        rendered = (await incident_store.get_notice(conn, second["id"]))["rendered"]
+        notice = await incident_store.read_notice(conn, second["id"])
+    assert notice is not None and notice.rendered is not None
+    rendered = notice.rendered
     ja, en = rendered["ja"]["txt"], rendered["en"]["txt"]
     assert f"第{first['version']}報の見込みを更新" in ja
     assert "約6時間" in ja and "（前回・第2報：約3時間）" in ja

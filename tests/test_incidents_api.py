@@ -203,7 +203,7 @@ async def test_a_wrong_token_is_401_and_health_is_open(client: Any) -> None:
 
 async def test_bad_input_gets_a_clear_4xx_never_a_5xx(client: Any) -> None:
     headers = auth("operator")
-    cases = [
+    cases: list[tuple[dict[str, Any], int, str | None]] = [
         ({"data": b"{not json", "headers": {**headers, "Content-Type": "application/json"}}, 400, None),
         ({"data": b"title=x", "headers": {**headers, "Content-Type": "application/x-www-form-urlencoded"}}, 415, None),
         ({"json": incident(severity="apocalyptic")}, 422, "severity"),

@@ -135,7 +135,7 @@ async def test_wrong_content_type_is_415(client: Any) -> None:
 async def test_a_webhook_that_fails_inside_a_batch_fails_alone_and_is_kept(client: Any, monkeypatch: Any) -> None:
     from service.ingest import writer
 
-    real = writer.apply_event
+    real = writer.apply_event  # type: ignore[attr-defined]  # the name writer calls, patched below
 
     async def broken_for_warnings(conn: Any, settings: Any, event: Any, actor: Any, now: float) -> Any:
         if event.severity == "major":

@@ -99,9 +99,9 @@ async def test_no_phone_number_or_email_address_appears_in_any_log_line(
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
     async with client.app[appkeys.STORE].read() as conn:
-        contacts = [c for p in await partners_with_contacts(conn) for c in p["contacts"]]
-    phones = [c["phone"] for c in contacts if c["phone"]]
-    emails = [c["email"] for c in contacts if c["email"]]
+        contacts = [c for p in await partners_with_contacts(conn) for c in p.contacts]
+    phones = [c.phone for c in contacts if c.phone]
+    emails = [c.email for c in contacts if c.email]
     twilio_fake.reject_numbers(set(phones[:3]), code=21211)
     smtp_sink.fail_next(2, code=550, text=f"5.1.1 <{emails[0]}>: Recipient address rejected", on="RCPT")
     await post_sample(client)

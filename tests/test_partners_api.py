@@ -13,7 +13,7 @@ from tests.helpers import EXAMPLE_DIRECTORY, auth
 
 ADMIN = auth("admin")
 
-MINATO = {
+MINATO: dict[str, Any] = {
     "id": "minato-shoji",
     "name": "株式会社みなと商事",
     "language": "ja",
@@ -141,7 +141,8 @@ async def test_operator_token_cannot_edit_the_directory(client: Any) -> None:
 
 
 async def test_invalid_phone_via_api_is_422_with_field_path(client: Any) -> None:
-    bad = {**MINATO, "contacts": [MINATO["contacts"][0], {**MINATO["contacts"][1], "phone": "+81 90-12"}]}
+    contacts = MINATO["contacts"]
+    bad = {**MINATO, "contacts": [contacts[0], {**contacts[1], "phone": "+81 90-12"}]}
     response = await create(client, bad)
     assert response.status == 422
     body = await response.json()

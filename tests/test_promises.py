@@ -34,7 +34,7 @@ def promising(base: Settings, **promises: Any) -> Settings:
     return base.model_copy(
         update={
             "promises": base.promises.model_copy(update=values),
-            "on_call": [OnCallContact(**c) for c in ON_CALL],
+            "on_call": [OnCallContact.model_validate(c) for c in ON_CALL],
         }
     )
 
@@ -52,7 +52,7 @@ async def promise_state(client: Any, incident_id: int) -> str | None:
 
 async def overdue_metric(client: Any) -> float:
     text = await (await client.get("/metrics")).text()
-    return float(OVERDUE_METRIC.search(text).group(1))  # type: ignore[union-attr]
+    return float(OVERDUE_METRIC.search(text).group(1))
 
 
 async def operator_rows(client: Any) -> list[dict[str, Any]]:

@@ -217,7 +217,7 @@ async def test_a_report_that_arrives_before_the_sid_is_stored_is_applied_when_it
 
 async def test_an_acknowledged_delivery_stays_acknowledged_after_a_late_callback(texted, twilio_fake) -> None:
     client, sms = texted
-    token = client.app[appkeys.ACK_SIGNER].token_for(sms)
+    token = client.app[appkeys.ACK_SIGNER].token_for(sms["id"], sms["created_at"])
     assert (await client.post(f"/ack/{token}")).status == 200
 
     await twilio_reports(client, twilio_fake, callback_params(sms, "undelivered", 30003))

@@ -12,6 +12,8 @@ from sqlalchemy import insert, select
 from service.store import Store
 from service.store import deliveries as outbox
 from service.store import incidents as incident_store
+from service.store.engine import inserted_id
+from service.store.models import Outcome
 from service.store.tables import contacts, deliveries, partners
 
 
@@ -43,7 +45,7 @@ async def seed_notice(store: Store, rows: list[tuple[int, str]], now: float | No
                 updated_at=now,
             )
         )
-        contact_id = contact.inserted_primary_key[0]
+        contact_id = inserted_id(contact)
         incident_id = await incident_store.insert_incident(
             conn, {"title": "t", "severity": "critical", "status": "investigating", "components": ["x"]}
         )
@@ -94,8 +96,8 @@ async def test_claim_takes_the_most_urgent_due_deliveries_first(store: Store) ->
     await seed_notice(store, [(210, "email"), (0, "sms"), (10, "sms"), (1, "email")])
     async with store.begin() as conn:
         batch = await outbox.claim_due(conn, ["sms", "email"], 2, "w1", 30)
-    assert [d["priority"] for d in batch] == [0, 1]
-    assert all(d["status"] == "sending" and d["attempts"] == 1 and d["worker"] == "w1" for d in batch)
+    assert [d.priority for d in batch] == [0, 1]
+    assert all(d.status == "sending" and d.attempts == 1 and d.worker == "w1" for d in batch)
 
 
 async def test_claim_respects_channel_and_due_time(store: Store) -> None:
@@ -105,7 +107,7 @@ async def test_claim_respects_channel_and_due_time(store: Store) -> None:
             deliveries.update().where(deliveries.c.id == ids[0]).values(next_attempt_at=time.time() + 60)
         )
         assert await outbox.claim_due(conn, ["sms"], 10, "w", 30) == []
-        assert [d["id"] for d in await outbox.claim_due(conn, ["email"], 10, "w", 30)] == [ids[1]]
+        assert [d.id for d in await outbox.claim_due(conn, ["email"], 10, "w", 30)] == [ids[1]]
 
 
 async def test_two_workers_claiming_at_once_never_share_a_delivery(store: Store) -> None:
@@ -118,7 +120,7 @@ async def test_two_workers_claiming_at_once_never_share_a_delivery(store: Store)
                 batch = await outbox.claim_due(conn, ["email"], 16, name, 30)
             if not batch:
                 return claimed
-            claimed += [d["id"] for d in batch]
+            claimed += [d.id for d in batch]
 
     first, second = await asyncio.gather(worker("a"), worker("b"))
     assert len(first) + len(second) == 200
@@ -132,7 +134,7 @@ async def test_an_expired_lease_puts_the_delivery_back_in_the_queue(store: Store
     async with store.begin() as conn:
         assert await outbox.release_expired_leases(conn, now=time.time() + 1) == 1
         [again] = await outbox.claim_due(conn, ["sms"], 1, "live-worker", 30, now=time.time() + 1)
-    assert again["id"] == claimed["id"] and again["attempts"] == 2
+    assert again.id == claimed.id and again.attempts == 2
 
 
 async def test_a_late_result_from_a_worker_that_lost_its_lease_is_ignored(store: Store) -> None:
@@ -144,28 +146,28 @@ async def test_a_late_result_from_a_worker_that_lost_its_lease_is_ignored(store:
         await outbox.record_outcomes(
             conn,
             [
-                {
-                    "id": delivery_id,
-                    "worker": "slow",
-                    "attempts": 1,
-                    "status": "failed",
-                    "next_attempt_at": 0,
-                    "updated_at": time.time(),
-                }
+                Outcome(
+                    id=delivery_id,
+                    worker="slow",
+                    attempts=1,
+                    status="failed",
+                    next_attempt_at=0,
+                    updated_at=time.time(),
+                )
             ],
         )
         await outbox.record_outcomes(
             conn,
             [
-                {
-                    "id": delivery_id,
-                    "worker": "fast",
-                    "attempts": 2,
-                    "status": "sent",
-                    "provider_id": "SM1",
-                    "next_attempt_at": 0,
-                    "updated_at": time.time(),
-                }
+                Outcome(
+                    id=delivery_id,
+                    worker="fast",
+                    attempts=2,
+                    status="sent",
+                    provider_id="SM1",
+                    next_attempt_at=0,
+                    updated_at=time.time(),
+                )
             ],
         )
         row = await outbox.get_delivery(conn, delivery_id)
@@ -180,16 +182,7 @@ async def test_an_outcome_from_an_earlier_claim_of_the_same_worker_is_ignored(st
         await outbox.claim_due(conn, ["sms"], 1, "w", 30, now=time.time() + 1)
         await outbox.record_outcomes(
             conn,
-            [
-                {
-                    "id": delivery_id,
-                    "worker": "w",
-                    "attempts": 1,
-                    "status": "dead",
-                    "next_attempt_at": 0,
-                    "updated_at": time.time(),
-                }
-            ],
+            [Outcome(id=delivery_id, worker="w", attempts=1, status="dead", next_attempt_at=0, updated_at=time.time())],
         )
         row = await outbox.get_delivery(conn, delivery_id)
     assert row is not None and (row["status"], row["attempts"]) == ("sending", 2)

@@ -1,6 +1,7 @@
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,8 @@ def test_every_kind_renders_in_both_languages_with_realistic_fields(renderer, ki
     fields = FIELDS[lang]
     operator_text = "<script>alert(1)</script>"
     key_text = "body" if kind == "custom" else "impact"
-    context = notice_context(lang, **{key_text: f"{fields[key_text]} {operator_text}"})
+    operator_fields: dict[str, Any] = {key_text: f"{fields[key_text]} {operator_text}"}
+    context = notice_context(lang, **operator_fields)
 
     message = renderer.render(kind, lang, context)
 

@@ -20,6 +20,7 @@ from service import compose
 from service.errors import InvalidInput
 from service.notices import NoticeFields
 from service.segments import sms_segments
+from service.store.models import Delivery, Notice, Recipient
 from service.validation import parse_model, text_problem
 from tests.helpers import make_settings
 
@@ -42,36 +43,49 @@ MEANT_CHAR = st.one_of(
 TEXT = st.one_of(st.text(alphabet=MEANT_CHAR, min_size=1, max_size=60), st.text(alphabet=ANY_CHAR, max_size=60))
 
 
-def delivery(channel: str, lang: str, notice_id: int) -> dict[str, Any]:
-    return {
-        "id": notice_id,
-        "message_id": f"<herald.n{notice_id}.c1.{channel}.0@herald.example.com>",
-        "address": "ichiro.suzuki@example.jp" if channel == "email" else "+819012345678",
-        "language": lang,
-        "channel": channel,
-        "tier": 1,
-        "escalation_step": 0,
-    }
+def delivery(channel: str, lang: str, notice_id: int) -> Delivery:
+    return Delivery(
+        id=notice_id,
+        notice_id=notice_id,
+        incident_id=None,
+        partner_id="minato-shoji",
+        contact_id=1,
+        tier=1,
+        channel=channel,
+        address="ichiro.suzuki@example.jp" if channel == "email" else "+819012345678",
+        language=lang,
+        priority=0,
+        status="sending",
+        attempts=1,
+        next_attempt_at=0.0,
+        message_id=f"<herald.n{notice_id}.c1.{channel}.0@herald.example.com>",
+        escalation_step=0,
+        created_at=0.0,
+        updated_at=0.0,
+        recipient=Recipient("鈴木 一郎", "みなと商事", 1),
+    )
 
 
 def send_everywhere(kind: str, fields: NoticeFields) -> None:
     """Render the notice for email and SMS in both languages and encode what would go on the wire."""
-    notice = {
-        "id": next(notice_ids),
-        "version": 1,
-        "kind": kind,
-        "severity": "critical",
-        "status": "investigating",
-        "fields": fields.model_dump(mode="json", exclude_none=True),
-    }
-    recipient = {"name": "鈴木 一郎", "partner_name": "みなと商事", "tier": 1}
+    notice = Notice(
+        id=next(notice_ids),
+        incident_id=None,
+        version=1,
+        kind=kind,
+        state="published",
+        severity="critical",
+        status="investigating",
+        fields=fields.model_dump(mode="json", exclude_none=True),
+        audience={},
+    )
     for lang in ("ja", "en"):
-        mail, _ = compose.outbound(SETTINGS, delivery("email", lang, notice["id"]), notice, None, recipient)
+        mail, _ = compose.outbound(SETTINGS, delivery("email", lang, notice.id), notice, None)
         wire = build_email(mail, "Herald <incident@herald.example.com>")
         wire.decode("ascii")  # 7-bit on the wire
         parsed = email.message_from_bytes(wire, policy=email.policy.default)
-        assert parsed["Subject"] and parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-        sms, _ = compose.outbound(SETTINGS, delivery("sms", lang, notice["id"]), notice, None, recipient)
+        assert parsed["Subject"] and parsed.get_body(("plain",)).get_content()
+        sms, _ = compose.outbound(SETTINGS, delivery("sms", lang, notice.id), notice, None)
         sms.text.encode("utf-8")  # what the Twilio client posts
         assert sms_segments(sms.text).segments >= 1
 

@@ -87,7 +87,7 @@ async def test_an_acknowledgement_counts_once_per_contact_and_notice(
     both = next(ds for ds in by_contact.values() if len(ds) >= 2)  # SMS and email to one contact
     signer = client.app[appkeys.ACK_SIGNER]
     for delivery in both:
-        assert (await client.post(f"/ack/{signer.token_for(delivery)}")).status == 200
+        assert (await client.post(f"/ack/{signer.token_for(delivery['id'], delivery['created_at'])}")).status == 200
 
     async with client.app[appkeys.STORE].read() as conn:
         report = await build_report(conn, incident_id)

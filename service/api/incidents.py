@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -215,7 +216,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
     actor = principal_of(request).name
     async with request.app[appkeys.STORE].begin() as conn:
         await check_audience(conn, draft.audience, "audience")
-        notice = {
+        notice: dict[str, Any] = {
             "incident_id": None,
             "kind": draft.kind,
             "version": 1,
@@ -233,5 +234,5 @@ async def create_broadcast(request: web.Request) -> web.Response:
         await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": draft.kind, "broadcast": True})
         plan = await publish(conn, request.app[appkeys.SETTINGS], notice) if draft.publish else None
         await record_inbound(conn, "api", raw, actor, request.content_type, notice_id=notice["id"])
-    outcome = Outcome(None, notice["id"], 1, "published" if plan else "draft", plan)  # type: ignore[arg-type]
+    outcome = Outcome(None, notice["id"], 1, "published" if plan else "draft", plan)
     return _accepted(request, outcome)

@@ -21,7 +21,7 @@ from service.api.auth import principal_of, requires
 from service.api.contract import operation
 from service.api.errors import parse_json, read_body
 from service.api.params import Limit, parse_query
-from service.directory import (
+from service.directory.validation import (
     Channels,
     Component,
     Components,
@@ -33,6 +33,8 @@ from service.directory import (
     Policy,
     Slug,
     Tier,
+    duplicates,
+    issues,
 )
 from service.errors import Conflict, InvalidInput, NotFound, field_path
 from service.notices import iso
@@ -67,7 +69,7 @@ def validate(model: type[Spec], payload: Any) -> Spec:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        loc, message = directory.issues(exc)[0]
+        loc, message = issues(exc)[0]
         path = field_path(loc)
         raise InvalidInput(f"{path}: {message}" if path else message, path or None) from exc
 
@@ -150,7 +152,7 @@ async def list_partners(request: web.Request) -> web.Response:
 @operation("Add a partner with its contacts", {201: replies.Partner}, body=PartnerSpec, errors=(409,), tag="partners")
 async def create_partner(request: web.Request) -> web.Response:
     spec = validate(PartnerSpec, await read_object(request))
-    repeated = directory.duplicates([c.row() for c in spec.contacts], "key")
+    repeated = duplicates([c.row() for c in spec.contacts], "key")
     if repeated:
         index, key = repeated[0]
         raise Conflict(f"contact key {key!r} appears twice", f"contacts[{index}].key", code="duplicate_key")

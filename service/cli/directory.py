@@ -26,18 +26,18 @@ def register(commands: Any) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from service import directory
+    from service.cli.directory_files import validate_file
 
-    return directory.cli_validate(args.file)
+    return validate_file(args.file)
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
-    from service import directory
+    from service.cli.directory_files import import_file
 
-    return asyncio.run(directory.cli_import(settings, args.file))
+    return asyncio.run(import_file(settings, args.file))
 
 
 def _coverage(args: argparse.Namespace, settings: Settings) -> int:
-    from service import directory
+    from service.cli.directory_files import show_coverage
 
-    return asyncio.run(directory.cli_coverage(settings))
+    return asyncio.run(show_coverage(settings))

@@ -105,7 +105,7 @@ def plain_repeat(group: dict[str, Any] | None, event: IncidentEvent) -> bool:
     if group is None:
         return event.status == "resolved"
     if event.status == "resolved":
-        return group["state"] == "resolved"
+        return bool(group["state"] == "resolved")
     if group["state"] != "firing" or group["pending"] is not None:
         return False
     if group["fingerprints"] != sorted(event.fingerprints):
@@ -300,7 +300,7 @@ def _fill_services(settings: Settings, text: Text, components: list[str]) -> Tex
             "{components}", partner_text.listed(partner_text.service_names(settings, components, lang), lang)
         )
         for lang, part in text.items()
-    }  # type: ignore[misc]
+    }
 
 
 def _result(outcome: Outcome, action: Action) -> IngestResult:

@@ -142,6 +142,7 @@ def _duplicate(group: dict[str, Any] | None) -> IngestResult:
 
 def _inbound_row(webhook: Webhook, outcome: list[IngestResult] | Exception) -> dict[str, Any]:
     first = outcome[0] if isinstance(outcome, list) else None
+    label: str
     if first is not None:
         label = first.action
     elif isinstance(outcome, HeraldError):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, RowMapping, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.models import Contact, Partner
 from service.store.partners import subscribed_to
 from service.store.tables import contacts, partners
 
@@ -24,12 +24,12 @@ async def partners_with_contacts(
     tiers: Sequence[int] | None = None,
     after: str | None = None,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Partners (all, the listed ones, or those subscribed to `components`) with a `contacts`
-    list (of `tiers`, when given), ordered by id; `after` and `limit` page through them.
+) -> list[Partner]:
+    """Partners (all, the listed ones, or those subscribed to `components`) with their contacts
+    (of `tiers`, when given), ordered by id; `after` and `limit` page through them.
     Filtering happens in SQL: a critical incident on one component must not read the whole
     directory inside its write transaction."""
-    chosen = []
+    chosen: list[ColumnElement[bool]] = []
     if partner_ids is not None:
         chosen.append(partners.c.id.in_(list(partner_ids)))
     if components is not None:
@@ -37,7 +37,9 @@ async def partners_with_contacts(
     if after is not None:
         chosen.append(partners.c.id > after)
     query = select(partners).where(*chosen).order_by(partners.c.id).limit(limit)
-    found = {r["id"]: {**r, "contacts": []} for r in (await conn.execute(query)).mappings()}
+    found: dict[str, tuple[RowMapping, list[Contact]]] = {
+        r["id"]: (r, []) for r in (await conn.execute(query)).mappings()
+    }
     if not found:
         return []
     contact_query = select(contacts).order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
@@ -46,7 +48,7 @@ async def partners_with_contacts(
     if tiers is not None:
         contact_query = contact_query.where(contacts.c.tier.in_(list(tiers)))
     for row in (await conn.execute(contact_query)).mappings():
-        partner = found.get(row["partner_id"])
-        if partner is not None:
-            partner["contacts"].append(dict(row))
-    return list(found.values())
+        selected = found.get(row["partner_id"])
+        if selected is not None:
+            selected[1].append(Contact.from_row(row))
+    return [Partner.from_row(row, contacts=tuple(chosen_contacts)) for row, chosen_contacts in found.values()]

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.models import Delivery, Outcome, Recipient
 from service.store.tables import contacts, deliveries, delivery_attempts, partners
 
 INSERT_CHUNK = 2000
@@ -28,10 +29,10 @@ async def claim_due(
     worker: str,
     lease_seconds: float,
     now: float | None = None,
-) -> list[dict[str, Any]]:
-    """Lease up to `limit` due deliveries, most urgent first, each with `recipient_name` and
-    `partner_name`. Two processes never get the same row (SKIP LOCKED on PostgreSQL; SQLite has a
-    single writer)."""
+) -> list[Delivery]:
+    """Lease up to `limit` due deliveries, most urgent first, each with the `recipient` its text
+    greets. Two processes never get the same row (SKIP LOCKED on PostgreSQL; SQLite has a single
+    writer)."""
     now = time.time() if now is None else now
     due = (
         select(deliveries.c.id, contacts.c.name, partners.c.name)
@@ -64,12 +65,12 @@ async def claim_due(
         )
         .returning(*deliveries.c)
     )
-    rows = [
-        {**r, "recipient_name": names[r["id"]][0], "partner_name": names[r["id"]][1]}
+    claimed = [
+        Delivery.from_row(r, recipient=Recipient(names[r["id"]][0], names[r["id"]][1], r["tier"]))
         for r in (await conn.execute(claim)).mappings()
     ]
-    rows.sort(key=lambda r: (r["priority"], r["next_attempt_at"], r["id"]))
-    return rows
+    claimed.sort(key=lambda d: (d.priority, d.next_attempt_at, d.id))
+    return claimed
 
 
 async def extend_leases(conn: AsyncConnection, ids: Sequence[int], worker: str, until: float) -> int:
@@ -123,9 +124,9 @@ OUTCOME_KEYS = (
 )  # fmt: skip
 
 
-async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[dict[str, Any]]) -> None:
+async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[Outcome]) -> None:
     """Write a batch of attempt results; a row no longer leased by this worker is left alone."""
-    params = [{f"b_{k}": o.get(k) for k in OUTCOME_KEYS} for o in outcomes]
+    params = [{f"b_{k}": getattr(o, k) for k in OUTCOME_KEYS} for o in outcomes]
     if params:
         await conn.execute(_record, params)
 
@@ -134,19 +135,19 @@ async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[dict[str, An
 ATTEMPT_OUTCOME = {"sent": "sent", "pending": "retry", "failed": "failed", "dead": "dead"}
 
 
-async def record_attempts(conn: AsyncConnection, outcomes: Iterable[dict[str, Any]]) -> None:
+async def record_attempts(conn: AsyncConnection, outcomes: Iterable[Outcome]) -> None:
     """One history row per attempt made, whether or not the worker still held the delivery."""
     rows = [
         {
-            "delivery_id": o["id"],
-            "attempt": o["attempts"],
-            "worker": o.get("worker"),
-            "at": o["updated_at"],
-            "outcome": ATTEMPT_OUTCOME.get(o["status"], o["status"]),
-            "error": o.get("last_error"),
-            "error_code": o.get("error_code"),
-            "provider_id": o.get("provider_id"),
-            "send_seconds": o.get("send_seconds"),
+            "delivery_id": o.id,
+            "attempt": o.attempts,
+            "worker": o.worker,
+            "at": o.updated_at,
+            "outcome": ATTEMPT_OUTCOME.get(o.status, o.status),
+            "error": o.last_error,
+            "error_code": o.error_code,
+            "provider_id": o.provider_id,
+            "send_seconds": o.send_seconds,
         }
         for o in outcomes
     ]
@@ -196,3 +197,48 @@ async def queue_depth(conn: AsyncConnection) -> dict[tuple[str, str], int]:
         .group_by(deliveries.c.channel, deliveries.c.status)
     )
     return {(channel, status): int(count) for channel, status, count in await conn.execute(query)}
+
+
+async def contact_history(
+    conn: AsyncConnection, incident_id: int | None, contact_ids: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
+    """Every delivery of the incident to these contacts, oldest first, by contact id."""
+    if incident_id is None or not contact_ids:
+        return {}
+    columns = [
+        deliveries.c.id, deliveries.c.notice_id, deliveries.c.contact_id, deliveries.c.channel,
+        deliveries.c.status, deliveries.c.reason, deliveries.c.detail, deliveries.c.attempts,
+        deliveries.c.created_at, deliveries.c.sent_at, deliveries.c.next_attempt_at,
+    ]  # fmt: skip
+    query = (
+        select(*columns)
+        .where(deliveries.c.incident_id == incident_id, deliveries.c.contact_id.in_(list(set(contact_ids))))
+        .order_by(deliveries.c.id)
+    )
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in (await conn.execute(query)).mappings():
+        found.setdefault(int(row["contact_id"]), []).append(dict(row))
+    return found
+
+
+async def mark_merged(conn: AsyncConnection, superseded: Sequence[tuple[int, str]], now: float) -> None:
+    """Held rows a later update replaced: they will never be sent, and say which row carries them."""
+    for delivery_id, carried_by in superseded:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")
+            .values(status="merged", reason="merged", detail={"merged_into": carried_by}, updated_at=now)
+        )
+
+
+async def count_of_notice(conn: AsyncConnection, notice_id: int, exclude: Sequence[str] = ()) -> int:
+    """How many deliveries the notice has, not counting those in the `exclude` statuses."""
+    query = select(func.count()).where(deliveries.c.notice_id == notice_id, deliveries.c.status.not_in(exclude))
+    return int(await conn.scalar(query) or 0)
+
+
+async def plan_of_notice(conn: AsyncConnection, notice_id: int) -> list[dict[str, Any]]:
+    """Tier, channel, status and priority of each of the notice's deliveries, in the order they left."""
+    columns = (deliveries.c.tier, deliveries.c.channel, deliveries.c.status, deliveries.c.priority)
+    query = select(*columns).where(deliveries.c.notice_id == notice_id).order_by(deliveries.c.sent_at)
+    return [dict(r) for r in (await conn.execute(query)).mappings()]

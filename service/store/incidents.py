@@ -9,13 +9,15 @@ from typing import Any
 from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.engine import inserted_id
+from service.store.models import Incident, Notice
 from service.store.tables import deliveries, incidents, notices
 
 
 async def insert_incident(conn: AsyncConnection, values: dict[str, Any]) -> int:
     now = time.time()
     result = await conn.execute(insert(incidents).values({"created_at": now, "updated_at": now, **values}))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def update_incident(conn: AsyncConnection, incident_id: int, values: dict[str, Any]) -> None:
@@ -28,6 +30,12 @@ async def get_incident(conn: AsyncConnection, incident_id: int, for_update: bool
         query = query.with_for_update()
     row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
+
+
+async def read_incident(conn: AsyncConnection, incident_id: int) -> Incident | None:
+    """The incident as a typed record (what the planner and the dispatcher work on)."""
+    row = (await conn.execute(select(incidents).where(incidents.c.id == incident_id))).mappings().first()
+    return Incident.from_row(row) if row else None
 
 
 async def list_incidents(
@@ -65,12 +73,12 @@ async def next_notice_version(conn: AsyncConnection, incident_id: int | None) ->
     current = await conn.scalar(
         select(func.coalesce(func.max(notices.c.version), 0)).where(notices.c.incident_id == incident_id)
     )
-    return int(current) + 1
+    return int(current or 0) + 1
 
 
 async def insert_notice(conn: AsyncConnection, values: dict[str, Any]) -> int:
     result = await conn.execute(insert(notices).values(created_at=time.time(), **values))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def update_notice(conn: AsyncConnection, notice_id: int, values: dict[str, Any]) -> None:
@@ -80,6 +88,12 @@ async def update_notice(conn: AsyncConnection, notice_id: int, values: dict[str,
 async def get_notice(conn: AsyncConnection, notice_id: int) -> dict[str, Any] | None:
     row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).mappings().first()
     return dict(row) if row else None
+
+
+async def read_notice(conn: AsyncConnection, notice_id: int) -> Notice | None:
+    """The notice as a typed record (what the planner, the dispatcher and the composer work on)."""
+    row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).mappings().first()
+    return Notice.from_row(row) if row else None
 
 
 async def notices_of(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Text, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.engine import inserted_id
 from service.store.tables import contacts, partners
 
 PARTNER_FIELDS = ("name", "language", "components", "policy", "timezone")
@@ -94,7 +95,7 @@ async def insert_contact(conn: AsyncConnection, partner_id: str, row: dict[str, 
             partner_id=partner_id, key=row["key"], **_contact_values(row), created_at=now, updated_at=now
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def update_contact(conn: AsyncConnection, partner_id: str, key: str, values: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.engine import inserted_id
 from service.store.tables import promises
 
 OPEN = ("pending", "due_soon", "overdue")
@@ -20,7 +21,7 @@ OPEN = ("pending", "due_soon", "overdue")
 
 async def insert_promise(conn: AsyncConnection, values: dict[str, Any]) -> int:
     result = await conn.execute(insert(promises).values(**values))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def open_of_incident(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:

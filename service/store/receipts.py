@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.engine import inserted_id
 from service.store.tables import acknowledgements, deliveries, notices, receipts
 
 
@@ -63,7 +64,7 @@ async def record_receipt(
             received_at=time.time() if received_at is None else received_at,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def update_delivery(conn: AsyncConnection, delivery_id: int, values: dict[str, Any]) -> None:
@@ -141,7 +142,7 @@ async def keep_early_report(
             received_at=received_at,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def take_early_reports(conn: AsyncConnection, provider_ids: Sequence[str]) -> list[dict[str, Any]]:

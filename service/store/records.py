@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.engine import inserted_id
 from service.store.tables import audit_log, idempotency_keys, inbound_events
 
 
@@ -37,7 +38,7 @@ async def record_inbound(
             notice_id=notice_id,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def audit(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.store.engine import inserted_id
 from service.store.tables import suppressions
 
 
@@ -53,7 +54,7 @@ async def suppress(
             created_at=time.time() if now is None else now,
         )
     )
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
 async def list_suppressions(conn: AsyncConnection, include_cleared: bool = False) -> list[dict[str, Any]]:

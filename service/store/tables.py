@@ -124,7 +124,7 @@ deliveries = Table(
     Column("channel", String(16), nullable=False),
     Column("address", String(320), nullable=False),
     Column("language", String(2), nullable=False),
-    # Lower is sooner: see planner.priority_of.
+    # Lower is sooner: see policy.priority_of.
     Column("priority", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

@@ -119,7 +119,7 @@ class LoopbackController(Controller):
         super().__init__(handler, hostname="127.0.0.1", port=port, ready_timeout=ready_timeout, **options)
 
     def _trigger_server(self) -> None:
-        if self.port == 0 and self.server is not None:
+        if self.port == 0 and isinstance(self.server, asyncio.Server):
             self.port = int(self.server.sockets[0].getsockname()[1])
         super()._trigger_server()
 

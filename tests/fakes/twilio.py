@@ -47,6 +47,7 @@ class TwilioFake:
         self.messages: list[dict[str, Any]] = []  # the Message resources we created (201)
         self.port = 0
         self._failures: list[tuple[int, int]] = []  # (status, code) for the next requests
+        self._garbled = 0  # next requests answered 201 with a body that is not JSON
         self._fail_ratio = 0.0
         self._fail_statuses: tuple[int, ...] = ()
         self._random = random.Random()
@@ -75,6 +76,11 @@ class TwilioFake:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def garble_next(self, n: int = 1) -> None:
+        """Answer the next n requests 201 with an HTML page, as a misconfigured proxy in front of
+        the API would; nothing is created."""
+        self._garbled += n
 
     def fail_next(self, n: int = 1, status: int = 500, code: int | None = None) -> None:
         self._failures.extend([(status, code or _STATUS_CODES.get(status, status))] * n)
@@ -140,6 +146,11 @@ class TwilioFake:
         return secrets.compare_digest(header, f"Basic {expected}")
 
     def _scripted_failure(self, form: dict[str, str]) -> web.Response | None:
+        if self._garbled:
+            self._garbled -= 1
+            return web.Response(
+                status=201, text="<html><body>Gateway says hello</body></html>", content_type="text/html"
+            )
         if self._failures:
             return _error(*self._failures.pop(0))
         if self._fail_ratio and self._random.random() < self._fail_ratio:

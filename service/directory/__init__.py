@@ -1,0 +1,37 @@
+"""The partner directory: validation (one validator for the YAML file and the admin API), the file
+read with positions, and the import into the database. See the modules for each."""
+
+from service.directory.importing import (
+    NO_TIER1,
+    TIER1_UNREACHABLE,
+    DirectoryFileInvalid,
+    coverage_gaps,
+    import_directory,
+    import_if_empty,
+)
+from service.directory.parsing import load_directory, parse_directory
+from service.directory.validation import (
+    ADDRESS_OF,
+    ContactSpec,
+    Directory,
+    DirectoryError,
+    PartnerFields,
+    PartnerSpec,
+)
+
+__all__ = [
+    "ADDRESS_OF",
+    "NO_TIER1",
+    "TIER1_UNREACHABLE",
+    "ContactSpec",
+    "Directory",
+    "DirectoryError",
+    "DirectoryFileInvalid",
+    "PartnerFields",
+    "PartnerSpec",
+    "coverage_gaps",
+    "import_directory",
+    "import_if_empty",
+    "load_directory",
+    "parse_directory",
+]

@@ -1,0 +1,69 @@
+"""The directory into the database: a whole-file import, the start-up import of an empty
+directory, and the partners no incident could reach at tier 1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.directory.parsing import load_directory
+from service.directory.validation import Directory, DirectoryError
+from service.store import Store
+from service.store import partners as partner_store
+from service.store.records import audit
+
+log = logging.getLogger("herald.directory")
+
+
+async def import_directory(store: Store, directory: Directory, actor: str = "directory-import") -> dict[str, int]:
+    """Replace the whole directory in one transaction; counts of what is there afterwards."""
+    async with store.begin() as conn:
+        counts = await partner_store.replace_all(conn, directory.rows())
+        await audit(conn, "directory.imported", "directory", None, actor, counts)
+    log.info("directory imported: %(partners)s partners, %(contacts)s contacts", counts)
+    return counts
+
+
+class DirectoryFileInvalid(Exception):
+    def __init__(self, errors: list[DirectoryError]) -> None:
+        super().__init__("the partner directory file is invalid:\n" + "\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+async def import_if_empty(store: Store, path: str | Path) -> None:
+    """At start-up: fill an empty directory from the file; an edited directory is left alone."""
+    file = Path(path)
+    if not await asyncio.to_thread(file.exists):
+        log.warning("directory file %s not found; the partner directory was not imported", file)
+        return
+    async with store.read() as conn:
+        if (await partner_store.counts(conn))["partners"]:
+            return
+    directory, errors = load_directory(file)
+    if errors:
+        raise DirectoryFileInvalid(errors)
+    async with store.begin() as conn:
+        if (await partner_store.counts(conn))["partners"]:
+            return  # another instance imported it meanwhile
+        counts = await partner_store.replace_all(conn, directory.rows())
+        await audit(conn, "directory.imported", "directory", None, "start-up", {**counts, "file": file.name})
+    log.info("directory imported from %s: %s partners, %s contacts", file.name, counts["partners"], counts["contacts"])
+
+
+NO_TIER1 = "no tier-1 contact"
+TIER1_UNREACHABLE = "tier-1 contacts have no email or phone"
+
+
+async def coverage_gaps(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Partners that no incident could reach at tier 1, ordered by id."""
+    gaps = []
+    for row in await partner_store.tier1_coverage(conn):
+        if row["tier1"] == 0:
+            gaps.append({"partner_id": row["id"], "name": row["name"], "reason": NO_TIER1})
+        elif row["tier1_reachable"] == 0:
+            gaps.append({"partner_id": row["id"], "name": row["name"], "reason": TIER1_UNREACHABLE})
+    return gaps
