@@ -15,7 +15,7 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from pydantic.json_schema import models_json_schema
 
 from service.api.auth import OPEN
@@ -46,6 +46,18 @@ ERROR_MEANING = {
 
 class Error(BaseModel):
     """Every error Herald answers, from one middleware."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "invalid_field",
+                    "detail": "responsible.email: not a valid email address: An email address must have an @-sign.",
+                    "field": "responsible.email",
+                }
+            ]
+        }
+    )
 
     error: str
     detail: str

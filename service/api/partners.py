@@ -100,6 +100,16 @@ async def _contact_or_404(conn: AsyncConnection, partner_id: str, key: str) -> d
     return contact
 
 
+CONTACT_EXAMPLE = {
+    "key": "suzuki",
+    "name": "鈴木 一郎",
+    "tier": 1,
+    "email": "ichiro.suzuki@minato-shoji.example.jp",
+    "phone": "090-1234-5678",
+    "channels": ["sms", "email"],
+}
+
+
 class PartnerChanges(BaseModel):
     """What PATCH /v1/partners/{id} may send: any field of a partner but its contacts."""
 
@@ -149,7 +159,20 @@ async def list_partners(request: web.Request) -> web.Response:
 
 @routes.post("/v1/partners")
 @requires("admin")
-@operation("Add a partner with its contacts", {201: replies.Partner}, body=PartnerSpec, errors=(409,), tag="partners")
+@operation(
+    "Add a partner with its contacts",
+    {201: replies.Partner},
+    body=PartnerSpec,
+    errors=(409,),
+    tag="partners",
+    example={
+        "id": "minato-shoji",
+        "name": "株式会社みなと商事",
+        "language": "ja",
+        "components": ["order-api", "payments"],
+        "contacts": [CONTACT_EXAMPLE],
+    },
+)
 async def create_partner(request: web.Request) -> web.Response:
     spec = validate(PartnerSpec, await read_object(request))
     repeated = duplicates([c.row() for c in spec.contacts], "key")
@@ -183,7 +206,13 @@ async def get_partner(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/partners/{id}")
 @requires("admin")
-@operation("Change a partner (not its contacts)", {200: replies.Partner}, body=PartnerChanges, tag="partners")
+@operation(
+    "Change a partner (not its contacts)",
+    {200: replies.Partner},
+    body=PartnerChanges,
+    tag="partners",
+    example={"components": ["order-api", "payments", "billing"], "policy": {"minor": {"1": ["email", "sms"]}}},
+)
 async def update_partner(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     payload = await read_object(request)
@@ -236,7 +265,9 @@ async def list_contacts(request: web.Request) -> web.Response:
 
 @routes.post("/v1/partners/{id}/contacts")
 @requires("admin")
-@operation("Add a contact", {201: replies.Contact}, body=ContactSpec, errors=(409,), tag="partners")
+@operation(
+    "Add a contact", {201: replies.Contact}, body=ContactSpec, errors=(409,), tag="partners", example=CONTACT_EXAMPLE
+)
 async def create_contact(request: web.Request) -> web.Response:
     partner_id = request.match_info["id"]
     spec = validate(ContactSpec, await read_object(request))
@@ -264,7 +295,13 @@ async def create_contact(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/partners/{id}/contacts/{key}")
 @requires("admin")
-@operation("Change a contact", {200: replies.Contact}, body=ContactChanges, tag="partners")
+@operation(
+    "Change a contact",
+    {200: replies.Contact},
+    body=ContactChanges,
+    tag="partners",
+    example={"tier": 2, "channels": ["email"]},
+)
 async def update_contact(request: web.Request) -> web.Response:
     partner_id, key = request.match_info["id"], request.match_info["key"]
     payload = await read_object(request)

@@ -68,6 +68,7 @@ def twilio_signature_valid(settings: Settings, request: web.Request, form: objec
     body_media=FORM,
     errors=(403,),
     tag="receipts",
+    example={"MessageSid": "SM" + "0" * 32, "MessageStatus": "delivered", "AccountSid": "AC" + "0" * 32},
     description="Authenticated by X-Twilio-Signature over the public URL. A report for a message Herald has "
     "not stored yet is kept (202) and applied when the dispatcher stores its SID.",
 )

@@ -40,6 +40,25 @@ Parser = Callable[[Any, IngestSettings], list[IncidentEvent]]
     {202: replies.IngestReply},
     body=alertmanager.AlertmanagerWebhook,
     tag="ingest",
+    example={
+        "version": "4",
+        "groupKey": '{}/{severity="critical"}:{alertname="OrderApiDown"}',
+        "status": "firing",
+        "receiver": "herald",
+        "groupLabels": {"alertname": "OrderApiDown"},
+        "commonLabels": {"alertname": "OrderApiDown", "component": "order-api", "severity": "critical"},
+        "commonAnnotations": {"summary": "Order API is not answering"},
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "OrderApiDown", "component": "order-api", "severity": "critical"},
+                "annotations": {"summary": "Order API is not answering"},
+                "startsAt": "2026-11-25T01:02:03Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": "6f1c2a9b3e4d5c70",
+            }
+        ],
+    },
     description="One incident per group (or per fingerprint with ingest.incident_per = fingerprint, then a list). "
     "A source may sign its body (HMAC-SHA256) instead of sending a token.",
 )
