@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from twilio.request_validator import RequestValidator
 
 from service import appkeys
 from service.logs import EMAIL, PHONE
+from service.store import receipts as receipt_store
 from service.store.tables import deliveries, receipts
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import API_VERSION, TwilioFake
@@ -324,3 +326,15 @@ async def test_bounce_reports_need_an_ingest_token_and_a_dsn_of_ours(mailed) -> 
     assert (await delivery(mailed, email["id"]))["status"] == "sent"
     admin = await bounce(mailed, ours, scope="admin")
     assert admin.status == 200
+
+
+async def test_a_kept_report_whose_message_never_appears_is_forgotten_after_two_days(texted) -> None:
+    client, _ = texted
+    now = time.time()
+    async with client.app[appkeys.STORE].begin() as conn:
+        await receipt_store.keep_early_report(conn, "SM-never", "twilio", "delivered", None, now - 3 * 86400)
+        await receipt_store.keep_early_report(conn, "SM-recent", "twilio", "sent", None, now - 3600)
+        await receipt_store.keep_early_report(conn, "SM-new", "twilio", "queued", None, now)
+    async with client.app[appkeys.STORE].read() as conn:
+        kept = (await conn.execute(select(receipts.c.provider_id).where(receipts.c.delivery_id.is_(None)))).scalars()
+        assert sorted(kept) == ["SM-new", "SM-recent"]

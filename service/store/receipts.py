@@ -127,10 +127,23 @@ async def serialise_provider_ids(conn: AsyncConnection, provider_ids: Iterable[s
         await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(provider_id))))
 
 
+# A dispatcher stores a SID within seconds of Twilio answering; days later it never will.
+EARLY_REPORT_DAYS = 2
+
+
 async def keep_early_report(
     conn: AsyncConnection, provider_id: str, source: str, status: str, error_code: str | None, received_at: float
 ) -> int:
-    """A report for a message id no delivery holds yet, kept until the dispatcher stores that id."""
+    """A report for a message id no delivery holds yet, kept until the dispatcher stores that id.
+    Kept reports older than EARLY_REPORT_DAYS name a message no delivery will ever hold: forgotten
+    here (only kept reports carry a provider_id, so the index finds them alone)."""
+    await conn.execute(
+        delete(receipts).where(
+            receipts.c.provider_id.is_not(None),
+            receipts.c.delivery_id.is_(None),
+            receipts.c.received_at < received_at - EARLY_REPORT_DAYS * 86400,
+        )
+    )
     result = await conn.execute(
         insert(receipts).values(
             delivery_id=None,
