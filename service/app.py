@@ -22,6 +22,7 @@ from service.api import (
     partners,
     receipts,
     reports,
+    suppressions,
     webhooks,
 )
 from service.api.auth import TOKENS, TokenTable, auth_middleware
@@ -39,7 +40,19 @@ from service.template_check import check_templates
 
 log = logging.getLogger("herald.app")
 
-ROUTE_MODULES = [health, observe, incidents, partners, deliveries, reports, webhooks, receipts, acks, docs]
+ROUTE_MODULES = [
+    health,
+    observe,
+    incidents,
+    partners,
+    deliveries,
+    reports,
+    webhooks,
+    receipts,
+    acks,
+    docs,
+    suppressions,
+]
 
 
 def create_app(settings: Settings) -> web.Application:

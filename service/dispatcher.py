@@ -19,14 +19,16 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, PermanentError, TransientError
-from service import compose, receipts
+from service import compose, receipts, suppression
 from service.retry import RetryPolicy
 from service.settings import Settings
 from service.store import Store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import receipts as receipt_store
+from service.store import suppressions as suppression_store
 from service.store.models import AttemptStatus, Delivery, Incident, Notice, Outcome
+from service.suppression import failure_suppresses
 
 log = logging.getLogger("herald.dispatcher")
 
@@ -163,12 +165,18 @@ class Dispatcher:
             batch = await delivery_store.claim_due(
                 conn, [channel], size, self.worker_id, self.settings.dispatch.lease_seconds
             )
+            suppressed = await suppression_store.active_among(conn, [(d.channel, d.address) for d in batch])
         if not batch:
             return 0
         heartbeat = asyncio.create_task(self._keep_leases([d.id for d in batch]))
         try:
             loaded = await self._load(batch)
-            outcomes = await asyncio.gather(*(self._attempt(d, loaded[d.notice_id]) for d in batch))
+            outcomes = await asyncio.gather(
+                *(
+                    self._not_sent(d) if (d.channel, d.address) in suppressed else self._attempt(d, loaded[d.notice_id])
+                    for d in batch
+                )
+            )
         finally:
             heartbeat.cancel()
         sids = [o.provider_id for o in outcomes if o.provider_id]
@@ -177,6 +185,7 @@ class Dispatcher:
             await delivery_store.record_outcomes(conn, outcomes)
             await delivery_store.record_attempts(conn, outcomes)
             await receipts.apply_early_reports(conn, sids)
+            await _suppress_refused(conn, batch, outcomes)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes, strict=True):
                 self.observer(delivery, outcome)
@@ -247,6 +256,19 @@ class Dispatcher:
             send_seconds=tried.send_seconds,
         )
 
+    async def _not_sent(self, delivery: Delivery) -> Outcome:
+        """Planned before its address was suppressed: kept as skipped, never sent."""
+        return Outcome(
+            id=delivery.id,
+            worker=self.worker_id,
+            attempts=delivery.attempts,
+            status="skipped",
+            reason="suppressed",
+            last_error="not sent: the address was suppressed after this delivery was planned",
+            next_attempt_at=delivery.next_attempt_at,
+            updated_at=time.time(),
+        )
+
     def _retry_or_die(self, delivery: Delivery, tried: _Tried, reason: str, code: str | None) -> Outcome:
         now = time.time()
         next_at = self.policy.next_attempt_at(delivery.attempts, delivery.created_at, now)
@@ -287,6 +309,17 @@ class Dispatcher:
             body_hash=tried.body_hash,
             send_seconds=tried.send_seconds,
         )
+
+
+async def _suppress_refused(conn: AsyncConnection, batch: list[Delivery], outcomes: list[Outcome]) -> None:
+    """An address the far side refused for good is suppressed in the same transaction."""
+    for delivery, outcome in zip(batch, outcomes, strict=True):
+        if outcome.status != "failed":
+            continue
+        reason = outcome.last_error or ""
+        if failure_suppresses(delivery.channel, outcome.error_code, reason):
+            source = "twilio" if delivery.channel == "sms" else "smtp"
+            await suppression.suppress_for(conn, delivery, reason, outcome.error_code, source)
 
 
 async def _load_notice(conn: AsyncConnection, notice_id: int) -> Composable:

@@ -11,7 +11,8 @@ Bounces are RFC 3464 delivery status notifications (DSN). They are matched to a 
    for in the DSN's `X-Original-To`, `Delivered-To`, `Envelope-To`, `To` and in the
    `Original-Recipient` / `Final-Recipient` fields. The email channel's envelope sender is fixed
    today, so only a mail system that rewrites the return path into this form produces it.
-A permanent failure (Status 5.x.x) marks the Delivery `bounced`; a transient one (4.x.x, the
+A permanent failure (Status 5.x.x) marks the Delivery `bounced` and suppresses the address
+(service/suppression.py); a transient one (4.x.x, the
 remote server still retries) is recorded and leaves the Delivery as it is.
 """
 
@@ -29,8 +30,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service import suppression
 from service.store import deliveries as delivery_store
 from service.store import receipts as receipt_store
+from service.store.models import Delivery
+from service.suppression import PERMANENT_SMS_CODES
 
 log = logging.getLogger("herald.receipts")
 
@@ -123,6 +127,10 @@ async def apply_twilio_status(
         return ReceiptOutcome(delivery["id"], delivery["status"], applied=False)
     values = _twilio_changes(delivery, message_status, error_code, now)
     await receipt_store.update_delivery(conn, delivery["id"], values)
+    if message_status in ("undelivered", "failed") and error_code in PERMANENT_SMS_CODES:
+        await suppression.suppress_for(
+            conn, Delivery.from_row(delivery), twilio_error_text(message_status, error_code), error_code, "twilio", now
+        )
     return ReceiptOutcome(delivery["id"], values.get("status", delivery["status"]), applied=True)
 
 
@@ -305,4 +313,5 @@ async def apply_bounce(
         delivery["id"],
         {"status": "bounced", "error_code": bounce.status, "last_error": reason, "failed_at": now, "updated_at": now},
     )
+    await suppression.suppress_for(conn, Delivery.from_row(delivery), reason, bounce.status, "bounce", now)
     return ReceiptOutcome(delivery["id"], "bounced", applied=True)

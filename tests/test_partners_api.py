@@ -233,7 +233,8 @@ async def test_coverage_lists_partners_without_reachable_tier1(client: Any) -> N
                 "name": "さくら食品株式会社",
                 "reason": "tier-1 contacts have no email or phone",
             },
-        ]
+        ],
+        "suppressed": [],
     }
 
     fixed = await client.patch(

@@ -24,6 +24,7 @@ from service.notices import iso
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import log as log_store
+from service.store import suppressions as suppression_store
 from service.store.log import DeliveryFilter
 from service.store.records import audit
 from service.volume import explain
@@ -224,6 +225,14 @@ async def retry_delivery(request: web.Request) -> web.Response:
         delivery = await delivery_store.get_delivery(conn, delivery_id)
         if delivery is None:
             raise NotFound(f"no delivery {delivery_id}")
+        suppressed = await suppression_store.find_active(conn, delivery["channel"], delivery["address"])
+        if suppressed is not None:
+            raise Conflict(
+                f"delivery {delivery_id} goes to a suppressed address ({suppressed['source']} "
+                f"{suppressed['code'] or ''}: {suppressed['reason']}); fix the contact and clear "
+                f"suppression {suppressed['id']} first",
+                code="address_suppressed",
+            )
         if not await delivery_store.requeue(conn, delivery_id):
             raise Conflict(
                 f"delivery {delivery_id} is {delivery['status']}; only dead or failed deliveries are re-queued",

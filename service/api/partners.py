@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import appkeys, directory
+from service import appkeys, directory, suppression
 from service.api import replies
 from service.api.auth import principal_of, requires
 from service.api.contract import operation
@@ -355,4 +355,5 @@ async def delete_contact(request: web.Request) -> web.Response:
 async def coverage(request: web.Request) -> web.Response:
     async with request.app[appkeys.STORE].read() as conn:
         gaps = await directory.coverage_gaps(conn)
-    return web.json_response({"gaps": gaps})
+        suppressed = await suppression.suppressed_contacts(conn)
+    return web.json_response({"gaps": gaps, "suppressed": [{**s, "since": iso(s["since"])} for s in suppressed]})

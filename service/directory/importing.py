@@ -14,6 +14,7 @@ from service.directory.parsing import load_directory
 from service.directory.validation import Directory, DirectoryError
 from service.store import Store
 from service.store import partners as partner_store
+from service.store import suppressions as suppression_store
 from service.store.records import audit
 
 log = logging.getLogger("herald.directory")
@@ -56,14 +57,32 @@ async def import_if_empty(store: Store, path: str | Path) -> None:
 
 NO_TIER1 = "no tier-1 contact"
 TIER1_UNREACHABLE = "tier-1 contacts have no email or phone"
+TIER1_SUPPRESSED = "every email and phone of the tier-1 contacts is suppressed"
 
 
 async def coverage_gaps(conn: AsyncConnection) -> list[dict[str, Any]]:
-    """Partners that no incident could reach at tier 1, ordered by id."""
+    """Partners that no incident could reach at tier 1, ordered by id. Suppressed addresses do
+    not count as a way to reach a contact."""
+    suppressed = await suppression_store.active(conn)
     gaps = []
     for row in await partner_store.tier1_coverage(conn):
         if row["tier1"] == 0:
             gaps.append({"partner_id": row["id"], "name": row["name"], "reason": NO_TIER1})
         elif row["tier1_reachable"] == 0:
             gaps.append({"partner_id": row["id"], "name": row["name"], "reason": TIER1_UNREACHABLE})
+        elif suppressed and not await _tier1_reachable_unsuppressed(conn, row["id"], suppressed):
+            gaps.append({"partner_id": row["id"], "name": row["name"], "reason": TIER1_SUPPRESSED})
     return gaps
+
+
+async def _tier1_reachable_unsuppressed(
+    conn: AsyncConnection, partner_id: str, suppressed: frozenset[tuple[str, str]]
+) -> bool:
+    for contact in await partner_store.list_contacts(conn, partner_id):
+        if contact["tier"] != 1:
+            continue
+        if contact["email"] and ("email", contact["email"]) not in suppressed:
+            return True
+        if contact["phone"] and ("sms", contact["phone"]) not in suppressed:
+            return True
+    return False

@@ -113,6 +113,8 @@ _record = (
         body_hash=bindparam("b_body_hash"),
         sent_at=bindparam("b_sent_at"),
         failed_at=bindparam("b_failed_at"),
+        # Only an outcome that names a reason (suppressed) replaces the one planned (held, merged).
+        reason=func.coalesce(bindparam("b_reason"), deliveries.c.reason),
         lease_until=None,
         updated_at=bindparam("b_updated_at"),
     )
@@ -120,7 +122,7 @@ _record = (
 
 OUTCOME_KEYS = (
     "id", "worker", "attempts", "status", "provider_id", "provider_status", "last_error", "error_code",
-    "next_attempt_at", "body_hash", "sent_at", "failed_at", "updated_at",
+    "next_attempt_at", "body_hash", "sent_at", "failed_at", "updated_at", "reason",
 )  # fmt: skip
 
 

@@ -15,7 +15,8 @@ DeliveryStatus = Literal[
     "pending", "sending", "sent", "delivered", "failed", "undelivered", "bounced", "acknowledged", "dead"
 ]
 # What an attempt can end in: sent, retried later (pending), failed for good, or given up (dead).
-AttemptStatus = Literal["sent", "pending", "failed", "dead"]
+# `skipped`: not attempted, the address was suppressed after the delivery was planned.
+AttemptStatus = Literal["sent", "pending", "failed", "dead", "skipped"]
 Text = str | dict[str, str]  # a plain string, or {"ja": ..., "en": ...}
 
 
@@ -172,3 +173,4 @@ class Outcome:
     sent_at: float | None = None
     failed_at: float | None = None
     send_seconds: float | None = None  # time on the wire, for the metrics; not stored
+    reason: str | None = None  # set only when the attempt itself decides why (suppressed)

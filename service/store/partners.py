@@ -82,6 +82,16 @@ async def list_contacts(conn: AsyncConnection, partner_id: str) -> list[dict[str
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
+async def contacts_with_addresses(conn: AsyncConnection, addresses: Sequence[str]) -> list[dict[str, Any]]:
+    """Contacts whose email or phone is one of `addresses`."""
+    query = (
+        select(contacts)
+        .where(or_(contacts.c.email.in_(list(addresses)), contacts.c.phone.in_(list(addresses))))
+        .order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
 async def get_contact(conn: AsyncConnection, partner_id: str, key: str) -> dict[str, Any] | None:
     query = select(contacts).where(contacts.c.partner_id == partner_id, contacts.c.key == key)
     row = (await conn.execute(query)).mappings().first()
