@@ -14,6 +14,7 @@ from service import appkeys, compose, directory
 from service.acks import AckSigner, ack_link
 from service.api import (
     acks,
+    contact_requests,
     deliveries,
     docs,
     health,
@@ -32,11 +33,13 @@ from service.dispatcher import Dispatcher
 from service.escalation import escalation_ctx
 from service.ingest.lifecycle import ingest_ctx
 from service.metrics import Metrics
+from service.partner_page import page_link, page_signer
 from service.promises import promise_ctx
 from service.settings import Settings, SettingsError
 from service.store import Store
 from service.store import sandbox as sandbox_store
 from service.template_check import check_templates
+from service.web import partner as partner_web
 
 log = logging.getLogger("herald.app")
 
@@ -52,6 +55,8 @@ ROUTE_MODULES = [
     acks,
     docs,
     suppressions,
+    contact_requests,
+    partner_web,
 ]
 
 
@@ -68,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.DISPATCHER_WAKE] = lambda: None
     app[appkeys.OPENAPI] = {}  # the contract, built from the router on first request (service/api/docs.py)
     app[appkeys.ACK_SIGNER] = AckSigner.from_settings(settings)
+    app[appkeys.PAGE_SIGNER] = page_signer(settings)
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_store_ctx)
@@ -152,6 +158,7 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         settings,
         channels,
         ack_link=ack_link(settings, app[appkeys.ACK_SIGNER]),
+        page_link=page_link(settings, app[appkeys.PAGE_SIGNER]),
         observer=app[appkeys.METRICS].observe_attempt,
     )
     app[appkeys.DISPATCHER] = dispatcher

@@ -28,6 +28,8 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 CONFIG_WARNINGS: web.AppKey[list[ConfigWarning]] = web.AppKey("config_warnings")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ACK_SIGNER: web.AppKey[AckSigner] = web.AppKey("ack_signer")
+# Signs the partner-page links every notice carries (service/partner_page.py).
+PAGE_SIGNER: web.AppKey[AckSigner] = web.AppKey("page_signer")
 CHANNELS: web.AppKey[dict[str, Channel]] = web.AppKey("channels")
 DISPATCHER: web.AppKey[Dispatcher] = web.AppKey("dispatcher")
 DISPATCHER_WAKE: web.AppKey[Callable[[], None]] = web.AppKey("dispatcher_wake")

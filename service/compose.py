@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from email.utils import parseaddr
 from functools import lru_cache
@@ -57,7 +57,8 @@ def context(
         "reminder": reminder,
         "company": {
             "name": company.name_ja if lang == "ja" else company.name_en,
-            "status_page_url": company.status_page_url,
+            # Each recipient's own partner page when the dispatcher has one, else the status page.
+            "status_page_url": (recipient.page_url if recipient else None) or company.status_page_url,
         },
         "incident": _incident_context(incident, lang),
         "notice": fields,
@@ -107,7 +108,12 @@ def sender_domain(settings: Settings) -> str:
 # Rendered once per notice, language and part, then personalised: a 10,000-recipient broadcast
 # renders its templates a handful of times instead of 30,000. SMS is rendered per recipient
 # because fitting it into its segments depends on the exact text.
-_SLOTS = {"name": "\ue000RN\ue000", "partner_name": "\ue000PN\ue000", "ack_url": "\ue000AK\ue000"}
+_SLOTS = {
+    "name": "\ue000RN\ue000",
+    "partner_name": "\ue000PN\ue000",
+    "ack_url": "\ue000AK\ue000",
+    "page_url": "\ue000PG\ue000",
+}
 _shared_parts: dict[tuple[Any, ...], str] = {}
 _SHARED_LIMIT = 512
 
@@ -123,11 +129,14 @@ def _shared_part(
     corrects_version: int | None,
     reminder: bool,
     volume_note: str | None = None,
+    has_page: bool = False,
 ) -> str:
-    key = (notice.id, notice.version, lang, part, has_ack, tier, corrects_version, reminder, volume_note, id(settings))
+    key: tuple[Any, ...] = (notice.id, notice.version, lang, part, has_ack, tier, corrects_version, reminder)
+    key += (volume_note, has_page, id(settings))
     cached = _shared_parts.get(key)
     if cached is None:
-        recipient = Recipient(_SLOTS["name"], _SLOTS["partner_name"], tier)
+        page_slot = _SLOTS["page_url"] if has_page else None
+        recipient = Recipient(_SLOTS["name"], _SLOTS["partner_name"], tier, page_slot)
         ack_slot = _SLOTS["ack_url"] if has_ack else None
         ctx = context(settings, notice, incident, lang, recipient, ack_slot, corrects_version, reminder, volume_note)
         cached = renderer(settings).render_part(notice.kind, lang, part, ctx)
@@ -143,6 +152,7 @@ def _personalise(text: str, part: str, recipient: Recipient, ack_url: str | None
         ("name", recipient.name),
         ("partner_name", recipient.partner_name),
         ("ack_url", ack_url),
+        ("page_url", recipient.page_url),
     ):
         text = text.replace(_SLOTS[slot], quote(value or ""))
     return text
@@ -155,10 +165,12 @@ def outbound(
     incident: Incident | None,
     ack_url: str | None = None,
     corrects_version: int | None = None,
+    page_url: str | None = None,
 ) -> tuple[OutboundMessage, str]:
-    """The message `delivery` sends (greeting its `recipient`), and the hash of its text."""
+    """The message `delivery` sends (greeting its `recipient`, linking `page_url`, the contact's
+    own page, where it would link the status page), and the hash of its text."""
     lang = delivery.language
-    recipient = delivery.recipient or Recipient(None, None, delivery.tier)
+    recipient = replace(delivery.recipient or Recipient(None, None, delivery.tier), page_url=page_url)
     reminder = bool(delivery.escalation_step)
     parts = {}
     detail = delivery.detail
@@ -179,6 +191,7 @@ def outbound(
             corrects_version,
             reminder,
             partner_note(detail, lang) if part != "subject" else None,
+            has_page=bool(recipient.page_url),
         )
         parts[part] = _personalise(shared, part, recipient, ack_url)
     responsible = notice.fields.get("responsible") or {}

@@ -34,6 +34,7 @@ log = logging.getLogger("herald.dispatcher")
 
 LOOPS_PER_LANE = 2
 AckLink = Callable[[Delivery], "str | None"]
+PageLink = Callable[[Delivery], "str | None"]
 Observer = Callable[[Delivery, Outcome], None]
 
 
@@ -82,11 +83,13 @@ class Dispatcher:
         ack_link: AckLink | None = None,
         observer: Observer | None = None,
         worker_id: str | None = None,
+        page_link: PageLink | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.channels = dict(channels)
         self.ack_link = ack_link or (lambda delivery: None)
+        self.page_link = page_link or (lambda delivery: None)
         self.observer = observer
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.policy = RetryPolicy.from_settings(settings.dispatch)
@@ -228,6 +231,7 @@ class Dispatcher:
                 loaded.incident,
                 self.ack_link(delivery),
                 loaded.corrects_version,
+                self.page_link(delivery),
             )
             started = time.perf_counter()
             try:

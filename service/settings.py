@@ -308,6 +308,15 @@ class ServiceName(_Section):
     en: str = Field(min_length=1, max_length=100)
 
 
+class PartnerPageSettings(_Section):
+    """The page each partner contact reaches from every notice (signed with [ack] secret)."""
+
+    # A link works this long after the notice carrying it was planned.
+    ttl_days: float = Field(30.0, gt=0)
+    # Resolved incidents older than this drop off the page (open ones always show).
+    history_days: float = Field(90.0, gt=0)
+
+
 class VolumeSettings(_Section):
     """How much one contact hears about one incident; see service/volume.py."""
 
@@ -371,6 +380,7 @@ class Settings(BaseSettings):
     promises: PromiseSettings = PromiseSettings()
     notice_channels: NoticeChannels = Field(default_factory=_default_notice_channels)
     volume: VolumeSettings = VolumeSettings()
+    partner_page: PartnerPageSettings = PartnerPageSettings()
     # component -> partner-facing service name per language (titles, "affected services").
     services: dict[str, ServiceName] = {}
     quiet_hours: QuietHoursSettings = QuietHoursSettings()

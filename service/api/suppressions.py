@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service import appkeys
 from service.api.auth import principal_of, requires
 from service.errors import Conflict, NotFound
 from service.notices import iso
@@ -38,7 +39,7 @@ def suppression_json(row: dict[str, Any]) -> dict[str, Any]:
 @requires("admin")
 async def list_suppressions(request: web.Request) -> web.Response:
     include_cleared = request.query.get("include_cleared") in ("1", "true")
-    async with request.app["store"].read() as conn:
+    async with request.app[appkeys.STORE].read() as conn:
         rows = await suppression_store.list_suppressions(conn, include_cleared)
     return web.json_response({"items": [suppression_json(r) for r in rows]})
 
@@ -48,7 +49,7 @@ async def list_suppressions(request: web.Request) -> web.Response:
 async def clear_suppression(request: web.Request) -> web.Response:
     suppression_id = int(request.match_info["id"])
     actor = principal_of(request).name
-    async with request.app["store"].begin() as conn:
+    async with request.app[appkeys.STORE].begin() as conn:
         found = await suppression_store.get_suppression(conn, suppression_id)
         if found is None:
             raise NotFound(f"no suppression {suppression_id}")

@@ -117,6 +117,8 @@ class Recipient:
     name: str | None
     partner_name: str | None
     tier: int | None
+    # The contact's own partner page (service/partner_page.py), linked instead of the status page.
+    page_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

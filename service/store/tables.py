@@ -324,3 +324,20 @@ suppressions = Table(
     Column("cleared_by", String(64), nullable=True),
     Index("ix_suppressions_address", "channel", "address"),
 )
+
+# A tier-1 contact's request, from the partner page, to change the partner's contacts: applied to
+# the directory only when an admin approves it.
+contact_change_requests = Table(
+    "contact_change_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("partner_id", String(64), nullable=False, index=True),
+    Column("requested_by", Id, nullable=False),  # the contact whose link was used
+    Column("contact_key", String(64), nullable=True),  # the contact to change; None = a new one
+    Column("change", JSON, nullable=False),  # the whole contact as requested, already validated
+    Column("state", String(16), nullable=False),  # pending | approved | rejected
+    Column("created_at", Float, nullable=False),
+    Column("decided_at", Float, nullable=True),
+    Column("decided_by", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+)

@@ -1,0 +1,1 @@
+"""Pages for people: the partner page (service/web/partner.py)."""

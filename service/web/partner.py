@@ -1,0 +1,174 @@
+"""The partner page: `GET /p/{token}` shows, two POSTs act (acknowledge a notice, request a contact change).
+
+Open routes: the signed token is the credential, and it names one contact of one partner; every
+read is scoped to that partner. A GET writes nothing (mail gateways open every link); the forms
+POST and redirect back (303), so a reload never repeats them and the page works without script.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from service import appkeys, partner_page
+from service.api.acks import PAGE_HEADERS
+from service.api.auth import open_route
+from service.notices import localise
+from service.partner_text import service_names
+from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
+from service.settings import Settings
+
+routes = web.RouteTableDef()
+
+CHANNEL_ORDERS = ("email,sms", "sms,email", "email", "sms")
+DONE = ("acknowledged", "requested")
+
+
+@lru_cache(maxsize=4)
+def _pages(timezone: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(DEFAULT_TEMPLATES_DIR / "web"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    zone = ZoneInfo(timezone)
+    env.filters["when"] = lambda at: datetime.fromtimestamp(at, zone).strftime("%Y-%m-%d %H:%M %Z") if at else ""
+    env.filters["pick"] = lambda values, words: [words.get(value, value) for value in values]
+    return env
+
+
+def _browser_language(request: web.Request) -> str:
+    return "ja" if request.headers.get("Accept-Language", "").lower().startswith("ja") else "en"
+
+
+def _render(
+    settings: Settings, lang: str, status: int = 200, timezone: str | None = None, **values: Any
+) -> web.Response:
+    company = settings.company
+    context = {
+        "lang": lang,
+        "company": {"name": company.name_ja if lang == "ja" else company.name_en},
+        "severity_labels": SEVERITY_LABELS[lang],
+        "status_labels": STATUS_LABELS[lang],
+        "channel_orders": CHANNEL_ORDERS,
+        "page": "page",
+        "done": None,
+        "error": None,
+        "form": {},
+        **values,
+    }
+    context["form"] = defaultdict(str, context["form"])  # fields the person has not filled in read as ""
+    env = _pages(timezone or company.timezone)
+    html = env.get_template(f"partner_{lang}.html.j2").render(context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+
+
+async def _viewer(request: web.Request) -> partner_page.Viewer | web.Response:
+    """The contact the token names, or the page to answer with (403 forged, 410 expired)."""
+    settings: Settings = request.app[appkeys.SETTINGS]
+    try:
+        contact_id = request.app[appkeys.PAGE_SIGNER].verify(request.match_info["token"])
+    except partner_page.InvalidToken:
+        return _render(settings, _browser_language(request), 403, page="invalid")
+    except partner_page.ExpiredToken:
+        return _render(settings, _browser_language(request), 410, page="expired")
+    async with request.app[appkeys.STORE].read() as conn:
+        viewer = await partner_page.viewer_of(conn, contact_id)
+    if viewer is None:  # the contact was removed from the directory since
+        return _render(settings, _browser_language(request), 410, page="expired")
+    return viewer
+
+
+async def _show(request: web.Request, viewer: partner_page.Viewer, status: int = 200, **values: Any) -> web.Response:
+    settings: Settings = request.app[appkeys.SETTINGS]
+    async with request.app[appkeys.STORE].read() as conn:
+        data = await partner_page.page_data(conn, settings, viewer)
+    lang = data.pop("lang")
+    for incident in data["incidents"]:
+        incident["title_text"] = localise(incident["title"], lang)
+        incident["services"] = service_names(settings, incident["components"] or [], lang)
+    done = request.query.get("done")
+    values.setdefault("form", _own_details(viewer.contact))
+    return _render(
+        settings,
+        lang,
+        status,
+        timezone=viewer.partner.get("timezone"),
+        token=request.match_info["token"],
+        done=done if done in DONE else None,
+        **data,
+        **values,
+    )
+
+
+def _own_details(contact: dict[str, Any]) -> dict[str, str]:
+    """The change form starts from the reader's own details: the change most often asked for."""
+    return {
+        "contact": contact["key"],
+        "name": contact["name"],
+        "email": contact["email"] or "",
+        "phone": contact["phone"] or "",
+        "language": contact["language"] or "",
+        "channels": ",".join(contact["channels"] or []),
+        "tier": str(contact["tier"]),
+    }
+
+
+@routes.get("/p/{token}")
+@open_route
+async def show_page(request: web.Request) -> web.Response:
+    """Reads only (see the module docstring)."""
+    found = await _viewer(request)
+    if isinstance(found, web.Response):
+        return found
+    return await _show(request, found)
+
+
+@routes.post("/p/{token}/ack/{notice_id:\\d+}")
+@open_route
+async def acknowledge(request: web.Request) -> web.StreamResponse:
+    found = await _viewer(request)
+    if isinstance(found, web.Response):
+        return found
+    async with request.app[appkeys.STORE].begin() as conn:
+        recorded = await partner_page.acknowledge_notice(
+            conn, found, int(request.match_info["notice_id"]), request.headers.get("User-Agent")
+        )
+    if recorded is None:
+        return await _show(request, found, 404, error={"field": "", "message": "not_yours"})
+    raise web.HTTPSeeOther(f"/p/{request.match_info['token']}?done=acknowledged")
+
+
+@routes.post("/p/{token}/contact-requests")
+@open_route
+async def request_contact_change(request: web.Request) -> web.StreamResponse:
+    found = await _viewer(request)
+    if isinstance(found, web.Response):
+        return found
+    form = {key: str(value).strip() for key, value in (await request.post()).items()}
+    target = form.get("contact") or None
+    wanted = {
+        "name": form.get("name") or None,
+        "email": form.get("email") or None,
+        "phone": form.get("phone") or None,
+        "language": form.get("language") or None,
+        "channels": [c for c in (form.get("channels") or "").split(",") if c],
+        "tier": form.get("tier") or None,
+    }
+    try:
+        async with request.app[appkeys.STORE].begin() as conn:
+            await partner_page.request_change(conn, found, None if target == "new" else target, wanted)
+    except partner_page.ChangeRefused as refused:
+        status = 403 if not found.may_request_changes else 422
+        return await _show(
+            request, found, status, error={"field": refused.field, "message": refused.message}, form=form
+        )
+    raise web.HTTPSeeOther(f"/p/{request.match_info['token']}?done=requested")
