@@ -53,7 +53,7 @@ async def list_requests(request: web.Request) -> web.Response:
 async def _decide(request: web.Request, approve: bool) -> web.Response:
     request_id = int(request.match_info["id"])
     raw = await read_body(request)
-    decision = parse_model(Decision, parse_json(raw, request.content_type)) if raw else Decision()
+    decision = parse_model(Decision, parse_json(raw, request.content_type)) if raw else Decision(note=None)
     try:
         async with request.app[appkeys.STORE].begin() as conn:
             decided = await partner_page.decide(conn, request_id, approve, principal_of(request).name, decision.note)
