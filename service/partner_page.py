@@ -27,6 +27,7 @@ from service import acks
 from service.acks import AckSigner, ExpiredToken, InvalidToken
 from service.directory import ContactSpec
 from service.directory.validation import issues
+from service.errors import Conflict, NotFound
 from service.settings import Settings
 from service.store import partner_view
 from service.store import partners as partner_store
@@ -207,9 +208,9 @@ async def decide(
     """Apply (approve) or refuse a pending request; the directory changes only on approval."""
     found = await partner_view.get_request(conn, request_id, for_update=True)
     if found is None:
-        raise LookupError(f"no contact change request {request_id}")
+        raise NotFound(f"no contact change request {request_id}")
     if found["state"] != "pending":
-        raise ChangeRefused("state", f"request {request_id} was {found['state']} already")
+        raise Conflict(f"request {request_id} was {found['state']} already", code="already_decided")
     change = ContactSpec.model_validate(found["change"]).row()
     if approve:
         existing = await partner_store.get_contact(conn, found["partner_id"], change["key"])

@@ -136,8 +136,55 @@ class CoverageGap(Reply):
     reason: str
 
 
+class SuppressedContact(Reply):
+    partner_id: str
+    contact: str
+    tier: int
+    channel: str
+    address: str
+    suppression_id: int
+    reason: str
+    code: str | None
+    since: Timestamp | None
+
+
 class Coverage(Reply):
     gaps: list[CoverageGap]
+    suppressed: list[SuppressedContact] = []
+
+
+class Suppression(Reply):
+    id: int
+    channel: str
+    address: str
+    reason: str
+    code: str | None
+    source: str
+    delivery_id: int | None
+    created_at: Timestamp | None
+    cleared_at: Timestamp | None
+    cleared_by: str | None
+
+
+class SuppressionList(Reply):
+    items: list[Suppression]
+
+
+class ContactRequest(Reply):
+    id: int
+    partner_id: str
+    requested_by_contact_id: int
+    contact_key: str | None
+    change: dict[str, Any]
+    state: str
+    created_at: Timestamp | None
+    decided_at: Timestamp | None
+    decided_by: str | None
+    note: str | None
+
+
+class ContactRequestList(Reply):
+    items: list[ContactRequest]
 
 
 class Delivery(Reply):

@@ -9,15 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from service import appkeys
+from service.api import replies
 from service.api.auth import principal_of, requires
+from service.api.contract import operation
+from service.api.params import parse_query, path_id
 from service.errors import Conflict, NotFound
 from service.notices import iso
 from service.store import suppressions as suppression_store
 from service.store.records import audit
 
 routes = web.RouteTableDef()
+
+
+class SuppressionQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_cleared: bool = False
 
 
 def suppression_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -37,17 +47,24 @@ def suppression_json(row: dict[str, Any]) -> dict[str, Any]:
 
 @routes.get("/v1/suppressions")
 @requires("admin")
+@operation(
+    "Addresses Herald no longer writes to (hard bounces, numbers refused for good)",
+    {200: replies.SuppressionList},
+    query=SuppressionQuery,
+    tag="partners",
+)
 async def list_suppressions(request: web.Request) -> web.Response:
-    include_cleared = request.query.get("include_cleared") in ("1", "true")
+    query = parse_query(request, SuppressionQuery)
     async with request.app[appkeys.STORE].read() as conn:
-        rows = await suppression_store.list_suppressions(conn, include_cleared)
+        rows = await suppression_store.list_suppressions(conn, query.include_cleared)
     return web.json_response({"items": [suppression_json(r) for r in rows]})
 
 
 @routes.delete("/v1/suppressions/{id:\\d+}")
 @requires("admin")
+@operation("Clear a suppression once the contact is fixed", {200: replies.Suppression}, errors=(409,), tag="partners")
 async def clear_suppression(request: web.Request) -> web.Response:
-    suppression_id = int(request.match_info["id"])
+    suppression_id = path_id(request)
     actor = principal_of(request).name
     async with request.app[appkeys.STORE].begin() as conn:
         found = await suppression_store.get_suppression(conn, suppression_id)

@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import BaseModel
 
 from service import appkeys, partner_page
 from service.api.acks import PAGE_HEADERS
 from service.api.auth import open_route
+from service.api.contract import FORM, operation
 from service.notices import localise
 from service.partner_text import service_names
 from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
@@ -122,8 +124,30 @@ def _own_details(contact: dict[str, Any]) -> dict[str, str]:
     }
 
 
+PAGE = "text/html"
+PAGES = {200: PAGE, 403: PAGE, 410: PAGE}
+
+
+class AcknowledgeForm(BaseModel):
+    """The acknowledgement button sends no fields."""
+
+
+class ContactChangeForm(BaseModel):
+    """The change form; `contact` is an existing contact's key or `new`, `channels` an order such
+    as `email,sms`. Validated like the directory file before an admin sees it."""
+
+    contact: str | None = None
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    language: str | None = None
+    channels: str | None = None
+    tier: str | None = None
+
+
 @routes.get("/p/{token}")
 @open_route
+@operation("A partner contact's page (records nothing)", PAGES, tag="partner page")
 async def show_page(request: web.Request) -> web.Response:
     """Reads only (see the module docstring)."""
     found = await _viewer(request)
@@ -134,6 +158,13 @@ async def show_page(request: web.Request) -> web.Response:
 
 @routes.post("/p/{token}/ack/{notice_id:\\d+}")
 @open_route
+@operation(
+    "Acknowledge a notice from the partner page (then back to the page)",
+    {**PAGES, 303: None, 404: PAGE},
+    body=AcknowledgeForm,
+    body_media=FORM,
+    tag="partner page",
+)
 async def acknowledge(request: web.Request) -> web.StreamResponse:
     found = await _viewer(request)
     if isinstance(found, web.Response):
@@ -149,6 +180,13 @@ async def acknowledge(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/p/{token}/contact-requests")
 @open_route
+@operation(
+    "A tier-1 contact asks for a change of contacts; an admin applies it",
+    {**PAGES, 303: None, 422: PAGE},
+    body=ContactChangeForm,
+    body_media=FORM,
+    tag="partner page",
+)
 async def request_contact_change(request: web.Request) -> web.StreamResponse:
     found = await _viewer(request)
     if isinstance(found, web.Response):
