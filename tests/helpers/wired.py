@@ -17,7 +17,7 @@ from tests.fakes.twilio import TwilioFake
 from tests.helpers import EXAMPLE_DIRECTORY, auth, make_settings
 from tests.helpers.incidents import incident
 
-FINAL = ("sent", "failed", "dead")
+FINAL = ("sent", "failed", "dead", "skipped", "merged")  # skipped, merged: never to be sent
 
 
 def wired_sections(smtp_port: int, twilio: TwilioFake) -> dict[str, dict[str, Any]]:
