@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from service import appkeys
 from service.store import partners as partner_store
 from service.store.tables import (
     acknowledgements,
@@ -22,8 +23,7 @@ from service.store.tables import (
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
-from tests.test_dispatch import post_sample, rows, start, wired_settings
-from tests.test_partner_volume import all_final
+from tests.helpers.wired import all_settled, post_sample, rows, start, wired_settings
 
 PAGE_LINK = re.compile(r"https://herald\.example\.com(/p/[A-Za-z0-9._\-]+)")
 SATO = "hanako.sato@tokai-logistics.example.jp"  # tokai-logistics, tier 1, Japanese
@@ -48,13 +48,13 @@ async def herald_with_two_incidents(aiohttp_client: Any, sqlite_url: str, smtp: 
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp, twilio))
     await post_sample(client)
     await post_sample(client, **PAYMENTS_OUTAGE)
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
     return client
 
 
 async def snapshot(client: Any) -> dict[str, Any]:
     """Row counts of every table and every delivery's state: what a GET must leave alone."""
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         counts = {t.name: await conn.scalar(select(func.count()).select_from(t)) for t in metadata.sorted_tables}
         states = (await conn.execute(select(deliveries.c.id, deliveries.c.status, deliveries.c.updated_at))).all()
     return {"counts": counts, "deliveries": states}
@@ -110,7 +110,7 @@ async def test_a_contact_acknowledges_from_its_page_and_a_tier1_contact_change_i
 
     confirmed = await client.post(f"{page}/ack/{notice}", allow_redirects=False)
     assert confirmed.status == 303 and confirmed.headers["Location"] == f"{page}?done=acknowledged"
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert await conn.scalar(select(func.count()).select_from(acknowledgements)) == 1
     assert "受領確認済み" in await (await client.get(page)).text()
 
@@ -128,7 +128,7 @@ async def test_a_contact_acknowledges_from_its_page_and_a_tier1_contact_change_i
     }
     sent = await client.post(f"{page}/contact-requests", data=wanted, allow_redirects=False)
     assert sent.status == 303
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert (await partner_store.get_contact(conn, "tokai-logistics", "sato"))["email"] == SATO  # not yet
         assert await conn.scalar(select(func.count()).select_from(contact_change_requests)) == 1
 
@@ -140,7 +140,7 @@ async def test_a_contact_acknowledges_from_its_page_and_a_tier1_contact_change_i
     ]
     approved = await client.post(f"/v1/contact-requests/{request['id']}/approve", headers=auth("admin"))
     assert approved.status == 200 and (await approved.json())["state"] == "approved"
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         changed = await partner_store.get_contact(conn, "tokai-logistics", "sato")
         actions = list(
             (
@@ -157,7 +157,7 @@ async def test_a_contact_acknowledges_from_its_page_and_a_tier1_contact_change_i
 
     tier2 = await client.post(f"{await mailed_page(smtp_sink, ITO)}/contact-requests", data=wanted)
     assert tier2.status == 403
-    async with client.app["store"].read() as conn:
+    async with client.app[appkeys.STORE].read() as conn:
         assert await conn.scalar(select(func.count()).select_from(contact_change_requests)) == 1
         assert await conn.scalar(select(func.count()).select_from(inbound_events)) == 2  # the two incidents only
         assert await conn.scalar(select(func.count()).select_from(receipts)) == 1  # the acknowledgement

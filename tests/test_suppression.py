@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from service import suppression
+from service import appkeys, suppression
 from service.store.models import Delivery
 from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
-from tests.test_dispatch import SAMPLE, post_sample, rows, start, wired_settings
-from tests.test_partner_volume import all_final
+from tests.helpers.incidents import SAMPLE
+from tests.helpers.wired import all_settled, post_sample, rows, start, wired_settings
 from tests.test_receipts import bounce, dsn
 
 ITO = {"email": "ken.ito@tokai-logistics.example.jp", "phone": "+818023456789"}  # tier 2: email, then SMS
@@ -39,14 +39,14 @@ async def test_a_bounced_address_is_skipped_next_time_and_the_contact_is_reached
 ) -> None:
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
     first = await open_major(client)
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
     [mailed] = await rows(client, deliveries.c.address == ITO["email"])  # major: tier 2 by email only
     ito_id = mailed["contact_id"]
     assert [r["channel"] for r in await rows(client, deliveries.c.contact_id == ito_id)] == ["email"]
     await bounce_mail_to(client, ITO["email"])
 
     second = await open_major(client)
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
     ito = await rows(client, deliveries.c.notice_id == second["notice_id"], deliveries.c.contact_id == ito_id)
     assert [(r["channel"], r["status"], r["reason"]) for r in ito] == [
         ("email", "skipped", "suppressed"),
@@ -72,7 +72,7 @@ async def test_a_number_that_replied_stop_is_suppressed_and_a_requeue_to_it_is_r
     twilio_fake.reject_numbers([SATO_PHONE], code=21610)
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake))
     await post_sample(client, notice={**SAMPLE["notice"], "audience": {**TOKAI, "tiers": [1]}})
-    await wait_until(lambda: all_final(client), timeout=30)
+    await wait_until(lambda: all_settled(client), timeout=30)
     [refused] = await rows(client, deliveries.c.address == SATO_PHONE)
     assert (refused["status"], refused["error_code"]) == ("failed", "21610")
 
@@ -95,10 +95,12 @@ async def test_an_sms_planned_before_its_number_was_suppressed_is_not_sent(
     client = await start(aiohttp_client, wired_settings(sqlite_url, smtp_sink, twilio_fake, enabled=False))
     await post_sample(client, notice={**SAMPLE["notice"], "audience": {**TOKAI, "tiers": [1]}})
     [planned] = await rows(client, deliveries.c.address == SATO_PHONE)
-    async with client.app["store"].begin() as conn:  # the number refuses another notice meanwhile
-        await suppression.suppress_for(conn, Delivery.from_row(planned), "Twilio 21610: replied STOP", "21610", "twilio")
+    async with client.app[appkeys.STORE].begin() as conn:  # the number refuses another notice meanwhile
+        await suppression.suppress_for(
+            conn, Delivery.from_row(planned), "Twilio 21610: replied STOP", "21610", "twilio"
+        )
 
-    assert await client.app["dispatcher"].run_once("sms") == 1
+    assert await client.app[appkeys.DISPATCHER].run_once("sms") == 1
     [skipped] = await rows(client, deliveries.c.address == SATO_PHONE)
     assert (skipped["status"], skipped["reason"]) == ("skipped", "suppressed")
     assert not twilio_fake.requests

@@ -9,7 +9,7 @@ from typing import Any
 from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
-from tests.test_dispatch import rows
+from tests.helpers.wired import rows
 from tests.test_partner_page import SATO, herald_with_two_incidents, mailed_page
 
 PHONE = {"width": 390, "height": 844}
