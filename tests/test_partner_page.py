@@ -129,7 +129,8 @@ async def test_a_contact_acknowledges_from_its_page_and_a_tier1_contact_change_i
     sent = await client.post(f"{page}/contact-requests", data=wanted, allow_redirects=False)
     assert sent.status == 303
     async with client.app[appkeys.STORE].read() as conn:
-        assert (await partner_store.get_contact(conn, "tokai-logistics", "sato"))["email"] == SATO  # not yet
+        unchanged = await partner_store.get_contact(conn, "tokai-logistics", "sato")
+        assert unchanged is not None and unchanged["email"] == SATO  # not yet
         assert await conn.scalar(select(func.count()).select_from(contact_change_requests)) == 1
 
     pending = await (await client.get("/v1/contact-requests?state=pending", headers=auth("admin"))).json()
@@ -147,6 +148,7 @@ async def test_a_contact_acknowledges_from_its_page_and_a_tier1_contact_change_i
                 await conn.execute(select(audit_log.c.action).where(audit_log.c.action.like("contact_change.%")))
             ).scalars()
         )
+    assert changed is not None
     assert (changed["email"], changed["phone"], changed["channels"]) == (
         "h.sato@tokai-logistics.example.jp",
         "+819012345678",
