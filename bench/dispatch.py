@@ -20,7 +20,17 @@ import aiosmtplib
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bench.common import TOKEN, Sinks, herald_settings, peak_rss_mb, percentile, sinks, table
+from bench.common import (
+    TOKEN,
+    Sinks,
+    herald_settings,
+    peak_rss_mb,
+    percentile,
+    sinks,
+    sqlite_url,
+    table,
+)
+from bench.sinks import ACCOUNT_SID, AUTH_TOKEN
 from channels.base import OutboundMessage
 from channels.email import build_email
 from service import appkeys, compose
@@ -100,13 +110,18 @@ async def wait_until_settled(app: web.Application, timeout: float = 1800) -> Non
 async def sample_email(settings: Settings) -> OutboundMessage:
     """One email exactly as Herald sent it in the run just made (rendered, personalised, with its
     acknowledgement link), so the baselines push the same bytes rather than a smaller message."""
+    return await sample_message(settings, "email")
+
+
+async def sample_message(settings: Settings, channel: str) -> OutboundMessage:
+    """The first `channel` delivery of the run just made, composed as Herald composed it."""
     store = Store(settings.database.url)
     try:
         async with store.read() as conn:
             row = (
                 (
                     await conn.execute(
-                        select(deliveries).where(deliveries.c.channel == "email").order_by(deliveries.c.id).limit(1)
+                        select(deliveries).where(deliveries.c.channel == channel).order_by(deliveries.c.id).limit(1)
                     )
                 )
                 .mappings()
@@ -122,6 +137,33 @@ async def sample_email(settings: Settings) -> OutboundMessage:
     ack_url = ack_link(settings, AckSigner.from_settings(settings))(delivery)
     message, _ = compose.outbound(settings, delivery, notice, None, ack_url)
     return message
+
+
+async def run_raw_sms(twilio_url: str, count: int, concurrency: int, body: str) -> dict[str, Any]:
+    """A plain aiohttp client posting `count` Messages (distinct numbers, the same body) to the
+    Twilio-compatible server over `concurrency` connections: the SMS lane's ceiling."""
+    url = f"{twilio_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    auth = aiohttp.BasicAuth(ACCOUNT_SID, AUTH_TOKEN)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(count):
+        queue.put_nowait(n)
+    refused = 0
+
+    async def connection(session: aiohttp.ClientSession) -> None:
+        nonlocal refused
+        while not queue.empty():
+            n = queue.get_nowait()
+            form = {"To": f"+8199{n:08d}", "From": "+15005550006", "Body": body}
+            async with session.post(url, data=form, auth=auth) as response:
+                await response.read()
+                refused += response.status != 201
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(connection(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"deliveries": count, "seconds": elapsed, "rate": count / elapsed, "refused": refused}
 
 
 async def run_raw_smtp(
@@ -151,10 +193,10 @@ async def run_raw_smtp(
 async def main(partners: int, emails: int, phones: int) -> None:
     async with sinks() as sink:
         with tempfile.TemporaryDirectory() as tmp:
-            mixed_settings = herald_settings(Path(tmp) / "mixed.db", sink)
+            mixed_settings = herald_settings(sqlite_url(Path(tmp) / "mixed.db"), sink)
             await seed_directory(mixed_settings, partners, emails, phones)
             mixed = await run_herald(mixed_settings)
-            email_settings = herald_settings(Path(tmp) / "email.db", sink)
+            email_settings = herald_settings(sqlite_url(Path(tmp) / "email.db"), sink)
             await seed_directory(email_settings, partners * (emails + phones), 1, 0)
             email_only = await run_herald(email_settings)
             sample = await sample_email(email_settings)

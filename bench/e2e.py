@@ -1,16 +1,25 @@
-"""End to end: `python -m bench.e2e [--partners 10000] [--apprise 2000] [--timeout S]`.
+"""End to end: `python -m bench.e2e [--partners 10000] [--email-only] [--database URL] [--processes 1,2,4]
+[--against-sqlite] [--repeat 3] [--apprise 2000] [--timeout S]`.
 
-One broadcast (major severity: tier-1 email + tier-1 SMS + tier-2 email, so 3 deliveries a partner;
-30,000 at 10,000 partners) through Herald running in a process of its own on SQLite, to the aiosmtpd
-sink and the Twilio-compatible server in another child process. Reports deliveries/s,
-created→submitted p50/p99 (`deliveries.created_at` → `sent_at`) and Herald's peak RSS.
+One broadcast through Herald running in processes of its own (`--processes`, all on one database:
+`--database`, default a fresh SQLite file; a PostgreSQL URL is emptied first) to the aiosmtpd sink
+and the Twilio-compatible server in another child process. The broadcast is major severity: tier-1
+email + tier-1 SMS + tier-2 email, 3 deliveries a partner (`--email-only`: 2 emails a partner).
 
-In the same run, one after the other so they never share the CPU with Herald:
-  * raw aiosmtplib pushing as many pre-built emails into the same sink over 8 connections
-    (no persistence, no rendering): the ceiling;
-  * Apprise sending `--apprise` emails (a subset: it connects once per message) from a pool of
-    8 threads, each message through its own `mailto://` URL, as an Apprise user notifying
-    contacts one by one would.
+Every figure is counted at the far side of the wire: each lane's sink keys what it received by
+message (email: recipient and Message-ID; SMS: To and Body), and a run where any expected message
+is missing, arrived twice or was never planned fails the command. A lane's rate is its messages
+divided by the time from the POST to its last arrival.
+
+Baselines, one lane each and in the same run: raw aiosmtplib pushing the same email bytes into the
+same sink over as many connections as Herald's SMTP pool; a raw aiohttp client posting the same SMS
+body to the same Twilio-compatible server over as many connections as Herald's SMS lane. Raw and
+Herald runs alternate `--repeat` times (Herald first, then raw first, ...), each ratio is taken
+within one repeat, and the median ratio is judged. `--against-sqlite` adds a SQLite run to each
+repeat when `--database` is PostgreSQL and judges PostgreSQL (one process) / SQLite.
+
+Aims: email-only broadcast, email lane ≥ 0.8× raw; mixed broadcast, email lane ≥ 0.6× raw and SMS
+lane ≥ 0.8× raw; PostgreSQL ≥ 0.9× SQLite. A missed aim exits 1.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,55 +41,120 @@ import apprise
 from bench.common import (
     DeliveryLog,
     Sinks,
+    backend_name,
     broadcast_figures,
-    herald_process,
+    fresh_database,
+    herald_processes,
     herald_settings,
+    lane_figures,
     log_errors,
+    median,
     post_json,
     settle_timeout,
     sinks,
     table,
+    verdict,
+    wire_problems,
 )
-from bench.dispatch import run_raw_smtp, sample_email
+from bench.dispatch import run_raw_sms, run_raw_smtp, sample_message
 from channels.base import OutboundMessage
 from tests.helpers.bulk import BROADCAST, seed_directory
 
 DELIVERIES_PER_PARTNER = 3  # BROADCAST is major: tier-1 email, tier-1 SMS, tier-2 email
 APPRISE_THREADS = 8  # as many as Herald's SMTP pool and the raw client's connections
+SMS_CONNECTIONS = 64  # Herald's SMS lane concurrency (dispatch.concurrency.sms)
 AIM_VS_APPRISE = 5.0
-AIM_VS_RAW = 0.5
-AIM_RSS_MB = 250
-AIM_RSS_AT = 30_000
+AIM_EMAIL_ONLY = 0.8
+AIM_EMAIL_MIXED = 0.6
+AIM_SMS_MIXED = 0.8
+AIM_VS_SQLITE = 0.9
 
 
-async def herald_broadcast(sink: Sinks, workdir: Path, partners: int, timeout: float | None = None) -> dict[str, Any]:
-    """Seed `partners`, start Herald in its own process, post BROADCAST, wait until it settles."""
-    settings = herald_settings(workdir / "herald.db", sink)
+@dataclass(frozen=True)
+class HeraldRun:
+    """One Herald configuration measured in every repeat."""
+
+    database: str | None  # None: a fresh SQLite file
+    processes: int
+
+    @property
+    def label(self) -> str:
+        backend = "SQLite" if self.database is None else backend_name(self.database)
+        return f"Herald, {backend}, {self.processes} process{'es' if self.processes > 1 else ''}"
+
+
+def round_trips(stats: list[dict[str, int]], postgres: bool) -> int:
+    """Statements and transaction control; on PostgreSQL BEGIN and the pool's liveness ping are
+    round trips of their own (on SQLite our BEGIN is a statement already counted)."""
+    keys = ("statements", "commit", "rollback") + (("begin", "checkouts") if postgres else ())
+    return sum(s.get(k, 0) for s in stats for k in keys)
+
+
+async def herald_broadcast(
+    sink: Sinks,
+    workdir: Path,
+    partners: int,
+    run: HeraldRun = HeraldRun(None, 1),
+    email_only: bool = False,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Seed `partners` into a fresh database, start Herald, post BROADCAST, wait until it settles,
+    and count what the sinks received."""
+    url = await fresh_database(run.database, workdir)
+    settings = herald_settings(url, sink)
     seed_started = time.perf_counter()
-    await seed_directory(settings, partners)
+    phones = 0 if email_only else 1
+    await seed_directory(settings, partners, emails=2, phones=phones)
     seeded = time.perf_counter() - seed_started
-    expected = partners * DELIVERIES_PER_PARTNER
-    log = DeliveryLog(workdir / "herald.db")
+    expected = {"email": partners * 2, "sms": partners * phones}
+    log = DeliveryLog(url)
     try:
-        async with herald_process(settings, workdir) as herald:
-            idle_rss = herald.rss_mb()
+        await sink.reset()
+        async with herald_processes(settings, workdir, run.processes) as heralds:
+            idle_rss = max(h.rss_mb() for h in heralds)
             async with aiohttp.ClientSession() as session:
                 posted_at = time.time()
-                await post_json(session, herald.base_url + "/v1/broadcasts", BROADCAST)
+                await post_json(session, heralds[0].base_url + "/v1/broadcasts", BROADCAST)
                 accepted = time.time() - posted_at
-            await log.wait_until_settled(timeout or settle_timeout(expected), herald)
-            figures = broadcast_figures(log, posted_at)
-            figures.update(
-                idle_rss=idle_rss,
-                peak_rss=herald.peak_rss_mb(),
-                accepted=accepted,
-                seeded=seeded,
-                log_errors=log_errors(herald.log_path),
-            )
-        figures["sample"] = await sample_email(settings)
+            await log.wait_until_settled(timeout or settle_timeout(sum(expected.values())), heralds)
+            counts = await sink.counts()
+            figures = await broadcast_figures(log, posted_at)
+        lanes = {name: lane_figures(counts[name], expected[name], posted_at) for name in expected}
+        wire = [lane for lane in lanes.values() if lane["expected"]]
+        seconds = max(lane["seconds"] for lane in wire)
+        figures.update(
+            lanes=lanes,
+            rate=sum(lane["expected"] - lane["missing"] for lane in wire) / seconds,
+            seconds=seconds,
+            idle_rss=idle_rss,
+            peak_rss=max(h.final_peak_rss for h in heralds),
+            accepted=accepted,
+            seeded=seeded,
+            log_errors=sum(log_errors(h.log_path) for h in heralds),
+            round_trips=round_trips([h.stats for h in heralds], not url.startswith("sqlite")),
+            problems=[p for name, lane in lanes.items() for p in wire_problems(name, lane)],
+        )
+        figures["samples"] = {name: await sample_message(settings, name) for name in expected if expected[name]}
     finally:
-        log.close()
+        await log.close()
     return figures
+
+
+async def raw_runs(sink: Sinks, samples: dict[str, OutboundMessage], expected: dict[str, int]) -> dict[str, Any]:
+    """Each lane's raw client alone, checked at the sink like Herald's runs."""
+    results: dict[str, Any] = {}
+    await sink.reset()
+    started = time.time()
+    email = await run_raw_smtp(sink, expected["email"], 8, samples["email"])
+    email["wire"] = lane_figures((await sink.counts())["email"], expected["email"], started)
+    results["email"] = email
+    if expected.get("sms"):
+        await sink.reset()
+        started = time.time()
+        sms = await run_raw_sms(sink.twilio_url, expected["sms"], SMS_CONNECTIONS, samples["sms"].text)
+        sms["wire"] = lane_figures((await sink.counts())["sms"], expected["sms"], started)
+        results["sms"] = sms
+    return results
 
 
 def apprise_jobs(sink: Sinks, count: int, sample: OutboundMessage) -> list[tuple[apprise.Apprise, str, str]]:
@@ -113,99 +189,159 @@ def run_apprise(sink: Sinks, count: int, sample: OutboundMessage) -> dict[str, A
     return {"deliveries": count, "sent": sum(results), "seconds": elapsed, "rate": count / elapsed}
 
 
-async def main(partners: int, apprise_count: int, timeout: float | None) -> None:
+async def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    runs = [HeraldRun(args.database, p) for p in args.processes]
+    postgres = args.database is not None and backend_name(args.database) == "PostgreSQL"
+    if args.against_sqlite and postgres:
+        runs.append(HeraldRun(None, 1))
+    expected = {"email": args.partners * 2, "sms": 0 if args.email_only else args.partners}
+    heralds: dict[HeraldRun, list[dict[str, Any]]] = {run: [] for run in runs}
+    raws: list[dict[str, Any]] = []
+    samples: dict[str, OutboundMessage] = {}
     async with sinks() as sink:
         with tempfile.TemporaryDirectory(prefix="herald-e2e-") as tmp:
-            herald = await herald_broadcast(sink, Path(tmp), partners, timeout)
-        raw = await run_raw_smtp(sink, herald["emails"], 8, herald["sample"])
-        subset = min(apprise_count, herald["emails"])
-        ap = await asyncio.to_thread(run_apprise, sink, subset, herald["sample"])
-    print(report(herald, raw, ap))
-    print(
-        f"\n(wall time {time.perf_counter() - started:.0f} s; seeding {herald['seeded']:.1f} s not counted;"
-        f" POST /v1/broadcasts answered in {herald['accepted'] * 1000:.0f} ms, planning included)"
-    )
+            for repeat in range(args.repeat):
+                raw_first = repeat % 2 == 1  # the first repeat needs Herald's bytes for the raw clients
+                if raw_first:
+                    raws.append(await raw_runs(sink, samples, expected))
+                for run in runs:
+                    figures = await herald_broadcast(sink, Path(tmp), args.partners, run, args.email_only, args.timeout)
+                    heralds[run].append(figures)
+                    samples = figures["samples"]
+                    print(f"  repeat {repeat + 1}: {run.label}: {figures['rate']:.0f}/s", file=sys.stderr, flush=True)
+                if not raw_first:
+                    raws.append(await raw_runs(sink, samples, expected))
+            ap = await asyncio.to_thread(run_apprise, sink, args.apprise, samples["email"]) if args.apprise else None
+    text, ok = report(args, runs, heralds, raws, ap)
+    print(text)
+    print(f"\n(wall time {time.perf_counter() - started:.0f} s; seeding not counted)")
+    return 0 if ok else 1
 
 
-def report(herald: dict[str, Any], raw: dict[str, Any], ap: dict[str, Any]) -> str:
-    rows = [
-        ("run", "deliveries", "seconds", "deliveries/s", "created→sent p50 ms", "p99 ms", "peak RSS MB"),
+def report(
+    args: argparse.Namespace,
+    runs: list[HeraldRun],
+    heralds: dict[HeraldRun, list[dict[str, Any]]],
+    raws: list[dict[str, Any]],
+    ap: dict[str, Any] | None,
+) -> tuple[str, bool]:
+    lanes = ["email"] if args.email_only else ["email", "sms"]
+    header = ("run (median of repeats)", "deliveries", "email/s", "SMS/s", "all/s", "created→sent p99 ms")
+    rows: list[tuple[str, ...]] = [
+        (*header, "peak RSS MB", "round trips/delivery", "log errors"),
         (
-            "Herald, email+SMS (own process, SQLite)",
-            herald["deliveries"],
-            f"{herald['seconds']:.2f}",
-            f"{herald['rate']:.0f}",
-            f"{herald['p50'] * 1000:.0f}",
-            f"{herald['p99'] * 1000:.0f}",
-            f"{herald['peak_rss']:.0f}",
-        ),
-        ("  of which the email lane", herald["emails"], "-", f"{herald['email_rate']:.0f}", "-", "-", "-"),
-        (
-            "raw aiosmtplib, 8 connections (no persistence)",
-            raw["deliveries"],
-            f"{raw['seconds']:.2f}",
-            f"{raw['rate']:.0f}",
+            "raw aiosmtplib, 8 connections",
+            str(raws[0]["email"]["deliveries"]),
+            f"{median([r['email']['wire']['rate'] for r in raws]):.0f}",
             "-",
             "-",
             "-",
-        ),
-        (
-            f"Apprise mailto://, {APPRISE_THREADS} threads (subset of {ap['deliveries']})",
-            ap["deliveries"],
-            f"{ap['seconds']:.2f}",
-            f"{ap['rate']:.0f}",
             "-",
             "-",
             "-",
         ),
     ]
-    vs_apprise = herald["rate"] / ap["rate"]
-    vs_raw = herald["rate"] / raw["rate"]
-    rss_verdict = (
-        verdict(herald["peak_rss"] <= AIM_RSS_MB)
-        if herald["deliveries"] >= AIM_RSS_AT
-        else f"not judged below {AIM_RSS_AT:,} deliveries"
-    )
-    all_sent = herald["sent"] == herald["deliveries"] and ap["sent"] == ap["deliveries"]
-    return "\n".join(
-        [
-            table(rows),
-            "",
+    if "sms" in lanes:
+        rows.append(
             (
-                f"Herald / Apprise: {vs_apprise:.1f}×"
-                f"   (aim ≥ {AIM_VS_APPRISE:.0f}×: {verdict(vs_apprise >= AIM_VS_APPRISE)})"
-            ),
+                f"raw aiohttp → Twilio API, {SMS_CONNECTIONS} connections",
+                str(raws[0]["sms"]["deliveries"]),
+                "-",
+                f"{median([r['sms']['wire']['rate'] for r in raws]):.0f}",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            )
+        )
+    for run in runs:
+        figures = heralds[run]
+        rows.append(
             (
-                f"Herald / raw:     {vs_raw:.0%}   (aim ≥ {AIM_VS_RAW:.0%}: {verdict(vs_raw >= AIM_VS_RAW)});"
-                f" email lane alone / raw: {herald['email_rate'] / raw['rate']:.0%}"
-            ),
-            (
-                f"Herald peak RSS:  {herald['peak_rss']:.0f} MB (idle after start {herald['idle_rss']:.0f} MB)"
-                f"   (aim ≤ {AIM_RSS_MB} MB at {AIM_RSS_AT:,}: {rss_verdict})"
-            ),
-            (
-                f"all sent: {all_sent} (Herald {herald['sent']}/{herald['deliveries']},"
-                f" Apprise {ap['sent']}/{ap['deliveries']});"
-                f" error lines in Herald's log: {herald['log_errors']}"
-            ),
+                run.label,
+                str(figures[0]["deliveries"]),
+                f"{median([f['lanes']['email']['rate'] for f in figures]):.0f}",
+                f"{median([f['lanes']['sms']['rate'] for f in figures]):.0f}" if "sms" in lanes else "-",
+                f"{median([f['rate'] for f in figures]):.0f}",
+                f"{median([f['p99'] for f in figures]) * 1000:.0f}",
+                f"{max(f['peak_rss'] for f in figures):.0f}",
+                f"{median([f['round_trips'] / f['deliveries'] for f in figures]):.2f}",
+                str(sum(f["log_errors"] for f in figures)),
+            )
+        )
+    lines = [table(rows), ""]
+    ok = True
+    main_run = runs[0]
+    aims = [("email", AIM_EMAIL_ONLY)] if args.email_only else [("email", AIM_EMAIL_MIXED), ("sms", AIM_SMS_MIXED)]
+    for lane, aim in aims:
+        ratios = [
+            f["lanes"][lane]["rate"] / raw[lane]["wire"]["rate"] for f, raw in zip(heralds[main_run], raws, strict=True)
         ]
+        met = median(ratios) >= aim
+        ok &= met
+        lines.append(
+            f"{main_run.label}: {lane} lane / raw {lane}: {median(ratios):.2f}× median of"
+            f" {', '.join(f'{r:.2f}' for r in ratios)}   (aim ≥ {aim}×: {verdict(met)})"
+        )
+    for run in runs[1:]:
+        for lane in lanes:
+            ratios = [
+                f["lanes"][lane]["rate"] / raw[lane]["wire"]["rate"] for f, raw in zip(heralds[run], raws, strict=True)
+            ]
+            lines.append(f"{run.label}: {lane} lane / raw {lane}: {median(ratios):.2f}× (not judged)")
+    sqlite_run = next((r for r in runs if r.database is None), None)
+    if sqlite_run is not None and sqlite_run is not main_run:
+        ratios = [p["rate"] / s["rate"] for p, s in zip(heralds[main_run], heralds[sqlite_run], strict=True)]
+        met = median(ratios) >= AIM_VS_SQLITE
+        ok &= met
+        lines.append(
+            f"{main_run.label} / SQLite: {median(ratios):.2f}× median of {', '.join(f'{r:.2f}' for r in ratios)}"
+            f"   (aim ≥ {AIM_VS_SQLITE}×: {verdict(met)})"
+        )
+    if len(args.processes) > 1:
+        base = median([f["rate"] for f in heralds[main_run]])
+        curve = ", ".join(
+            f"{run.processes}: {median([f['rate'] for f in heralds[run]]) / base:.2f}×"
+            for run in runs
+            if run.database == args.database
+        )
+        lines.append(f"scaling with processes on one database (all/s over 1 process): {curve}")
+    if ap is not None:
+        email = median([f["lanes"]["email"]["rate"] for f in heralds[main_run]])
+        met = email / ap["rate"] >= AIM_VS_APPRISE
+        ok &= met
+        lines.append(
+            f"email lane / Apprise ({ap['deliveries']} emails, {APPRISE_THREADS} threads, {ap['rate']:.0f}/s):"
+            f" {email / ap['rate']:.1f}×   (aim ≥ {AIM_VS_APPRISE:.0f}×: {verdict(met)})"
+        )
+    problems = [p for figures in heralds.values() for f in figures for p in f["problems"]]
+    problems += [p for raw in raws for lane in raw.values() for p in wire_problems("raw", lane["wire"])]
+    lines.append(
+        "every expected message arrived exactly once: "
+        + ("yes" if not problems else "NO: " + "; ".join(sorted(set(problems))))
     )
+    ok &= not problems
+    return "\n".join(lines), ok
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
+def parse_processes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partners", type=int, default=10_000, help="3 deliveries each (--email-only: 2)")
+    parser.add_argument("--email-only", action="store_true", help="two email contacts a partner, no SMS")
+    parser.add_argument("--database", default=None, help="a PostgreSQL URL to run on (it is emptied); default SQLite")
+    parser.add_argument("--processes", type=parse_processes, default=[1], help="Herald processes, e.g. 1,2,4")
+    parser.add_argument("--against-sqlite", action="store_true", help="also run SQLite each repeat and compare")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating raw and Herald runs; medians judged")
+    parser.add_argument("--apprise", type=int, default=0, help="emails Apprise sends once at the end (a subset)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds to settle (default 60 + 10 ms each)")
+    return parser
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--partners", type=int, default=10_000, help="partners (3 deliveries each)")
-    parser.add_argument("--apprise", type=int, default=2_000, help="emails Apprise sends (a subset)")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=None,
-        help="seconds to wait for Herald to settle (default: 60 + 10 ms a delivery)",
-    )
-    args = parser.parse_args()
-    asyncio.run(main(args.partners, args.apprise, args.timeout))
+    sys.exit(asyncio.run(main(parser().parse_args())))

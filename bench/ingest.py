@@ -1,11 +1,13 @@
 """Ingest throughput: `python -m bench.ingest [--posts 5000] [--concurrency 32] [--groups 50]`.
 
-Starts Herald in-process on a fresh SQLite file (example partner directory imported, so critical
-alerts plan real deliveries; the dispatcher is DISABLED, so only ingest is measured), then posts
+Starts Herald in-process on a fresh database (`--database`, default SQLite; example partner
+directory imported, so critical alerts plan real deliveries, and the dispatcher ON, sending them to
+the sinks as in production), then posts
 Alertmanager webhook v4 bodies from a concurrent aiohttp client: mostly repeat_interval re-sends of
 `--groups` firing groups, plus a share of new groups (a few critical, most warning → drafts).
 The client runs in a child process (its own CPU and event loop); Herald runs in this one.
-Prints posts/s and latency percentiles.
+Prints posts/s and latency percentiles, and the answers that were errors (non-2xx) apart from the
+actions. Aim: ≥ 2,000 posts/s, p99 ≤ 50 ms, no errors; a miss exits 1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import multiprocessing
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,22 +29,27 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from bench.common import Sinks, backend_name, fresh_database, herald_settings, sinks, verdict
 from service.app import create_app
 from service.settings import Settings, Token
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-ingest-token-0123456789"
+AIM_POSTS_PER_SECOND = 2000
+AIM_P99_MS = 50
 COMPONENTS = ["order-api", "edi-gateway", "payments", "web-portal", "warehouse-sync", "billing"]
 
 
-def bench_settings(db_path: Path) -> Settings:
-    return Settings.model_validate(
-        {
-            "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
+def bench_settings(database_url: str, sink: Sinks) -> Settings:
+    """The example directory imported, the dispatcher on and sending to the sinks: what a critical
+    alert plans goes out during the storm, as it would in production."""
+    return herald_settings(
+        database_url,
+        sink,
+        extra={
             "auth": {"tokens": [Token(name="bench", scopes=["ingest"], secret=SecretStr(TOKEN))]},
-            "dispatch": {"enabled": False},
             "directory": {"path": str(ROOT / "config" / "partners.example.yaml"), "import_on_start": True},
-        }
+        },
     )
 
 
@@ -98,8 +106,8 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[lis
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
-    latencies: list[float] = []
-    outcomes: Counter[str] = Counter()
+    latencies: list[float] = []  # answered requests, successful or not
+    outcomes: Counter[str] = Counter()  # the action of each 2xx answer, "error <status>" otherwise
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
 
@@ -110,7 +118,8 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[lis
             async with session.post(url, data=body, headers=headers) as response:
                 reply = await response.json()
             latencies.append(time.perf_counter() - started)
-            outcomes[reply.get("action", f"http {response.status}")] += 1
+            ok = 200 <= response.status < 300
+            outcomes[reply.get("action", "ok") if ok else f"error {response.status}"] += 1
 
     async with aiohttp.ClientSession(connector=connector) as session:
         started = time.perf_counter()
@@ -130,32 +139,49 @@ def client_process(url: str, bodies: list[bytes], concurrency: int, out: Any) ->
     out.close()
 
 
-async def run(posts: int, concurrency: int, groups: int, new_share: float, preopen: bool = False) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        app = create_app(bench_settings(Path(tmp) / "herald.db"))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{site.port}/v1/webhooks/alertmanager"
-        try:
-            await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
-            if preopen:  # steady state: the groups are already open, as in a storm's later minutes
-                await post_all(url, workload(groups, groups, 0.0), 4)
-            receiver, sender = multiprocessing.Pipe(duplex=False)
-            client = multiprocessing.get_context("spawn").Process(
-                target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
+async def run(
+    posts: int, concurrency: int, groups: int, new_share: float, preopen: bool = False, database: str | None = None
+) -> int:
+    async with sinks() as sink:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = await fresh_database(database, Path(tmp))
+            latencies, outcomes, elapsed = await measure(
+                bench_settings(url, sink), posts, concurrency, groups, new_share, preopen
             )
-            client.start()
-            await asyncio.to_thread(receiver.poll, None)  # until the client process reports
-            latencies, outcomes, elapsed = receiver.recv()
-            client.join()
-        finally:
-            await runner.cleanup()
-    print_table(posts, concurrency, latencies, Counter(outcomes), elapsed)
+    return print_table(backend_name(url), posts, concurrency, latencies, outcomes, elapsed)
 
 
-def print_table(posts: int, concurrency: int, latencies: list[float], outcomes: Counter[str], elapsed: float) -> None:
+async def measure(
+    settings: Settings, posts: int, concurrency: int, groups: int, new_share: float, preopen: bool
+) -> tuple[list[float], Counter[str], float]:
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site.port}/v1/webhooks/alertmanager"
+    try:
+        await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
+        if preopen:  # steady state: the groups are already open, as in a storm's later minutes
+            await post_all(url, workload(groups, groups, 0.0), 4)
+        receiver, sender = multiprocessing.Pipe(duplex=False)
+        client = multiprocessing.get_context("spawn").Process(
+            target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
+        )
+        client.start()
+        await asyncio.to_thread(receiver.poll, None)  # until the client process reports
+        latencies, outcomes, elapsed = receiver.recv()
+        client.join()
+    finally:
+        await runner.cleanup()
+    return latencies, Counter(outcomes), elapsed
+
+
+def print_table(
+    backend: str, posts: int, concurrency: int, latencies: list[float], outcomes: Counter[str], elapsed: float
+) -> int:
+    errors = sum(n for action, n in outcomes.items() if action.startswith("error"))
+    rate, p99 = posts / elapsed, percentile(latencies, 0.99) * 1000
     rows = [
         ("posts", f"{posts}"),
         ("concurrency", f"{concurrency}"),
@@ -164,24 +190,32 @@ def print_table(posts: int, concurrency: int, latencies: list[float], outcomes: 
         ("p50 latency", f"{percentile(latencies, 0.50) * 1000:.1f} ms"),
         ("p99 latency", f"{percentile(latencies, 0.99) * 1000:.1f} ms"),
         ("max latency", f"{max(latencies) * 1000:.1f} ms"),
-        ("actions", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))),
+        ("actions", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()) if not k.startswith("error"))),
+        ("errors", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()) if k.startswith("error")) or "0"),
     ]
-    print("Herald ingest bench (Herald in-process on SQLite, dispatcher disabled; client in a child process)")
+    print(f"Herald ingest bench (Herald in-process on {backend}, dispatcher on; client in a child process)")
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
+    ok = rate >= AIM_POSTS_PER_SECOND and p99 <= AIM_P99_MS and not errors
+    print(
+        f"posts/s ≥ {AIM_POSTS_PER_SECOND:,}, p99 ≤ {AIM_P99_MS} ms and no errors: {verdict(ok)}"
+        f" ({rate:,.0f}/s, p99 {p99:.1f} ms, {errors} errors)"
+    )
+    return 0 if ok else 1
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--posts", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--new-share", type=float, default=0.05, help="share of posts that start a new group")
     parser.add_argument("--preopen", action="store_true", help="open the groups before the clock starts")
+    parser.add_argument("--database", default=None, help="a PostgreSQL URL to run on (it is emptied); default SQLite")
     args = parser.parse_args()
-    asyncio.run(run(args.posts, args.concurrency, args.groups, args.new_share, args.preopen))
+    return asyncio.run(run(args.posts, args.concurrency, args.groups, args.new_share, args.preopen, args.database))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -275,8 +275,14 @@ def _part(subtype: str, text: str) -> bytes:
     )
 
 
-@lru_cache(maxsize=1024)
 def _mailbox_header(value: str, header: str) -> str:
+    if _BARE_ADDRESS.fullmatch(value):  # a contact's plain address: nothing to parse or encode
+        return value
+    return _display_mailbox_header(value, header)
+
+
+@lru_cache(maxsize=1024)
+def _display_mailbox_header(value: str, header: str) -> str:
     _single_address(value, header)
     name, address = email.utils.parseaddr(value)
     if not name:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, PermanentError, TransientError
 from service import compose, receipts, suppression
+from service.pacing import Pacer
 from service.retry import RetryPolicy
 from service.settings import Settings
 from service.store import Store
@@ -33,6 +34,16 @@ from service.suppression import failure_suppresses
 log = logging.getLogger("herald.dispatcher")
 
 LOOPS_PER_LANE = 2
+# Critical tier-1 work (planner.priority_of: critical is 0-99, tier 1 is 0-9; critical tier-1 SMS
+# is 0) has a claimer of its own on every lane, woken when it is planned, with its own batch: it
+# never waits for a bulk batch on the wire to finish before being claimed.
+URGENT_MAX_PRIORITY = 9
+URGENT_BATCH = 8
+# An idle lane's loops other than its poller look at the queue this many poll intervals apart.
+IDLE_SIBLING_POLLS = 20
+# Channels whose provider reports by callback, possibly before we stored its message id.
+REPORTED_BY_CALLBACK = frozenset({"sms"})
+Claimed = tuple[list[Delivery], set[tuple[str, str]]]  # a batch, and its addresses suppressed since planning
 AckLink = Callable[[Delivery], "str | None"]
 PageLink = Callable[[Delivery], "str | None"]
 Observer = Callable[[Delivery, Outcome], None]
@@ -94,6 +105,8 @@ class Dispatcher:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.policy = RetryPolicy.from_settings(settings.dispatch)
         self._wakeups = {name: asyncio.Event() for name in self.channels}
+        self._urgent_wakeups = {name: asyncio.Event() for name in self.channels}
+        self.pacer = Pacer.from_settings(settings)
         self._tasks: list[asyncio.Task[None]] = []
         self._notices = _NoticeCache()
         self._stopping = False
@@ -107,7 +120,9 @@ class Dispatcher:
             # Two loops per channel share its concurrency: while one records its outcomes and
             # claims again, the other's batch is on the wire, so connections do not idle.
             for n in range(self._loops(name)):
-                self._tasks.append(asyncio.create_task(self._lane(name), name=f"lane-{name}-{n}"))
+                lane = self._lane(name, polls=n == 0)
+                self._tasks.append(asyncio.create_task(lane, name=f"lane-{name}-{n}"))
+            self._tasks.append(asyncio.create_task(self._lane(name, urgent=True), name=f"lane-{name}-urgent"))
         self._tasks.append(asyncio.create_task(self._reaper(), name="lease-reaper"))
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -131,46 +146,82 @@ class Dispatcher:
         return min(LOOPS_PER_LANE, self._concurrency(channel))
 
     def wake(self) -> None:
-        for event in self._wakeups.values():
+        for event in (*self._wakeups.values(), *self._urgent_wakeups.values()):
             event.set()
 
-    async def _lane(self, channel: str) -> None:
-        wakeup = self._wakeups[channel]
-        while not self._stopping:
+    async def _lane(self, channel: str, urgent: bool = False, polls: bool = True) -> None:
+        """Claim and send batches until stopped. An idle lane has one loop polling the queue (and
+        the urgent one); its other loops sleep until that one finds work or Herald plans some, so
+        an idle Herald does not keep the database busy with empty claims."""
+        wakeup = (self._urgent_wakeups if urgent else self._wakeups)[channel]
+        idle_wait = self.settings.dispatch.poll_interval * (1 if polls else IDLE_SIBLING_POLLS)
+        claimed: Claimed = ([], set())
+        while claimed[0] or not self._stopping:  # a batch claimed before a stop is still sent
             try:
-                done = await self.run_once(channel)
+                if not claimed[0] and not self._stopping:
+                    async with self.store.begin(background=not urgent) as conn:
+                        claimed = await self._claim(conn, channel, urgent)
+                    if claimed[0] and not urgent:
+                        wakeup.set()  # more may be waiting: the lane's sleeping loops claim too
+                if claimed[0]:
+                    # The outcomes are written in the transaction that claims the next batch.
+                    claimed = await self._dispatch(channel, claimed, claim_next=urgent)
+                    continue
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("dispatch lane %s failed; retrying", channel)
-                done = 0
-            if done or self._stopping:
-                continue
+                claimed = ([], set())
+            if self._stopping:
+                break
             wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), self.settings.dispatch.poll_interval)
+                await asyncio.wait_for(wakeup.wait(), idle_wait)
 
     async def _reaper(self) -> None:
         interval = max(self.settings.dispatch.lease_seconds / 4, 0.05)
         while True:
             await asyncio.sleep(interval)
             try:
-                async with self.store.begin() as conn:
+                async with self.store.begin(background=True) as conn:
                     if await delivery_store.release_expired_leases(conn):
                         self.wake()
             except Exception:
                 log.exception("lease reaper failed; retrying")
 
-    async def run_once(self, channel: str) -> int:
-        """Claim one batch for `channel`, attempt every delivery in it, record the outcomes."""
-        size = -(-self._concurrency(channel) // self._loops(channel))
-        async with self.store.begin() as conn:
-            batch = await delivery_store.claim_due(
-                conn, [channel], size, self.worker_id, self.settings.dispatch.lease_seconds
-            )
-            suppressed = await suppression_store.active_among(conn, [(d.channel, d.address) for d in batch])
+    def _batch_size(self, channel: str, urgent: bool) -> int:
+        size = URGENT_BATCH if urgent else -(-self._concurrency(channel) // self._loops(channel))
+        rate = self.pacer.per_second(channel)
+        if rate is not None:  # a paced lane leases about half a second of its budget at a time
+            size = min(size, max(1, int(rate / 2)))
+        return size
+
+    async def run_once(self, channel: str, urgent: bool = False) -> int:
+        """Claim one batch for `channel` (only critical tier-1 work when `urgent`), attempt every
+        delivery in it, record the outcomes."""
+        async with self.store.begin(background=not urgent) as conn:
+            claimed = await self._claim(conn, channel, urgent)
+        if claimed[0]:
+            await self._dispatch(channel, claimed, claim_next=None)
+        return len(claimed[0])
+
+    async def _claim(self, conn: AsyncConnection, channel: str, urgent: bool) -> Claimed:
+        batch = await delivery_store.claim_due(
+            conn,
+            [channel],
+            self._batch_size(channel, urgent),
+            self.worker_id,
+            self.settings.dispatch.lease_seconds,
+            max_priority=URGENT_MAX_PRIORITY if urgent else None,
+        )
         if not batch:
-            return 0
+            return [], set()
+        return batch, await suppression_store.active_among(conn, [(d.channel, d.address) for d in batch])
+
+    async def _dispatch(self, channel: str, claimed: Claimed, claim_next: bool | None) -> Claimed:
+        """Attempt every delivery of a claimed batch and record the outcomes; with `claim_next`
+        (urgent or not), the same transaction claims the lane's next batch and returns it."""
+        batch, suppressed = claimed
         heartbeat = asyncio.create_task(self._keep_leases([d.id for d in batch]))
         try:
             loaded = await self._load(batch)
@@ -182,17 +233,22 @@ class Dispatcher:
             )
         finally:
             heartbeat.cancel()
-        sids = [o.provider_id for o in outcomes if o.provider_id]
-        async with self.store.begin() as conn:
+        reported = channel in REPORTED_BY_CALLBACK
+        sids = [o.provider_id for o in outcomes if o.provider_id] if reported else []
+        following: Claimed = ([], set())
+        carries_urgent_work = batch[0].priority <= URGENT_MAX_PRIORITY  # the batch is in priority order
+        async with self.store.begin(background=not carries_urgent_work) as conn:
             await receipt_store.serialise_provider_ids(conn, sids)
             await delivery_store.record_outcomes(conn, outcomes)
             await delivery_store.record_attempts(conn, outcomes)
             await receipts.apply_early_reports(conn, sids)
             await _suppress_refused(conn, batch, outcomes)
+            if claim_next is not None and not self._stopping:
+                following = await self._claim(conn, channel, claim_next)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes, strict=True):
                 self.observer(delivery, outcome)
-        return len(batch)
+        return following
 
     async def _keep_leases(self, ids: list[int]) -> None:
         """Renew the batch's lease while it is being sent, so only a dead worker's rows expire."""
@@ -200,7 +256,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                async with self.store.begin() as conn:
+                async with self.store.begin(background=True) as conn:
                     await delivery_store.extend_leases(conn, ids, self.worker_id, time.time() + lease)
             except Exception:
                 log.exception("could not renew leases")
@@ -233,6 +289,8 @@ class Dispatcher:
                 loaded.corrects_version,
                 self.page_link(delivery),
             )
+            if self.pacer.paced(delivery.channel):
+                await self.pacer.acquire(delivery.channel, delivery.priority)
             started = time.perf_counter()
             try:
                 result = await self.channels[delivery.channel].send(message)

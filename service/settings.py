@@ -170,6 +170,20 @@ class WebhookSettings(_Section):
         return value
 
 
+class RateLimit(_Section):
+    per_second: float = Field(gt=0)
+    burst: int = Field(1, ge=1)  # tokens saved up while idle: sent at once after a pause
+
+
+class RateLimitSettings(_Section):
+    """Provider limits (see service/pacing.py). `channels`: email | sms | webhook -> limit, e.g. the
+    SMTP relay's messages a second. `senders`: the SMTP envelope sender, a Twilio from number or
+    Messaging Service SID -> limit, e.g. a long code's 1 message a second."""
+
+    channels: dict[ChannelName, RateLimit] = {}
+    senders: dict[str, RateLimit] = {}
+
+
 class SmsSettings(_Section):
     max_segments: int = Field(3, ge=1, le=10)
 
@@ -366,6 +380,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     sms: SmsSettings = SmsSettings()
     webhook: WebhookSettings = WebhookSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     ack: AckSettings = AckSettings()
     directory: DirectorySettings = DirectorySettings()
     company: CompanySettings = CompanySettings()

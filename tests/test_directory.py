@@ -309,3 +309,57 @@ async def test_example_directory_has_no_coverage_gaps(db_url: str, store: Store)
     async with store.read() as conn:
         assert await directory.coverage_gaps(conn) == []
     assert await show_coverage(make_settings(db_url)) == 0
+
+
+def many_partners(count: int, bad_phone_at: int | None = None, renamed: str = "") -> str:
+    lines = ["# a large directory, read a few hundred partners at a time\n", "partners:\n"]
+    for p in range(count):
+        phone = "+81 12" if p == bad_phone_at else f"090-1{p // 10000:03d}-{p % 10000:04d}"
+        lines += [
+            f"  - id: partner-{p:05d}\n",
+            f"    name: 取引先 {p}{renamed}\n",
+            "    language: ja\n",
+            "    components: [order-api]\n",
+            "    contacts:\n",
+            f"      - {{key: owner, name: 担当 {p}, tier: 1, email: owner{p}@partner.example.jp, phone: '{phone}'}}\n",
+            f"      - {{key: ops, name: 運用 {p}, tier: 2, email: ops{p}@partner.example.jp}}\n",
+        ]
+    return "".join(lines)
+
+
+async def test_a_directory_larger_than_one_part_imports_whole_and_keeps_contacts_that_stay(
+    tmp_path: Path, store: Store
+) -> None:
+    count = directory.PARTNERS_A_PART * 2 + 7
+    assert await directory.import_directory_file(store, write(tmp_path, many_partners(count)), "test") == (
+        {"partners": count, "contacts": count * 2},
+        [],
+    )
+    async with store.read() as conn:
+        kept = (await partner_store.get_contact(conn, "partner-00900", "owner"))["id"]  # type: ignore[index]
+
+    # Fewer partners, renamed: the rest go, a contact that stays keeps its id and takes the change.
+    smaller = write(tmp_path, many_partners(count - 5, renamed=" 株式会社"), "smaller.yaml")
+    assert await directory.import_directory_file(store, smaller, "test") == (
+        {"partners": count - 5, "contacts": (count - 5) * 2},
+        [],
+    )
+    async with store.read() as conn:
+        assert await partner_store.get_partner(conn, f"partner-{count - 1:05d}") is None
+        assert (await partner_store.get_contact(conn, "partner-00900", "owner"))["id"] == kept  # type: ignore[index]
+        assert (await partner_store.get_partner(conn, "partner-00900"))["name"] == "取引先 900 株式会社"  # type: ignore[index]
+
+
+async def test_an_error_in_the_last_part_of_a_large_file_changes_nothing_and_names_its_line(
+    tmp_path: Path, store: Store
+) -> None:
+    count = directory.PARTNERS_A_PART + 20
+    await directory.import_directory_file(store, write(tmp_path, many_partners(count)), "test")
+    before = await snapshot(store)
+    bad = write(tmp_path, many_partners(count, bad_phone_at=count - 1, renamed=" 変更"), "bad.yaml")
+    counts, errors = await directory.import_directory_file(store, bad, "test")
+    assert counts == {}
+    bad_line = 2 + (count - 1) * 7 + 6  # the comment, `partners:`, 7 lines a partner, its owner line
+    assert [f"{e.path}:{e.line}" for e in errors] == [f"{bad}:{bad_line}"]
+    assert "contacts[0].phone" in errors[0].field
+    assert await snapshot(store) == before

@@ -12,8 +12,8 @@ from sqlalchemy import insert, select
 from service.store import Store
 from service.store import deliveries as outbox
 from service.store import incidents as incident_store
-from service.store.engine import inserted_id
-from service.store.models import Outcome
+from service.store.engine import WriteTurns, inserted_id
+from service.store.models import Delivery, Outcome
 from service.store.tables import contacts, deliveries, partners
 
 
@@ -127,6 +127,35 @@ async def test_two_workers_claiming_at_once_never_share_a_delivery(store: Store)
     assert not set(first) & set(second)
 
 
+async def test_an_urgent_claim_takes_only_critical_tier1_work_with_the_names_to_greet(store: Store) -> None:
+    ids = await seed_notice(store, [(100, "sms"), (0, "sms"), (9, "sms"), (10, "sms")])
+    async with store.begin() as conn:
+        urgent = await outbox.claim_due(conn, ["sms"], 8, "urgent", 30, max_priority=9)
+        rest = await outbox.claim_due(conn, ["sms"], 8, "bulk", 30)
+    assert [d.id for d in urgent] == [ids[1], ids[2]]
+    assert [d.id for d in rest] == [ids[3], ids[0]]
+    assert {(d.recipient.name, d.recipient.partner_name) for d in urgent + rest if d.recipient} == {("C", "P1")}
+
+
+async def test_a_claim_skips_rows_another_transaction_holds_and_takes_the_next(store: Store) -> None:
+    """A claim takes the first `limit` due ids in urgency order that nobody holds; the LIMIT
+    applies to those, so a held row never shrinks another worker's batch."""
+    ids = await seed_notice(store, [(p, "email") for p in range(6)])
+    async with store.begin() as first:
+        held = await outbox.claim_due(first, ["email"], 2, "first", 30)
+        if store.is_sqlite:  # one writer: the second claim comes after the first commits
+            second: list[Delivery] = []
+        else:
+            async with store.begin() as other:
+                second = await outbox.claim_due(other, ["email"], 2, "second", 30)
+    assert [d.id for d in held] == ids[:2]
+    if not store.is_sqlite:
+        assert [d.id for d in second] == ids[2:4]
+    async with store.begin() as conn:
+        after = await outbox.claim_due(conn, ["email"], 10, "third", 30)
+    assert [d.id for d in after] == (ids[2:] if store.is_sqlite else ids[4:])
+
+
 async def test_an_expired_lease_puts_the_delivery_back_in_the_queue(store: Store) -> None:
     await seed_notice(store, [(0, "sms")])
     async with store.begin() as conn:
@@ -231,3 +260,23 @@ async def test_notice_versions_count_up_per_incident(store: Store) -> None:
             )
         assert [n["version"] for n in await incident_store.notices_of(conn, first)] == [1, 2]
         assert [n["version"] for n in await incident_store.notices_of(conn, second)] == [1]
+
+
+async def test_a_request_writes_to_sqlite_before_the_broadcast_batches_already_waiting() -> None:
+    turns = WriteTurns()
+    order: list[str] = []
+
+    async def write(name: str, background: bool) -> None:
+        async with turns.turn(background):
+            order.append(name)
+
+    async with turns.turn(background=True):  # a batch being written
+        waiting = [
+            asyncio.create_task(write("batch-2", True)),
+            asyncio.create_task(write("batch-3", True)),
+            asyncio.create_task(write("incident", False)),
+        ]
+        await asyncio.sleep(0)  # let them queue; the writer is still held
+        assert order == []
+    await asyncio.gather(*waiting)
+    assert order == ["incident", "batch-2", "batch-3"]

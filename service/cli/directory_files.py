@@ -20,15 +20,14 @@ def validate_file(file: str) -> int:
 
 
 async def import_file(settings: Settings, file: str) -> int:
-    loaded, errors = directory.load_directory(file)
-    if errors:
-        _print_errors(errors)
-        print(f"{file}: nothing imported", file=sys.stderr)
-        return 1
     store = Store(settings.database.url)
     try:
         await store.upgrade()
-        counts = await directory.import_directory(store, loaded, actor="cli")
+        counts, errors = await directory.import_directory_file(store, file, actor="cli")
+        if errors:
+            _print_errors(errors)
+            print(f"{file}: nothing imported", file=sys.stderr)
+            return 1
     except Exception as exc:
         print(f"{file}: import failed, nothing changed: {exc}", file=sys.stderr)
         return 1

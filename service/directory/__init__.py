@@ -7,9 +7,10 @@ from service.directory.importing import (
     DirectoryFileInvalid,
     coverage_gaps,
     import_directory,
+    import_directory_file,
     import_if_empty,
 )
-from service.directory.parsing import load_directory, parse_directory
+from service.directory.parsing import PARTNERS_A_PART, load_directory, parse_directory
 from service.directory.validation import (
     ADDRESS_OF,
     ContactSpec,
@@ -22,6 +23,7 @@ from service.directory.validation import (
 __all__ = [
     "ADDRESS_OF",
     "NO_TIER1",
+    "PARTNERS_A_PART",
     "TIER1_UNREACHABLE",
     "ContactSpec",
     "Directory",
@@ -31,6 +33,7 @@ __all__ = [
     "PartnerSpec",
     "coverage_gaps",
     "import_directory",
+    "import_directory_file",
     "import_if_empty",
     "load_directory",
     "parse_directory",

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.directory.parsing import load_directory
+from service.directory.parsing import NeedsACarefulLook, lines_of, load_directory, quick_partners
 from service.directory.validation import Directory, DirectoryError
 from service.store import Store
 from service.store import partners as partner_store
@@ -27,6 +27,30 @@ async def import_directory(store: Store, directory: Directory, actor: str = "dir
         await audit(conn, "directory.imported", "directory", None, actor, counts)
     log.info("directory imported: %(partners)s partners, %(contacts)s contacts", counts)
     return counts
+
+
+async def import_directory_file(
+    store: Store, path: str | Path, actor: str = "directory-import"
+) -> tuple[dict[str, int], list[DirectoryError]]:
+    """Replace the directory from a file, all or nothing: counts, or the file's errors (then
+    nothing changed). Read, validated and written a few hundred partners at a time in one
+    transaction, so memory stays bounded whatever the file's size; a file the quick reader does not
+    take whole (an error, unusual formatting) is rolled back and read carefully instead."""
+    try:
+        async with store.begin() as conn:
+            replacement = await partner_store.DirectoryReplacement.begin(conn)
+            parts = quick_partners(lines_of(path))  # read and parsed in a thread, a part at a time
+            while (part := await asyncio.to_thread(next, parts, None)) is not None:
+                await replacement.add(conn, [p.row_with_contacts() for p in part])
+            counts = await replacement.finish(conn)
+            await audit(conn, "directory.imported", "directory", None, actor, counts)
+    except (NeedsACarefulLook, OSError, UnicodeDecodeError):
+        directory, errors = load_directory(path)
+        if errors:
+            return {}, errors
+        return await import_directory(store, directory, actor), []
+    log.info("directory imported: %(partners)s partners, %(contacts)s contacts", counts)
+    return counts, []
 
 
 class DirectoryFileInvalid(Exception):

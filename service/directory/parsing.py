@@ -1,9 +1,13 @@
-"""The directory file read with positions: YAML is composed into PyYAML's node tree first, so every
-error names the file, the line, the column and the field path (`partners[3].contacts[0].phone`)."""
+"""The directory file read, two ways. The quick way (a file without errors, the usual case): libyaml
+straight to values, a few hundred partners at a time, validated as they come, so a large file is
+never held whole. The careful way (any error, or formatting the quick reader does not take): YAML
+composed into PyYAML's node tree first, so every error names the file, the line, the column and
+the field path (`partners[3].contacts[0].phone`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +20,14 @@ from service.directory.validation import (
     DirectoryError,
     DirectoryFile,
     Loc,
+    PartnerSpec,
     duplicate_issues,
     issues,
 )
+
+# libyaml's parser where PyYAML was built with it (its marks carry lines and columns too).
+_LibYamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+PARTNERS_A_PART = 500
 
 
 def load_directory(path: str | Path) -> tuple[Directory, list[DirectoryError]]:
@@ -31,6 +40,129 @@ def load_directory(path: str | Path) -> tuple[Directory, list[DirectoryError]]:
 
 
 def parse_directory(text: str, source: str = "<string>") -> tuple[Directory, list[DirectoryError]]:
+    """The directory in `text`, or every error in it located by line and column."""
+    try:
+        return Directory([p for part in quick_partners(text.splitlines(keepends=True)) for p in part]), []
+    except NeedsACarefulLook:
+        return _careful_parse(text, source)
+
+
+class NeedsACarefulLook(Exception):
+    """The quick reader met an error or something beyond it: the careful parse says what and where."""
+
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+# First characters of a plain scalar YAML 1.1 could read as something other than a string.
+_MAYBE_NOT_TEXT = frozenset(key for key in yaml.SafeLoader.yaml_implicit_resolvers if key)
+
+
+class _QuickLoader(_LibYamlLoader):  # type: ignore[valid-type, misc]
+    """The safe loader with shortcuts for what a directory file is made of (mappings, lists,
+    strings, small integers), and the exact safe loader for anything else."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode and implicit[0] and value and value[0] not in _MAYBE_NOT_TEXT:
+            return _STR
+        return super().resolve(kind, value, implicit)
+
+    def construct_document(self, node: Node) -> Any:
+        return self._value(node)
+
+    def _value(self, node: Node) -> Any:
+        if isinstance(node, ScalarNode):
+            if node.tag == _STR:
+                return node.value
+            if node.tag == _INT and node.value.isdigit() and node.value[0] != "0":
+                return int(node.value)
+            return self.construct_object(node, deep=True)
+        if isinstance(node, SequenceNode):
+            return [self._value(item) for item in node.value]
+        if not isinstance(node, MappingNode) or node.tag != "tag:yaml.org,2002:map":
+            raise NeedsACarefulLook
+        mapping = {}
+        for key, value in node.value:
+            if not isinstance(key, ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                raise NeedsACarefulLook
+            name = self._value(key)
+            if name in mapping:
+                raise NeedsACarefulLook  # a repeated key: the careful parse names it
+            mapping[name] = self._value(value)
+        return mapping
+
+
+def quick_partners(lines: Iterable[str]) -> Iterator[list[PartnerSpec]]:
+    """The validated partners of a directory file's lines, PARTNERS_A_PART at a time. Raises
+    NeedsACarefulLook at anything short of a plain, valid `partners:` block list."""
+    seen: set[str] = set()
+    for block in _partner_blocks(lines):
+        try:
+            items = yaml.load(block, Loader=_QuickLoader)  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError:
+            raise NeedsACarefulLook from None
+        if not isinstance(items, list) or duplicate_issues({"partners": items}):
+            raise NeedsACarefulLook
+        part = []
+        for item in items:
+            try:
+                partner = PartnerSpec.model_validate(item)
+            except ValidationError:
+                raise NeedsACarefulLook from None
+            if partner.id in seen:
+                raise NeedsACarefulLook
+            seen.add(partner.id)
+            part.append(partner)
+        yield part
+
+
+def lines_of(path: str | Path) -> Iterator[str]:
+    with Path(path).open(encoding="utf-8") as lines:
+        yield from lines
+
+
+_PARTNERS_KEY = re.compile(r"partners:[ \t]*(#.*)?\n?\Z")
+
+
+def _partner_blocks(lines: Iterable[str]) -> Iterator[str]:
+    """The `partners:` list's items, PARTNERS_A_PART at a time, as YAML block sequences.
+
+    An item starts with `- ` at the list's indentation, and everything indented deeper belongs to
+    it (YAML's own rule for block collections), so the list can be cut between items.
+    """
+    lines = iter(lines)
+    for line in lines:
+        if _PARTNERS_KEY.match(line):
+            break
+        if line.strip() and not line.lstrip().startswith("#"):
+            raise NeedsACarefulLook  # something else before the list
+    else:
+        raise NeedsACarefulLook
+    indent: int | None = None
+    block: list[str] = []
+    items = 0
+    for line in lines:
+        content = line.lstrip(" ")
+        if not content.strip() or content.startswith("#"):
+            block.append(line)
+            continue
+        lead = len(line) - len(content)
+        starts_item = content.startswith("- ") or content.rstrip() == "-"
+        if indent is None and starts_item:
+            indent = lead
+        if indent is None or lead < indent or content.startswith("\t") or (lead == indent and not starts_item):
+            raise NeedsACarefulLook  # another key, a flow list, a tab: beyond the quick reader
+        if lead == indent:
+            items += 1
+            if items > PARTNERS_A_PART:
+                yield "".join(block)
+                block, items = [], 1
+        block.append(line)
+    if indent is None:
+        raise NeedsACarefulLook
+    yield "".join(block)
+
+
+def _careful_parse(text: str, source: str) -> tuple[Directory, list[DirectoryError]]:
     try:
         root, data = _compose(text)
     except yaml.MarkedYAMLError as exc:
@@ -59,7 +191,7 @@ def _position(error: DirectoryError) -> tuple[int, int, str]:
 
 
 def _compose(text: str) -> tuple[Node | None, Any]:
-    loader = yaml.SafeLoader(text)
+    loader = _LibYamlLoader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None

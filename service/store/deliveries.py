@@ -29,48 +29,59 @@ async def claim_due(
     worker: str,
     lease_seconds: float,
     now: float | None = None,
+    max_priority: int | None = None,
 ) -> list[Delivery]:
-    """Lease up to `limit` due deliveries, most urgent first, each with the `recipient` its text
-    greets. Two processes never get the same row (SKIP LOCKED on PostgreSQL; SQLite has a single
-    writer)."""
+    """Lease up to `limit` due deliveries, most urgent first (only those of priority ≤
+    `max_priority` when given), each with the `recipient` its text greets. Two processes never get
+    the same row (SKIP LOCKED on PostgreSQL; SQLite has a single writer).
+
+    One statement, one round trip: the due ids come from `ix_deliveries_due` alone (its columns are
+    the ORDER BY, so the LIMIT stops the index scan early and FOR UPDATE locks only those rows),
+    the UPDATE leases them, and RETURNING brings back the rows with the names the templates greet.
+    On PostgreSQL the ids are a MATERIALIZED CTE, so the LIMITed, locking SELECT runs exactly once.
+    """
     now = time.time() if now is None else now
+    conditions = [
+        deliveries.c.status == "pending",
+        deliveries.c.channel.in_(list(channels)),
+        deliveries.c.next_attempt_at <= now,
+    ]
+    if max_priority is not None:
+        conditions.append(deliveries.c.priority <= max_priority)
     due = (
-        select(deliveries.c.id, contacts.c.name, partners.c.name)
-        .join(contacts, contacts.c.id == deliveries.c.contact_id, isouter=True)
-        .join(partners, partners.c.id == deliveries.c.partner_id, isouter=True)
-        .where(
-            deliveries.c.status == "pending",
-            deliveries.c.channel.in_(list(channels)),
-            deliveries.c.next_attempt_at <= now,
-        )
+        select(deliveries.c.id)
+        .where(*conditions)
         .order_by(deliveries.c.priority, deliveries.c.next_attempt_at, deliveries.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=deliveries)
+        .with_for_update(skip_locked=True)
     )
-    # Two statements, not `IN (subquery)`: PostgreSQL may re-run a LIMITed subquery per row.
-    # The first also reads who each delivery greets, saving the dispatcher a query per batch.
-    names = {row[0]: (row[1], row[2]) for row in await conn.execute(due)}
-    if not names:
-        return []
-    ids = list(names)
-    claim = (
-        update(deliveries)
-        .where(deliveries.c.id.in_(ids))
-        .values(
-            status="sending",
-            lease_until=now + lease_seconds,
-            worker=worker,
-            attempts=deliveries.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(*deliveries.c)
+    claim = update(deliveries).values(
+        status="sending",
+        lease_until=now + lease_seconds,
+        worker=worker,
+        attempts=deliveries.c.attempts + 1,
+        updated_at=now,
     )
+    if conn.dialect.name == "postgresql":
+        ids = due.cte("due").prefix_with("MATERIALIZED", dialect="postgresql")
+        claim = claim.where(deliveries.c.id == ids.c.id)
+    else:
+        claim = claim.where(deliveries.c.id.in_(due.scalar_subquery()))
+    claim = claim.returning(*deliveries.c, _RECIPIENT_NAME, _PARTNER_NAME)
     claimed = [
-        Delivery.from_row(r, recipient=Recipient(names[r["id"]][0], names[r["id"]][1], r["tier"]))
+        Delivery.from_row(r, recipient=Recipient(r["recipient_name"], r["partner_name"], r["tier"]))
         for r in (await conn.execute(claim)).mappings()
     ]
     claimed.sort(key=lambda d: (d.priority, d.next_attempt_at, d.id))
     return claimed
+
+
+_RECIPIENT_NAME = (
+    select(contacts.c.name).where(contacts.c.id == deliveries.c.contact_id).scalar_subquery().label("recipient_name")
+)
+_PARTNER_NAME = (
+    select(partners.c.name).where(partners.c.id == deliveries.c.partner_id).scalar_subquery().label("partner_name")
+)
 
 
 async def extend_leases(conn: AsyncConnection, ids: Sequence[int], worker: str, until: float) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,6 +69,47 @@ def inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
+class WriteTurns:
+    """One writer at a time, foreground writers first, each kind in arrival order."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: dict[bool, deque[asyncio.Future[None]]] = {False: deque(), True: deque()}
+
+    @asynccontextmanager
+    async def turn(self, background: bool) -> AsyncIterator[None]:
+        await self._acquire(background)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, background: bool) -> None:
+        if not self._held and not any(self._waiting.values()):
+            self._held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[background].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()  # our turn came as we were cancelled: pass it on
+            elif turn in self._waiting[background]:
+                self._waiting[background].remove(turn)
+            raise
+
+    def _release(self) -> None:
+        for background in (False, True):
+            queue = self._waiting[background]
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():
+                    turn.set_result(None)  # the writer's turn passes on; _held stays True
+                    return
+        self._held = False
+
+
 class Store:
     def __init__(self, url: str, pool_size: int = 5, busy_timeout: float = 30.0) -> None:
         self.url = normalise_url(url)
@@ -75,17 +117,22 @@ class Store:
         self.engine: AsyncEngine = _create_engine(self.url, pool_size, busy_timeout)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite has one writer: serialising our own writers avoids busy-wait storms.
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._write_lock = WriteTurns() if self.is_sqlite else None
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed on exit. Raises Unavailable when the database cannot serve."""
+    async def begin(self, background: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on exit. Raises Unavailable when the database cannot serve.
+
+        `background` work (a broadcast's batches) waits for SQLite's writer behind every
+        foreground writer (a request someone waits on, critical work), so an incident posted
+        during a broadcast queues behind at most the one batch being written.
+        """
         try:
             if self._write_lock is None:
                 async with self.engine.begin() as conn:
                     yield conn
                 return
-            async with self._write_lock, self.engine.connect() as conn:
+            async with self._write_lock.turn(background), self.engine.connect() as conn:
                 await conn.execution_options(**{_IMMEDIATE: True})
                 async with conn.begin():
                     yield conn

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, Text, bindparam, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.engine import inserted_id
@@ -130,34 +130,97 @@ async def counts(conn: AsyncConnection) -> dict[str, int]:
 
 
 async def replace_all(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Make the directory exactly `rows` (partners with `contacts`), in the caller's transaction.
+    """Make the directory exactly `rows` (partners with `contacts`), in the caller's transaction."""
+    replacement = await DirectoryReplacement.begin(conn)
+    await replacement.add(conn, rows)
+    return await replacement.finish(conn)
+
+
+class DirectoryReplacement:
+    """The directory replaced by rows that arrive in parts, in the caller's one transaction.
 
     Partners and contacts that stay keep their row (and a contact its id, which deliveries and
-    acknowledgements refer to); the rest are deleted, the new ones inserted.
+    acknowledgements refer to); the rest are deleted at `finish`, the new ones inserted. A few
+    statements per thousand rows whatever the size: the existing ids are read once and the changes
+    go in batches, so a large file needs neither all its rows in memory nor a statement a row.
     """
-    wanted = [r["id"] for r in rows]
-    stale = select(partners.c.id).where(partners.c.id.not_in(wanted))
-    await conn.execute(delete(contacts).where(contacts.c.partner_id.in_(stale)))
-    await conn.execute(delete(partners).where(partners.c.id.not_in(wanted)))
-    existing = set((await conn.execute(select(partners.c.id))).scalars())
-    for row in rows:
-        if row["id"] in existing:
-            await update_partner(conn, row["id"], row)
-        else:
-            await insert_partner(conn, {**row, "contacts": []})
-        await _replace_contacts(conn, row["id"], row.get("contacts", []))
-    return await counts(conn)
+
+    def __init__(self, existing: set[str], known: dict[str, dict[str, int]]) -> None:
+        self.now = time.time()
+        self.existing = existing
+        self.known = known  # partner id -> contact key -> contact id, for contacts not yet listed again
+        self.wanted: set[str] = set()
+
+    @classmethod
+    async def begin(cls, conn: AsyncConnection) -> DirectoryReplacement:
+        existing = set((await conn.execute(select(partners.c.id))).scalars())
+        known: dict[str, dict[str, int]] = {}
+        for contact_id, partner_id, key in await conn.execute(
+            select(contacts.c.id, contacts.c.partner_id, contacts.c.key)
+        ):
+            known.setdefault(partner_id, {})[key] = contact_id
+        return cls(existing, known)
+
+    async def add(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        now = self.now
+        self.wanted.update(r["id"] for r in rows)
+        partner_rows = [{"id": r["id"], **_partner_columns(r), "updated_at": now} for r in rows]
+        await _insert(conn, partners, [{**r, "created_at": now} for r in partner_rows if r["id"] not in self.existing])
+        await _update(conn, partners, [r for r in partner_rows if r["id"] in self.existing], PARTNER_FIELDS)
+        contact_rows = [
+            {"partner_id": r["id"], "key": c["key"], **_contact_columns(c), "updated_at": now}
+            for r in rows
+            for c in r.get("contacts", [])
+        ]
+        ids = [self.known.get(c["partner_id"], {}).pop(c["key"], None) for c in contact_rows]
+        # Contacts of these partners that their new rows no longer list.
+        gone = [i for r in rows for i in self.known.pop(r["id"], {}).values()]
+        await _delete_ids(conn, contacts, gone)
+        new = [{**c, "created_at": now} for c, i in zip(contact_rows, ids, strict=True) if i is None]
+        await _insert(conn, contacts, new)
+        staying = [{**c, "id": i} for c, i in zip(contact_rows, ids, strict=True) if i is not None]
+        await _update(conn, contacts, staying, CONTACT_FIELDS)
+
+    async def finish(self, conn: AsyncConnection) -> dict[str, int]:
+        """Delete the partners (and their contacts) no part listed; counts of what is left."""
+        await _delete_ids(conn, contacts, [i for keys in self.known.values() for i in keys.values()])
+        await _delete_ids(conn, partners, sorted(self.existing - self.wanted))
+        return await counts(conn)
 
 
-async def _replace_contacts(conn: AsyncConnection, partner_id: str, rows: Sequence[dict[str, Any]]) -> None:
-    wanted = [r["key"] for r in rows]
-    await conn.execute(delete(contacts).where(contacts.c.partner_id == partner_id, contacts.c.key.not_in(wanted)))
-    existing = set((await conn.execute(select(contacts.c.key).where(contacts.c.partner_id == partner_id))).scalars())
-    for row in rows:
-        if row["key"] in existing:
-            await update_contact(conn, partner_id, row["key"], row)
-        else:
-            await insert_contact(conn, partner_id, row)
+_BATCH = 1000  # rows a statement: well under both backends' limit on bound parameters
+_DEFAULTS: dict[str, Any] = {"components": [], "channels": []}
+
+
+def _partner_columns(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k, _DEFAULTS.get(k)) for k in PARTNER_FIELDS}
+
+
+def _contact_columns(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k, _DEFAULTS.get(k)) for k in CONTACT_FIELDS}
+
+
+async def _delete_ids(conn: AsyncConnection, table: Table, ids: Sequence[Any]) -> None:
+    for start in range(0, len(ids), _BATCH):
+        await conn.execute(delete(table).where(table.c.id.in_(ids[start : start + _BATCH])))
+
+
+async def _insert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _BATCH):
+        await conn.execute(insert(table), list(rows[start : start + _BATCH]))
+
+
+async def _update(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+    if not rows:
+        return
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in (*fields, "updated_at")})
+    )
+    keys = ("id", *fields, "updated_at")
+    for start in range(0, len(rows), _BATCH):
+        await conn.execute(statement, [{f"b_{k}": r[k] for k in keys} for r in rows[start : start + _BATCH]])
 
 
 async def tier1_coverage(conn: AsyncConnection) -> list[dict[str, Any]]:

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import String, cast, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -123,8 +124,13 @@ async def serialise_provider_ids(conn: AsyncConnection, provider_ids: Iterable[s
     """
     if conn.dialect.name != "postgresql":
         return
-    for provider_id in sorted(set(provider_ids)):
-        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(provider_id))))
+    ordered = sorted(set(provider_ids))
+    if not ordered:
+        return
+    # One round trip for the whole batch, taken in a stable order.
+    ids = select(func.unnest(cast(ordered, ARRAY(String))).column_valued("provider_id")).subquery()
+    locks = select(func.count(func.pg_advisory_xact_lock(func.hashtext(ids.c.provider_id))))
+    await conn.execute(locks)
 
 
 # A dispatcher stores a SID within seconds of Twilio answering; days later it never will.
@@ -163,8 +169,5 @@ async def take_early_reports(conn: AsyncConnection, provider_ids: Sequence[str])
     if not provider_ids:
         return []
     waiting = (receipts.c.provider_id.in_(list(provider_ids)), receipts.c.delivery_id.is_(None))
-    query = select(receipts).where(*waiting).order_by(receipts.c.id)
-    rows = [dict(r) for r in (await conn.execute(query)).mappings()]
-    if rows:
-        await conn.execute(delete(receipts).where(receipts.c.id.in_([r["id"] for r in rows])))
-    return rows
+    taken = delete(receipts).where(*waiting).returning(*receipts.c)
+    return sorted((dict(r) for r in (await conn.execute(taken)).mappings()), key=lambda r: r["id"])

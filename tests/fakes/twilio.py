@@ -13,6 +13,7 @@ import base64
 import random
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -52,6 +53,10 @@ class TwilioFake:
         self._fail_statuses: tuple[int, ...] = ()
         self._random = random.Random()
         self._rejected: dict[str, tuple[int, int]] = {}  # number -> (status, code)
+        self._rate: float | None = None  # messages a second per sender, when enforced
+        self._burst = 1
+        self._buckets: dict[str, tuple[float, float]] = {}  # sender -> (tokens, at)
+        self.refused_over_rate = 0  # 429s answered because a sender went over its rate
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Condition()
         # Called with each created Message before the 201 goes back: a carrier report can reach the
@@ -94,6 +99,26 @@ class TwilioFake:
     def reject_numbers(self, numbers: Iterable[str], code: int = 21610, status: int = 400) -> None:
         """Refuse these numbers from now on, e.g. 21610: the recipient replied STOP."""
         self._rejected.update(dict.fromkeys(numbers, (status, code)))
+
+    def enforce_rate(self, per_second: float, burst: int = 1) -> None:
+        """Answer 429 (code 20429) to a sender over `per_second` messages a second, as Twilio does
+        for a number or Messaging Service over its throughput: a token bucket per sender."""
+        self._rate = per_second
+        self._burst = burst
+        self._buckets.clear()
+
+    def _over_rate(self, form: dict[str, str]) -> bool:
+        if self._rate is None:
+            return False
+        sender = form.get("MessagingServiceSid") or form.get("From") or ""
+        now = time.monotonic()
+        tokens, at = self._buckets.get(sender, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + (now - at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[sender] = (tokens, now)
+            return True
+        self._buckets[sender] = (tokens - 1.0, now)
+        return False
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until `count` messages were accepted."""
@@ -153,6 +178,9 @@ class TwilioFake:
             )
         if self._failures:
             return _error(*self._failures.pop(0))
+        if self._over_rate(form):
+            self.refused_over_rate += 1
+            return _error(429, 20429)
         if self._fail_ratio and self._random.random() < self._fail_ratio:
             status = self._random.choice(self._fail_statuses)
             return _error(status, _STATUS_CODES.get(status, status))

@@ -1,0 +1,49 @@
+"""Critical tier-1 work never queues behind a broadcast: each lane keeps a claimer of its own for
+it, woken when an incident is planned, with capacity the broadcast's batches cannot take."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from service.store.tables import deliveries
+from tests.fakes.smtp import SmtpSink
+from tests.fakes.twilio import TwilioFake
+from tests.helpers import auth, make_settings, wait_until
+from tests.helpers.bulk import BROADCAST
+from tests.helpers.wired import all_settled, post_sample, rows, start, wired_sections
+
+
+def is_broadcast(body: str) -> bool:
+    return "メンテナンス" in body or "maintenance" in body.lower()
+
+
+async def test_a_critical_sms_leaves_while_every_broadcast_batch_is_still_on_the_wire(
+    aiohttp_client: Any, db_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+) -> None:
+    released = asyncio.Event()
+
+    async def hold_the_broadcast(message: dict[str, Any]) -> None:
+        if is_broadcast(message["body"]):
+            await released.wait()
+
+    twilio_fake.before_reply = hold_the_broadcast
+    settings = make_settings(
+        db_url,
+        **wired_sections(smtp_sink.port, twilio_fake),
+        notice_channels={"maintenance": {"any": ["sms", "email"]}},
+        dispatch={"concurrency": {"email": 4, "sms": 4}, "poll_interval": 5.0},
+    )
+    client = await start(aiohttp_client, settings)
+    response = await client.post("/v1/broadcasts", json=BROADCAST, headers=auth("operator"))
+    assert response.status == 202, await response.text()
+    # Both broadcast batches of the SMS lane (4 a lane, 2 loops) are held by the far side.
+    await wait_until(lambda: len(twilio_fake.messages) >= 4)
+    try:
+        await post_sample(client)  # critical: tier-1 SMS at priority 0
+        await wait_until(lambda: any(not is_broadcast(m["body"]) for m in twilio_fake.messages), timeout=3)
+        assert sum(is_broadcast(m["body"]) for m in twilio_fake.messages) == 4, "the broadcast went on meanwhile"
+    finally:
+        released.set()
+    await wait_until(lambda: all_settled(client), timeout=60)
+    assert {r["status"] for r in await rows(client, deliveries.c.channel == "sms")} == {"sent"}
