@@ -21,6 +21,7 @@ from service.api import (
     incidents,
     observe,
     partners,
+    questions,
     receipts,
     reports,
     suppressions,
@@ -35,6 +36,7 @@ from service.ingest.lifecycle import ingest_ctx
 from service.metrics import Metrics
 from service.partner_page import page_link, page_signer
 from service.promises import promise_ctx
+from service.questions import ReplyTokens, questions_ctx
 from service.settings import Settings, SettingsError
 from service.store import Store
 from service.store import sandbox as sandbox_store
@@ -53,6 +55,7 @@ ROUTE_MODULES = [
     webhooks,
     receipts,
     acks,
+    questions,
     docs,
     suppressions,
     contact_requests,
@@ -74,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.OPENAPI] = {}  # the contract, built from the router on first request (service/api/docs.py)
     app[appkeys.ACK_SIGNER] = AckSigner.from_settings(settings)
     app[appkeys.PAGE_SIGNER] = page_signer(settings)
+    app[appkeys.REPLY_TOKENS] = ReplyTokens.from_settings(settings)
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
     app.cleanup_ctx.append(_store_ctx)
@@ -81,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(ingest_ctx)
     app.cleanup_ctx.append(escalation_ctx)
     app.cleanup_ctx.append(promise_ctx)
+    app.cleanup_ctx.append(questions_ctx)
     return app
 
 
@@ -160,6 +165,7 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         ack_link=ack_link(settings, app[appkeys.ACK_SIGNER]),
         page_link=page_link(settings, app[appkeys.PAGE_SIGNER]),
         observer=app[appkeys.METRICS].observe_attempt,
+        reply_address=app[appkeys.REPLY_TOKENS].address_for,
     )
     app[appkeys.DISPATCHER] = dispatcher
     if settings.dispatch.enabled:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from service.metrics import Metrics
     from service.principals import Principal
     from service.promises import PromiseChecker
+    from service.questions import QuestionReminders, ReplyTokens
     from service.settings import Settings
     from service.store import Store
 
@@ -37,6 +38,8 @@ INGEST_WRITER: web.AppKey[IngestWriter] = web.AppKey("ingest_writer")
 DAMPING_FLUSHER: web.AppKey[DampingFlusher] = web.AppKey("damping_flusher")
 ESCALATION_SCHEDULER: web.AppKey[EscalationScheduler] = web.AppKey("escalation_scheduler")
 PROMISE_CHECKER: web.AppKey[PromiseChecker] = web.AppKey("promise_checker")
+REPLY_TOKENS: web.AppKey[ReplyTokens] = web.AppKey("reply_tokens")
+QUESTION_REMINDERS: web.AppKey[QuestionReminders] = web.AppKey("question_reminders")
 # The OpenAPI document, built from the router on first request (service/api/docs.py).
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 # Per scope, a second way to authenticate (e.g. an HMAC-signed body for the ingest scope).

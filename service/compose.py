@@ -65,6 +65,8 @@ def context(
         "services": service_names(settings, fields["components"], lang),
         "recipient": asdict(recipient or NOBODY),
         "ack_url": ack_url,
+        # A reply to the notice email reaches us as a question (see service/questions.py).
+        "can_reply": bool(settings.questions.reply_address),
         "volume_note": volume_note,
     }
 
@@ -166,6 +168,7 @@ def outbound(
     ack_url: str | None = None,
     corrects_version: int | None = None,
     page_url: str | None = None,
+    reply_to: str | None = None,
 ) -> tuple[OutboundMessage, str]:
     """The message `delivery` sends (greeting its `recipient`, linking `page_url`, the contact's
     own page, where it would link the status page), and the hash of its text."""
@@ -204,7 +207,7 @@ def outbound(
         text=parts.get("sms") or parts.get("json") or parts.get("txt", ""),
         subject=parts.get("subject"),
         html=parts.get("html"),
-        reply_to=responsible.get("email"),
+        reply_to=reply_to or responsible.get("email"),
     )
     digest = hashlib.sha256("\x1f".join(parts[p] for p in sorted(parts)).encode()).hexdigest()
     return message, digest

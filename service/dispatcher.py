@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, PermanentError, TransientError
-from service import compose, receipts, suppression
+from service import compose, internal_mail, receipts, suppression
 from service.pacing import Pacer
 from service.retry import RetryPolicy
 from service.settings import Settings
@@ -46,6 +46,8 @@ REPORTED_BY_CALLBACK = frozenset({"sms"})
 Claimed = tuple[list[Delivery], set[tuple[str, str]]]  # a batch, and its addresses suppressed since planning
 AckLink = Callable[[Delivery], "str | None"]
 PageLink = Callable[[Delivery], "str | None"]
+# The signed Reply-To that turns a partner's reply into a question (None: our responsible contact).
+ReplyAddress = Callable[[Delivery], "str | None"]
 Observer = Callable[[Delivery, Outcome], None]
 
 
@@ -95,12 +97,14 @@ class Dispatcher:
         observer: Observer | None = None,
         worker_id: str | None = None,
         page_link: PageLink | None = None,
+        reply_address: ReplyAddress | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.channels = dict(channels)
         self.ack_link = ack_link or (lambda delivery: None)
         self.page_link = page_link or (lambda delivery: None)
+        self.reply_address = reply_address or (lambda delivery: None)
         self.observer = observer
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.policy = RetryPolicy.from_settings(settings.dispatch)
@@ -225,9 +229,12 @@ class Dispatcher:
         heartbeat = asyncio.create_task(self._keep_leases([d.id for d in batch]))
         try:
             loaded = await self._load(batch)
+            letters = await self._compose_letters(batch, loaded)
             outcomes = await asyncio.gather(
                 *(
-                    self._not_sent(d) if (d.channel, d.address) in suppressed else self._attempt(d, loaded[d.notice_id])
+                    self._not_sent(d)
+                    if (d.channel, d.address) in suppressed
+                    else self._attempt(d, loaded[d.notice_id], letters.get(d.id))
                     for d in batch
                 )
             )
@@ -247,7 +254,8 @@ class Dispatcher:
                 following = await self._claim(conn, channel, claim_next)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes, strict=True):
-                self.observer(delivery, outcome)
+                if delivery.purpose == "partner":  # owners' copies and answers are no partner figure
+                    self.observer(delivery, outcome)
         return following
 
     async def _keep_leases(self, ids: list[int]) -> None:
@@ -277,10 +285,34 @@ class Dispatcher:
                     self._notices.put(notice_id, loaded[notice_id])
         return loaded
 
-    async def _attempt(self, delivery: Delivery, loaded: Composable) -> Outcome:
+    async def _compose_letters(
+        self, batch: list[Delivery], loaded: dict[int, Composable]
+    ) -> dict[int, internal_mail.Composed | Exception]:
+        """Answers and account owners' copies read a little more than a notice needs: compose them
+        up front, in one read; a failure is recorded by the attempt like any composition failure."""
+        letters: dict[int, internal_mail.Composed | Exception] = {}
+        others = [d for d in batch if d.purpose != "partner"]
+        if not others:
+            return letters
+        async with self.store.read() as conn:
+            for delivery in others:
+                composable = loaded[delivery.notice_id]
+                try:
+                    letters[delivery.id] = await internal_mail.compose_letter(
+                        conn, self.settings, delivery, composable.notice, composable.incident, self.reply_address
+                    )
+                except Exception as exc:
+                    letters[delivery.id] = exc
+        return letters
+
+    async def _attempt(
+        self, delivery: Delivery, loaded: Composable, letter: internal_mail.Composed | Exception | None = None
+    ) -> Outcome:
         tried = _Tried()
         try:
-            message, tried.body_hash = compose.outbound(
+            if isinstance(letter, Exception):
+                raise letter
+            message, tried.body_hash = letter or compose.outbound(
                 self.settings,
                 delivery,
                 loaded.notice,
@@ -288,6 +320,7 @@ class Dispatcher:
                 self.ack_link(delivery),
                 loaded.corrects_version,
                 self.page_link(delivery),
+                self.reply_address(delivery),
             )
             if self.pacer.paced(delivery.channel):
                 await self.pacer.acquire(delivery.channel, delivery.priority)

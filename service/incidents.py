@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import planner, promises
+from service import planner, promises, questions
 from service.errors import Conflict, InvalidInput, MissingField, NotFound
 from service.notices import (
     NO_CHANGE_STATUS,
@@ -26,6 +26,7 @@ from service.notices import (
 )
 from service.settings import Settings, Severity
 from service.store import incidents as incident_store
+from service.store import questions as question_store
 from service.store.records import audit
 from service.validation import Moment, parse_model
 
@@ -279,6 +280,9 @@ async def _write_notice(
         replaces = await replaced_estimate(conn, incident_id, stored_fields)
         if replaces is not None:
             stored_fields["replaces"] = replaces
+    answers, answered_ids = await questions.attach_published_answers(conn, incident_id)
+    if answers:
+        stored_fields["qa"] = answers
     notice = {
         "incident_id": incident_id,
         "kind": kind,
@@ -297,6 +301,8 @@ async def _write_notice(
         # Partners never heard of the incident: a later change is for operators, not a draft to send.
         notice["state"] = "held"
     notice["id"] = await incident_store.insert_notice(conn, notice)
+    if answered_ids:
+        await question_store.mark_published(conn, answered_ids, notice["id"])
     await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": kind, "version": version})
     if notice["state"] == "held" or not draft.publish:
         return Outcome(incident_id, notice["id"], version, notice["state"], None)

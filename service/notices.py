@@ -28,7 +28,12 @@ Kind = Literal[
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 # Messages to our own on-call operators (service/operators.py): never sent to partners.
-OPERATOR_KINDS: tuple[str, ...] = ("operator_promise_due", "operator_promise_overdue", "operator_unacknowledged")
+OPERATOR_KINDS: tuple[str, ...] = (
+    "operator_promise_due",
+    "operator_promise_overdue",
+    "operator_unacknowledged",
+    "operator_question_unanswered",
+)
 Language = Literal["ja", "en"]
 # A component name as incidents and subscriptions spell it.
 Component = Annotated[Line, StringConstraints(min_length=1, max_length=64)]
@@ -145,6 +150,8 @@ def localise(value: Any, lang: str) -> Any:
             other = "en" if lang == "ja" else "ja"
             return value.get(lang) or value.get(other)
         return {key: localise(item, lang) for key, item in value.items()}
+    if isinstance(value, list):
+        return [localise(item, lang) for item in value]
     return value
 
 

@@ -17,15 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service import compose, escalation, promises, volume
 from service.errors import InvalidInput
 from service.notices import LANGUAGE_NAMES, Audience, missing_text
-from service.policy import delivery_row, fallback_channels, planned_channels
+from service.policy import delivery_row, fallback_channels, planned_channels, priority_of
 from service.settings import Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
+from service.store import owners as owner_store
 from service.store import suppressions as suppression_store
 from service.store.models import Contact, Incident, Notice, Partner
 
 PARTNERS_PER_PAGE = 1000
+OWNER_ADDRESS = {"email": "email", "sms": "phone"}
 
 
 @dataclass
@@ -36,6 +38,8 @@ class PlanSummary:
     partners: int = 0
     # Rows the volume rules shaped (capped, merged, held, suppressed), by reason.
     by_reason: Counter[str] = field(default_factory=Counter)
+    # Account owners' copies: planned with the notice, never part of the partner figures above.
+    internal: int = 0
 
     def count(self, row: dict[str, Any]) -> None:
         if row.get("reason"):
@@ -48,6 +52,7 @@ class PlanSummary:
     def as_json(self) -> dict[str, Any]:
         return {
             "total": self.total,
+            "internal_copies": self.internal,
             "partners": self.partners,
             "by_tier": dict(self.by_tier),
             "by_channel": dict(self.by_channel),
@@ -92,9 +97,10 @@ async def publish(
     summary = PlanSummary()
     readers: set[str] = set()
     async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
-        readers.update(row["language"] for row in rows)
+        readers.update(row["language"] for row in rows if row["purpose"] == "partner")
         await delivery_store.insert_deliveries(conn, rows)
-        await escalation.schedule_for_notice(conn, settings, notice, [r for r in rows if r["status"] == "pending"], now)
+        pending = [r for r in rows if r["status"] == "pending" and r["purpose"] == "partner"]
+        await escalation.schedule_for_notice(conn, settings, notice, pending, now)
     if not notice.get("allow_language_fallback"):
         check_languages(notice, readers)
     return summary
@@ -141,6 +147,7 @@ async def plan_deliveries(
         history = await delivery_store.contact_history(conn, notice["incident_id"], contact_ids)
         rows: list[dict[str, Any]] = []
         superseded: list[tuple[int, str]] = []
+        told: list[str] = []
         for partner in page:
             planned_for_partner = 0
             for contact in partner.contacts:
@@ -151,9 +158,13 @@ async def plan_deliveries(
                     summary.count(row)
                     planned_for_partner += row["status"] == "pending"
             summary.partners += planned_for_partner > 0
+            if planned_for_partner:
+                told.append(partner.id)
         summary.total += sum(1 for row in rows if row["status"] == "pending")
         await delivery_store.mark_merged(conn, superseded, now)
-        yield rows
+        copies = await owner_copies(conn, settings, notice, told, now)
+        summary.internal += len(copies)
+        yield rows + copies
         if len(page) < PARTNERS_PER_PAGE:
             return
         after = page[-1].id
@@ -181,3 +192,71 @@ def plan_contact(
         lambda channel: delivery_row(settings, notice, partner, contact, channel, now),
         now,
     )
+
+
+async def owner_copies(
+    conn: AsyncConnection, settings: Settings, notice: dict[str, Any], partner_ids: list[str], now: float
+) -> list[dict[str, Any]]:
+    """A copy for each account owner of each partner told, due at the same moment and as urgent as
+    the partner's tier-1 contacts' notice, on each of the owner's channels with an address."""
+    if not partner_ids:
+        return []
+    copies = []
+    for partner_id, owners in (await owner_store.owners_of(conn, partner_ids)).items():
+        for owner in owners:
+            for channel in owner["channels"] or ["email"]:
+                address = owner.get(OWNER_ADDRESS.get(channel, channel))
+                if not address:
+                    continue
+                row = internal_row(
+                    settings,
+                    notice,
+                    partner_id,
+                    "internal",
+                    address,
+                    owner["language"],
+                    now,
+                    f"o{owner['id']}",
+                    channel,
+                )
+                row["owner_id"] = owner["id"]
+                copies.append(row)
+    return copies
+
+
+def internal_row(
+    settings: Settings,
+    notice: dict[str, Any],
+    partner_id: str,
+    purpose: str,
+    address: str,
+    language: str,
+    now: float,
+    key: str,
+    channel: str = "email",
+) -> dict[str, Any]:
+    """A delivery that is not a partner's notice (answer, reminder, account owner's copy): it goes
+    through the dispatcher like any other but never counts in a partner delivery figure."""
+    return {
+        "notice_id": notice["id"],
+        "incident_id": notice["incident_id"],
+        "partner_id": partner_id,
+        "contact_id": 0,
+        "tier": 0,
+        "channel": channel,
+        "address": address,
+        "language": language,
+        "priority": priority_of(notice["severity"], 1, channel),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "message_id": f"<herald.n{notice['id']}.{key}.{channel}@{compose.sender_domain(settings)}>",
+        "escalation_step": 0,
+        "purpose": purpose,
+        "owner_id": None,
+        "question_id": None,
+        "reason": None,
+        "detail": None,
+        "created_at": now,
+        "updated_at": now,
+    }

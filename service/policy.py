@@ -87,6 +87,10 @@ def delivery_row(
         "escalation_step": escalation_step,
         "reason": None,
         "detail": None,
+        # Every row names the same columns: a multi-row insert takes its columns from the first.
+        "purpose": "partner",
+        "owner_id": None,
+        "question_id": None,
         "created_at": now,
         "updated_at": now,
     }

@@ -177,9 +177,10 @@ class Renderer:
         self.zone = ZoneInfo(timezone)
         self.max_sms_segments = max_sms_segments
         self._templates: dict[tuple[str, str, str], Template] = {}
+        self._environments: dict[str, SandboxedEnvironment] = {}
         for lang in LANGUAGES:
             own = self.own_dir / lang if self.own_dir else None
-            env = _environment(self.templates_dir / lang, _Formatter(lang, self.zone), own)
+            env = self._environments[lang] = _environment(self.templates_dir / lang, _Formatter(lang, self.zone), own)
             for shared in env.list_templates(filter_func=lambda name: name.startswith("_")):
                 env.get_template(shared)  # layouts and macros join the environment's cache now
             for kind in KINDS + OPERATOR_KINDS:
@@ -199,6 +200,15 @@ class Renderer:
         if part == "txt":
             return _BLANK_LINES.sub("\n\n", template.render(variables)).strip() + "\n"
         return template.render(variables)
+
+    def render_letter(self, name: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+        """A message that is not a notice (an answer, a reminder, an internal header):
+        `templates/<lang>/<name>.<part>.j2`, with the notices' filters."""
+        template = self._environments[lang].get_template(f"{name}.{part}.j2")
+        text = template.render({**context, "lang": lang})
+        if part == "subject":
+            return one_line(text)
+        return _BLANK_LINES.sub("\n\n", text).strip() + "\n" if part == "txt" else text
 
     def _template(self, kind: str, lang: str, part: str) -> Template:
         try:

@@ -28,6 +28,7 @@ from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
 from service.store import escalations as escalation_store
 from service.store import incidents as incident_store
 from service.store import log as log_store
+from service.store import questions as question_store
 from service.timeline import draw_timeline
 from service.volume import explain
 
@@ -50,6 +51,7 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
     by_notice = {nid: list(rows) for nid, rows in groupby(deliveries, key=lambda d: d["notice_id"])}
     promises = promises_of(notices, now)
     version_of = {n["id"]: n["version"] for n in notices}
+    asked = await question_store.questions_of_incident(conn, incident_id)
     return {
         "generated_at": iso(now),
         "incident": {**incident_json(incident), "status_history": status_history(incident, notices)},
@@ -63,6 +65,29 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
         # Reminders and alerts to our own on-call operators: evidence of what we did, not partner figures.
         "operator_messages": [recipient(d) for d in logged if d["partner_id"] == OPERATORS],
         "totals": {"deliveries": len(deliveries), "by_status": count_statuses(deliveries)},
+        "questions": [question_entry(q, version_of) for q in asked],
+    }
+
+
+def question_entry(question: dict[str, Any], version_of: dict[int, int]) -> dict[str, Any]:
+    """A partner's question as the report shows it: who asked what about which notice, how, when,
+    and what we answered, when, by whom, and in which notice it was published."""
+    return {
+        "id": question["id"],
+        "notice_version": version_of.get(question["notice_id"]),
+        "partner_id": question["partner_id"],
+        "partner_name": question.get("partner_name"),
+        "contact_name": question.get("contact_name"),
+        "source": question["source"],
+        "language": question["language"],
+        "body": question["body"],
+        "asked_at": iso(question["asked_at"]),
+        "state": question["state"],
+        "answer": question["answer"],
+        "answered_by": question["answered_by"],
+        "answered_at": iso(question["answered_at"]),
+        "published_in_version": version_of.get(question["published_in_notice_id"] or 0),
+        "reminders": question["reminders"],
     }
 
 

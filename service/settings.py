@@ -268,6 +268,25 @@ class PromiseSettings(_Section):
     remind_before_seconds: float = Field(600.0, ge=0)
 
 
+class QuestionSettings(_Section):
+    """Partner questions: replies to notice emails and the form on the acknowledgement page.
+
+    With `reply_address` set, each notice email's Reply-To is that address with a signed token
+    after a `+` (reply+<token>@domain); the mail server pipes mail for it to POST /v1/inbound/email.
+    Unset, Reply-To stays our responsible contact and only In-Reply-To can match a reply.
+    """
+
+    reply_address: str | None = None
+    # An unanswered question reminds the on-call operators ([[on_call]]) after this...
+    remind_after_minutes: float = Field(30.0, gt=0)
+    # ...and again this often while it stays unanswered (0 = remind once).
+    remind_every_minutes: float = Field(60.0, ge=0)
+    max_length: int = Field(4000, ge=1)
+    # Seconds between scans for due reminders (one scan also runs at start).
+    poll_interval: float = Field(10.0, gt=0)
+    batch_size: int = Field(50, ge=1)
+
+
 class DirectorySettings(_Section):
     path: str = str(ROOT / "config" / "partners.example.yaml")
     import_on_start: bool = True
@@ -405,6 +424,9 @@ class Settings(BaseSettings):
     def _over_the_defaults(cls, value: Any) -> Any:
         """A kind configured replaces that kind's default; kinds not mentioned keep theirs."""
         return {**_default_notice_channels(), **value} if isinstance(value, dict) else value
+
+    # Partner questions and their reminders; see service/questions.py.
+    questions: QuestionSettings = QuestionSettings()
 
     @classmethod
     def settings_customise_sources(

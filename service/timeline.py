@@ -185,8 +185,7 @@ def _status_lane(axis: _Axis, history: Sequence[dict[str, Any]], opened: float, 
 def _notice_lane(axis: _Axis, published: Sequence[dict[str, Any]], zone: ZoneInfo) -> str:
     parts = [f'<g class="notice-lane"><line x1="{LEFT}" y1="{NOTICE_Y}" x2="{WIDTH - RIGHT}" y2="{NOTICE_Y}" '
              'stroke="#d5dae0"/>']  # fmt: skip
-    last_x: float = -LABEL_GAP
-    level = 0
+    last_x, level = float(-LABEL_GAP), 0
     for notice in published:
         at = _seconds(notice["published_at"]) or axis.start
         x = axis.x(at)
@@ -272,7 +271,7 @@ def _ack_lane(axis: _Axis, acks: dict[int, list[float]], until: float, zone: Zon
     ]
     for tier, times in acks.items():
         colour, dash = TIER_STYLE.get(tier, ("#1d232b", ""))
-        points: list[tuple[float, float]] = [(axis.x(axis.start), bottom)]
+        points: list[tuple[float, float]] = [(axis.x(axis.start), float(bottom))]
         for count, at in enumerate(times, start=1):
             x = axis.x(at)
             points += [(x, points[-1][1]), (x, round(bottom - count / scale * (ACK_H - 8), 1))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -17,27 +16,8 @@ from service.store.tables import acknowledgements, deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import make_settings, wait_until
-from tests.helpers.incidents import SAMPLE
-from tests.helpers.wired import post_sample, rows, start, wired_settings
-
-ACK_LINK = re.compile(r"https://herald\.example\.com(/ack/[A-Za-z0-9._\-]+)")
-
-
-async def publish_to(client: Any, partner: str, tiers: list[int], **incident: Any) -> None:
-    notice = {**SAMPLE["notice"], "audience": {"partners": [partner], "tiers": tiers}}
-    await post_sample(client, notice=notice, **incident)
-
-
-async def mail_to(smtp: SmtpSink, address: str) -> Any:
-    def arrived() -> Any:
-        return next((m.message for m in smtp.messages if m.message["To"].addresses[0].addr_spec == address), None)
-
-    return await wait_until(arrived, timeout=30)
-
-
-def link_in(mail: Any) -> str | None:
-    found = ACK_LINK.search(mail.get_body(("plain",)).get_content())
-    return found.group(1) if found else None
+from tests.helpers.mail import link_in, mail_to, publish_to
+from tests.helpers.wired import rows, start, wired_settings
 
 
 async def acknowledgements_of(client: Any) -> list[dict[str, Any]]:

@@ -17,13 +17,15 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import BaseModel, Field
 
-from service import acks, appkeys
+from service import acks, appkeys, questions
 from service.api.auth import open_route
-from service.api.contract import operation
+from service.api.contract import FORM, operation
 from service.render import DEFAULT_TEMPLATES_DIR
 from service.settings import Settings
 from service.store import deliveries as delivery_store
+from service.store import questions as question_store
 from service.store import receipts as receipt_store
 
 routes = web.RouteTableDef()
@@ -59,6 +61,10 @@ def render_page(settings: Settings, lang: str, page: str, status: int = 200, **v
         "subject": None,
         "partner_name": None,
         "acknowledged_at": None,
+        "question_action": None,
+        "question_error": None,
+        "question_text": "",
+        "question_max": settings.questions.max_length,
         **values,
     }
     html = _pages.get_template(f"ack_{lang}.html.j2").render(context)
@@ -98,7 +104,11 @@ async def _describe(request: web.Request, delivery: dict[str, Any]) -> dict[str,
     async with request.app[appkeys.STORE].read() as conn:
         subject = await receipt_store.notice_subject(conn, delivery["notice_id"], delivery["language"])
         names = await delivery_store.recipients(conn, [delivery["contact_id"]])
-    return {"subject": subject, "partner_name": names.get(delivery["contact_id"], {}).get("partner_name")}
+    return {
+        "subject": subject,
+        "partner_name": names.get(delivery["contact_id"], {}).get("partner_name"),
+        "question_action": f"/ack/{request.match_info['token']}/questions",
+    }
 
 
 @routes.get("/ack/{token}")
@@ -119,6 +129,42 @@ async def confirm_page(request: web.Request) -> web.Response:
         acknowledged_at = _local_time(settings, found["acknowledged_at"])
         return render_page(settings, found["language"], "done", acknowledged_at=acknowledged_at, **described)
     return render_page(settings, found["language"], "confirm", **described)
+
+
+class QuestionForm(BaseModel):
+    question: str = Field(description="the partner's question, as typed on the page")
+
+
+@routes.post("/ack/{token}/questions")
+@open_route
+@operation(
+    "Ask a question about the notice from the acknowledgement page",
+    {200: "text/html", 403: "text/html", 410: "text/html", 422: "text/html"},
+    body=QuestionForm,
+    body_media=FORM,
+    tag="questions",
+)
+async def ask_question(request: web.Request) -> web.Response:
+    """A question about the notice from the acknowledgement page (a plain form, no script)."""
+    settings: Settings = request.app[appkeys.SETTINGS]
+    found = await _verified_delivery(request)
+    if isinstance(found, web.Response):
+        return found
+    form = await request.post()
+    text = str(form.get("question") or "")
+    problem = questions.check_body(settings, text)
+    described = await _describe(request, found)
+    if problem is not None:
+        page = "done" if found["acknowledged_at"] is not None else "confirm"
+        return render_page(
+            settings, found["language"], page, 422, question_error=problem, question_text=text, **described
+        )
+    async with request.app[appkeys.STORE].begin() as conn:
+        contact = await question_store.get_contact(conn, found["contact_id"])
+        if contact is None:
+            return render_page(settings, found["language"], "expired", 410)
+        await questions.ask(conn, settings, found, contact, text, "ack_page")
+    return render_page(settings, found["language"], "asked", **described)
 
 
 @routes.post("/ack/{token}")

@@ -36,13 +36,16 @@ DeliveryStatus = Literal[
     "skipped", "merged",
 ]  # fmt: skip
 Channel = Literal["email", "sms", "webhook"]
+# partner: notices to partners (the default, and the only rows any figure counts); internal: account
+# owners' copies; answer: answers to partners' questions.
+Purpose = Literal["partner", "internal", "answer"]
 
 # The JSON item and the CSV row share these names, in this order.
 FIELDS = (
     "id", "notice_id", "incident_id", "partner_id", "contact_id", "tier", "channel", "address", "language",
     "status", "reason", "attempts", "priority", "escalation_step", "provider_id", "provider_status", "error_code",
     "last_error", "message_id", "created_at", "updated_at", "next_attempt_at", "sent_at", "delivered_at",
-    "failed_at", "acknowledged_at",
+    "failed_at", "acknowledged_at", "purpose",
 )  # fmt: skip
 TIMES = frozenset(f for f in FIELDS if f.endswith("_at"))
 # Text that comes from providers. A cell starting with = + - @ is a formula to a spreadsheet, so
@@ -92,6 +95,7 @@ class DeliveryQuery(BaseModel):
     tier: list[Annotated[int, Field(ge=1, le=3)]] = []
     since: QueryTime | None = Field(None, description="created at or after (ISO 8601 with a zone)")
     until: QueryTime | None = Field(None, description="created before (ISO 8601 with a zone)")
+    purpose: list[Purpose] = Field([], description="partner (default), internal, answer")
 
     def where(self) -> DeliveryFilter:
         return DeliveryFilter(
@@ -104,6 +108,7 @@ class DeliveryQuery(BaseModel):
             tiers=tuple(self.tier),
             since=timestamp(self.since),
             until=timestamp(self.until),
+            purposes=tuple(self.purpose) or ("partner",),
         )
 
 

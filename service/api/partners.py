@@ -8,6 +8,7 @@ with an sms channel and no phone. Audit rows and logs carry ids and field names,
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from service.api.contract import operation
 from service.api.errors import parse_json, read_body
 from service.api.params import Limit, parse_query
 from service.directory.validation import (
+    AccountOwnerSpec,
     Channels,
     Component,
     Components,
@@ -38,6 +40,7 @@ from service.directory.validation import (
 )
 from service.errors import Conflict, InvalidInput, NotFound, field_path
 from service.notices import iso
+from service.store import owners as owner_store
 from service.store import partners as partner_store
 from service.store.records import audit
 from service.validation import Email, Phone
@@ -48,6 +51,7 @@ Spec = TypeVar("Spec", bound=BaseModel)
 
 PARTNER_KEYS = ("id", "name", "language", "components", "policy", "timezone")
 CONTACT_KEYS = ("key", "name", "tier", "email", "phone", "webhook_url", "channels", "language")
+OWNER_KEYS = ("key", "name", "email", "phone", "channels", "language")
 
 
 def partner_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +59,8 @@ def partner_json(row: dict[str, Any]) -> dict[str, Any]:
     body.update(created_at=iso(row["created_at"]), updated_at=iso(row["updated_at"]))
     if "contacts" in row:
         body["contacts"] = [contact_json(c) for c in row["contacts"]]
+    if "account_owners" in row:
+        body["account_owners"] = [{key: owner[key] for key in OWNER_KEYS} for owner in row["account_owners"]]
     return body
 
 
@@ -357,3 +363,40 @@ async def coverage(request: web.Request) -> web.Response:
         gaps = await directory.coverage_gaps(conn)
         suppressed = await suppression.suppressed_contacts(conn)
     return web.json_response({"gaps": gaps, "suppressed": [{**s, "since": iso(s["since"])} for s in suppressed]})
+
+
+# --- account owners ------------------------------------------------------------------------------
+
+
+class AccountOwners(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[AccountOwnerSpec]
+
+
+@routes.put("/v1/partners/{id}/account-owners")
+@requires("admin")
+@operation(
+    "Replace a partner's account owners (our staff copied on every notice)",
+    {200: replies.Partner},
+    body=AccountOwners,
+    errors=(404, 409),
+    tag="partners",
+)
+async def replace_account_owners(request: web.Request) -> web.Response:
+    """The partner's account owners, replaced as a whole: `{"items": [{key, name, email, phone, channels}]}`."""
+    partner_id = request.match_info["id"]
+    spec = validate(AccountOwners, await read_object(request))
+    repeated = directory.duplicates([o.row() for o in spec.items], "key")
+    if repeated:
+        index, key = repeated[0]
+        raise Conflict(f"account owner key {key!r} appears twice", f"items[{index}].key", code="duplicate_key")
+    actor = principal_of(request).name
+    async with request.app[appkeys.STORE].begin() as conn:
+        await _partner_or_404(conn, partner_id)
+        await owner_store.replace_owners(conn, partner_id, [o.row() for o in spec.items], time.time())
+        await audit(
+            conn, "partner.owners_replaced", "partner", partner_id, actor, {"owners": [o.key for o in spec.items]}
+        )
+        partner = await _partner_or_404(conn, partner_id, with_contacts=True)
+    return web.json_response(partner_json(partner))

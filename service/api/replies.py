@@ -110,6 +110,17 @@ class Contact(Reply):
     updated_at: Timestamp | None
 
 
+class AccountOwner(Reply):
+    """One of our own staff who gets a copy of every notice the partner gets."""
+
+    key: str
+    name: str
+    email: str | None
+    phone: str | None
+    channels: list[str]
+    language: str
+
+
 class Partner(Reply):
     id: str
     name: str
@@ -119,6 +130,7 @@ class Partner(Reply):
     created_at: Timestamp | None
     updated_at: Timestamp | None
     contacts: list[Contact] | None = None
+    account_owners: list[AccountOwner] | None = None
 
 
 class PartnerPage(Reply):
@@ -295,3 +307,57 @@ class ApiDocument(Reply):
     openapi: str
     info: dict[str, Any]
     paths: dict[str, Any]
+
+
+class MailOutcome(Reply):
+    """What became of a piped-in mail: a question, unmatched (kept for an operator), or refused."""
+
+    outcome: str
+    reason: str | None
+    inbound_mail_id: int
+    question_id: int | None
+    notice_id: int | None
+
+
+class InboundMail(Reply):
+    id: int
+    received_at: Timestamp | None
+    message_id: str | None
+    sender: str | None
+    subject: str | None
+    text: str | None
+    outcome: str
+    reason: str | None
+    question_id: int | None
+    notice_id: int | None
+    partner_id: str | None
+
+
+class InboundMailPage(Reply):
+    items: list[InboundMail]
+    next_cursor: int | None
+
+
+class Question(Reply):
+    id: int
+    incident_id: int | None
+    notice_id: int
+    partner_id: str
+    contact_id: int
+    source: str
+    language: str
+    body: str
+    asked_at: Timestamp | None
+    state: str
+    answer: dict[str, str] | None
+    reminders: int
+
+
+class QuestionList(Reply):
+    items: list[Question]
+
+
+class Answered(Reply):
+    question_id: int
+    state: str
+    publish: bool

@@ -13,6 +13,7 @@ from service.directory.importing import (
 from service.directory.parsing import PARTNERS_A_PART, load_directory, parse_directory
 from service.directory.validation import (
     ADDRESS_OF,
+    AccountOwnerSpec,
     ContactSpec,
     Directory,
     DirectoryError,
@@ -25,6 +26,7 @@ __all__ = [
     "NO_TIER1",
     "PARTNERS_A_PART",
     "TIER1_UNREACHABLE",
+    "AccountOwnerSpec",
     "ContactSpec",
     "Directory",
     "DirectoryError",

@@ -5,7 +5,7 @@ pydantic's errors worded for a person editing the file."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -64,7 +64,29 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ContactSpec(_Spec):
+class _Reachable(_Spec):
+    """Someone reached on ordered channels: each listed channel needs its address."""
+
+    if TYPE_CHECKING:  # declared by each subclass, in its own order and with its own defaults
+        channels: list[str]
+
+    @model_validator(mode="after")
+    def _reachable_on_its_channels(self) -> Self:
+        for channel in self.channels:
+            address = ADDRESS_OF[channel]
+            if getattr(self, address, None) is None:
+                raise PydanticCustomError(
+                    "address_missing",
+                    "channel {channel} needs {address}",
+                    {"channel": channel, "address": _ADDRESS_WORDS[address], "field": "channels"},
+                )
+        return self
+
+    def row(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class ContactSpec(_Reachable):
     key: Slug
     name: Name
     tier: Tier
@@ -76,20 +98,17 @@ class ContactSpec(_Spec):
     channels: Channels = []
     language: Language | None = None
 
-    @model_validator(mode="after")
-    def _reachable_on_its_channels(self) -> ContactSpec:
-        for channel in self.channels:
-            address = ADDRESS_OF[channel]
-            if getattr(self, address) is None:
-                raise PydanticCustomError(
-                    "address_missing",
-                    "channel {channel} needs {address}",
-                    {"channel": channel, "address": _ADDRESS_WORDS[address], "field": "channels"},
-                )
-        return self
 
-    def row(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+class AccountOwnerSpec(_Reachable):
+    """One of our own staff who owns the relationship with the partner: gets a copy of every notice
+    the partner gets (by email, SMS or both), with the partner's delivery and acknowledgement status."""
+
+    key: Slug
+    name: Name
+    email: Email | None = None
+    phone: Phone | None = None
+    channels: Channels = ["email"]
+    language: Language = "ja"
 
 
 class PartnerFields(_Spec):
@@ -104,14 +123,19 @@ class PartnerFields(_Spec):
     timezone: TimeZone | None = None
 
     def row(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"contacts"})
+        return self.model_dump(mode="json", exclude={"contacts", "account_owners"})
 
 
 class PartnerSpec(PartnerFields):
     contacts: list[ContactSpec] = []
+    account_owners: list[AccountOwnerSpec] = []
 
     def row_with_contacts(self) -> dict[str, Any]:
-        return {**self.row(), "contacts": [c.row() for c in self.contacts]}
+        return {
+            **self.row(),
+            "contacts": [c.row() for c in self.contacts],
+            "account_owners": [o.row() for o in self.account_owners],
+        }
 
 
 class DirectoryFile(_Spec):

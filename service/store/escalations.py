@@ -92,7 +92,7 @@ async def of_notices(conn: AsyncConnection, notice_ids: Sequence[int]) -> list[d
 async def channels_used(conn: AsyncConnection, notice_id: int, partner_id: str) -> dict[int, set[str]]:
     """Channels each contact of the partner was already sent this notice on (any step, any outcome)."""
     query = select(deliveries.c.contact_id, deliveries.c.channel).where(
-        deliveries.c.notice_id == notice_id, deliveries.c.partner_id == partner_id
+        deliveries.c.notice_id == notice_id, deliveries.c.partner_id == partner_id, deliveries.c.purpose == "partner"
     )
     used: dict[int, set[str]] = defaultdict(set)
     for contact_id, channel in await conn.execute(query):

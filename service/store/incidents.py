@@ -117,7 +117,7 @@ async def delivery_counts_by_notice(conn: AsyncConnection, notice_ids: Sequence[
         return {}
     query = (
         select(deliveries.c.notice_id, deliveries.c.status, func.count())
-        .where(deliveries.c.notice_id.in_(notice_ids))
+        .where(deliveries.c.notice_id.in_(notice_ids), deliveries.c.purpose == "partner")
         .group_by(deliveries.c.notice_id, deliveries.c.status)
     )
     counts: dict[int, dict[str, int]] = {}

@@ -32,6 +32,8 @@ class DeliveryFilter:
     tiers: tuple[int, ...] = ()
     since: float | None = None
     until: float | None = None
+    # Partner deliveries unless asked: internal copies, answers and reminders are never a partner figure.
+    purposes: tuple[str, ...] = ("partner",)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         c = deliveries.c
@@ -44,7 +46,12 @@ class DeliveryFilter:
         ):
             if value is not None:
                 found.append(column == value)
-        for column, values in ((c.channel, self.channels), (c.status, self.statuses), (c.tier, self.tiers)):
+        for column, values in (
+            (c.channel, self.channels),
+            (c.status, self.statuses),
+            (c.tier, self.tiers),
+            (c.purpose, self.purposes),
+        ):
             if values:
                 found.append(column.in_(values))
         if self.since is not None:
@@ -136,7 +143,7 @@ async def recipients_of_incident(conn: AsyncConnection, incident_id: int) -> lis
             .outerjoin(partners, partners.c.id == deliveries.c.partner_id)
             .outerjoin(acknowledgements, acknowledgements.c.delivery_id == deliveries.c.id)
         )
-        .where(deliveries.c.incident_id == incident_id)
+        .where(deliveries.c.incident_id == incident_id, deliveries.c.purpose == "partner")
         .order_by(
             deliveries.c.notice_id,
             deliveries.c.partner_id,

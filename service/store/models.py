@@ -153,6 +153,10 @@ class Delivery(Record):
     failed_at: float | None = None
     reason: str | None = None  # why it is not sent as planned: capped, merged, held, suppressed
     detail: dict[str, Any] | None = None  # what the reason needs to be told (e.g. the volume note)
+    # partner (the only kind any figure counts) | internal (an account owner's copy) | answer
+    purpose: str = "partner"
+    owner_id: int | None = None  # the account owner an internal copy goes to (contact_id is 0)
+    question_id: int | None = None  # the question an answer answers
     recipient: Recipient | None = None
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import ColumnElement, Table, Text, bindparam, case, cast, delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.engine import inserted_id
-from service.store.tables import contacts, partners
+from service.store.owners import owners_of, replace_owners
+from service.store.tables import account_owners, contacts, partners
 
 PARTNER_FIELDS = ("name", "language", "components", "policy", "timezone")
 CONTACT_FIELDS = ("name", "tier", "email", "phone", "webhook_url", "channels", "language")
@@ -53,6 +54,7 @@ async def get_partner(conn: AsyncConnection, partner_id: str, with_contacts: boo
     partner = dict(row)
     if with_contacts:
         partner["contacts"] = await list_contacts(conn, partner_id)
+        partner["account_owners"] = (await owners_of(conn, [partner_id])).get(partner_id, [])
     return partner
 
 
@@ -62,6 +64,7 @@ async def insert_partner(conn: AsyncConnection, row: dict[str, Any]) -> None:
     await conn.execute(insert(partners).values(id=row["id"], **_partner_values(row), created_at=now, updated_at=now))
     for contact in row.get("contacts", []):
         await insert_contact(conn, row["id"], contact)
+    await replace_owners(conn, row["id"], row.get("account_owners", []), now)
 
 
 async def update_partner(conn: AsyncConnection, partner_id: str, values: dict[str, Any]) -> bool:
@@ -73,6 +76,7 @@ async def update_partner(conn: AsyncConnection, partner_id: str, values: dict[st
 
 async def delete_partner(conn: AsyncConnection, partner_id: str) -> bool:
     await conn.execute(delete(contacts).where(contacts.c.partner_id == partner_id))
+    await conn.execute(delete(account_owners).where(account_owners.c.partner_id == partner_id))
     result = await conn.execute(delete(partners).where(partners.c.id == partner_id))
     return result.rowcount > 0
 
@@ -180,11 +184,21 @@ class DirectoryReplacement:
         await _insert(conn, contacts, new)
         staying = [{**c, "id": i} for c, i in zip(contact_rows, ids, strict=True) if i is not None]
         await _update(conn, contacts, staying, CONTACT_FIELDS)
+        # Account owners are replaced as a whole, a page of partners per statement.
+        await conn.execute(delete(account_owners).where(account_owners.c.partner_id.in_([r["id"] for r in rows])))
+        owners = [
+            {**o, "partner_id": r["id"], "created_at": now, "updated_at": now}
+            for r in rows
+            for o in r.get("account_owners", [])
+        ]
+        await _insert(conn, account_owners, owners)
 
     async def finish(self, conn: AsyncConnection) -> dict[str, int]:
         """Delete the partners (and their contacts) no part listed; counts of what is left."""
         await _delete_ids(conn, contacts, [i for keys in self.known.values() for i in keys.values()])
-        await _delete_ids(conn, partners, sorted(self.existing - self.wanted))
+        gone = sorted(self.existing - self.wanted)
+        await conn.execute(delete(account_owners).where(account_owners.c.partner_id.in_(gone)))
+        await _delete_ids(conn, partners, gone)
         return await counts(conn)
 
 

@@ -66,6 +66,24 @@ contacts = Table(
     UniqueConstraint("partner_id", "key", name="uq_contacts_partner_key"),
 )
 
+# Our own staff who own the relationship with a partner: they get a copy of every notice the
+# partner gets, with the partner's delivery and acknowledgement status.
+account_owners = Table(
+    "account_owners",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("partner_id", String(64), ForeignKey("partners.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("key", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("channels", JSON, nullable=False, default=list),
+    Column("language", String(2), nullable=False, default="ja"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("partner_id", "key", name="uq_account_owners_partner_key"),
+)
+
 incidents = Table(
     "incidents",
     metadata,
@@ -143,6 +161,12 @@ deliveries = Table(
     # service/volume.py), with the particulars in `detail` (versions merged or skipped, hold reason).
     Column("reason", String(16), nullable=True),
     Column("detail", JSON, nullable=True),
+    # partner: a notice to a partner's contact (the only kind any delivery figure counts);
+    # internal: an account owner's copy; answer: an answer to a partner's question.
+    Column("purpose", String(16), nullable=False, default="partner", server_default="partner"),
+    # The account owner an internal copy went to (contact_id is 0 then), the question an answer is to.
+    Column("owner_id", Id, nullable=True),
+    Column("question_id", Id, nullable=True, index=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("sent_at", Float, nullable=True),
@@ -341,4 +365,53 @@ contact_change_requests = Table(
     Column("decided_at", Float, nullable=True),
     Column("decided_by", String(64), nullable=True),
     Column("note", Text, nullable=True),
+)
+
+
+# A partner contact's question about a notice: asked on the acknowledgement page, the partner
+# page or by replying to the notice email; answered by an operator in the partner's language.
+questions = Table(
+    "questions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("incident_id", Id, nullable=True, index=True),
+    Column("notice_id", Id, ForeignKey("notices.id"), nullable=False),
+    Column("partner_id", String(64), nullable=False),
+    Column("contact_id", Id, nullable=False),
+    # The delivery whose link or reply address the question came through.
+    Column("delivery_id", Id, nullable=True),
+    Column("source", String(16), nullable=False),  # ack_page | partner_page | email
+    Column("language", String(2), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("asked_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),  # open | answered
+    Column("answer", JSON, nullable=True),  # {"ja": ..., "en": ...}
+    Column("answered_by", String(64), nullable=True),
+    Column("answered_at", Float, nullable=True),
+    # Publish as a Q&A in the incident's next notice: the question as partners read it there.
+    Column("publish", JSON, nullable=True),
+    Column("published_in_notice_id", Id, nullable=True),
+    # The next reminder to the on-call operators while it stays unanswered.
+    Column("remind_due_at", Float, nullable=True, index=True),
+    Column("reminders", Integer, nullable=False, default=0),
+    Column("inbound_mail_id", Id, nullable=True),
+)
+
+# Every mail piped to POST /v1/inbound/email, kept whatever became of it: a question, unmatched
+# (no notice found: an operator reads it), or refused (a forged or another partner's token).
+inbound_mail = Table(
+    "inbound_mail",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("received_at", Float, nullable=False, index=True),
+    Column("message_id", String(998), nullable=True),
+    Column("sender", String(320), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("text", Text, nullable=True),  # the reply without the quoted notice
+    Column("raw", Text, nullable=False),
+    Column("outcome", String(16), nullable=False),  # question | unmatched | refused
+    Column("reason", Text, nullable=True),
+    Column("question_id", Id, nullable=True),
+    Column("notice_id", Id, nullable=True),
+    Column("partner_id", String(64), nullable=True),
 )
