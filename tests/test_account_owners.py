@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from service import appkeys
 from service.directory import parse_directory
+from service.store.models import Delivery
 from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
@@ -17,7 +18,7 @@ from tests.helpers.incidents import SAMPLE
 from tests.helpers.mail import mail_to
 from tests.helpers.wired import all_final, post_sample, rows, start, wired_settings
 
-OWNER = {
+OWNER: dict[str, Any] = {
     "key": "tanaka",
     "name": "田中 誠",
     "email": "makoto.tanaka@sample-corp.example.com",
@@ -114,7 +115,7 @@ async def test_escalation_and_acknowledgements_ignore_internal_copies(
             for r in (await conn.execute(select(deliveries).where(deliveries.c.purpose == "internal"))).mappings()
         ]
     assert all(d["tier"] == 0 and d["contact_id"] == 0 and d["owner_id"] for d in copies)
-    assert client.app[appkeys.DISPATCHER_OPTIONS]["ack_link"](copies[0]) is None
+    assert client.app[appkeys.DISPATCHER].ack_link(Delivery.from_row(copies[0])) is None
 
 
 def test_the_directory_file_names_account_owners_and_checks_their_channels() -> None:

@@ -62,7 +62,7 @@ def reply_to(notice: EmailMessage, sender: str, text: str, charset: str = "utf-8
 
 
 def quoted(notice: EmailMessage, attribution: str) -> str:
-    body = notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    body = notice.get_body(("plain",)).get_content()
     return attribution + "\n" + "\n".join(f"> {line}" for line in body.splitlines()[:12])
 
 

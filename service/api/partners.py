@@ -387,7 +387,7 @@ async def replace_account_owners(request: web.Request) -> web.Response:
     """The partner's account owners, replaced as a whole: `{"items": [{key, name, email, phone, channels}]}`."""
     partner_id = request.match_info["id"]
     spec = validate(AccountOwners, await read_object(request))
-    repeated = directory.duplicates([o.row() for o in spec.items], "key")
+    repeated = duplicates([o.row() for o in spec.items], "key")
     if repeated:
         index, key = repeated[0]
         raise Conflict(f"account owner key {key!r} appears twice", f"items[{index}].key", code="duplicate_key")

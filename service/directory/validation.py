@@ -68,7 +68,7 @@ class _Reachable(_Spec):
     """Someone reached on ordered channels: each listed channel needs its address."""
 
     if TYPE_CHECKING:  # declared by each subclass, in its own order and with its own defaults
-        channels: list[str]
+        channels: Channels
 
     @model_validator(mode="after")
     def _reachable_on_its_channels(self) -> Self:
