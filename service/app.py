@@ -42,6 +42,7 @@ from service.store import Store
 from service.store import sandbox as sandbox_store
 from service.template_check import check_templates
 from service.web import partner as partner_web
+from service.web.console import add_console
 
 log = logging.getLogger("herald.app")
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.REPLY_TOKENS] = ReplyTokens.from_settings(settings)
     for module in ROUTE_MODULES:
         app.router.add_routes(module.routes)
+    add_console(app, settings)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_dispatcher_ctx)
     app.cleanup_ctx.append(ingest_ctx)

@@ -84,6 +84,20 @@ def _incident_context(incident: Incident | None, lang: str) -> dict[str, Any] | 
     }
 
 
+def sms_cut(
+    settings: Settings,
+    notice: Notice,
+    incident: Incident | None,
+    lang: str,
+    recipient: Recipient | None,
+    ack_url: str | None,
+    corrects_version: int | None = None,
+) -> bool:
+    """Whether this recipient's SMS had to be shortened to fit `[sms] max_segments`."""
+    ctx = context(settings, notice, incident, lang, recipient, ack_url, corrects_version)
+    return renderer(settings).sms_overflows(notice.kind, lang, ctx)
+
+
 def evidence(settings: Settings, notice: Notice, incident: Incident | None) -> dict[str, Any]:
     """The notice's text in every language, as published: kept with the notice as evidence."""
     result = {}
@@ -133,8 +147,10 @@ def _shared_part(
     volume_note: str | None = None,
     has_page: bool = False,
 ) -> str:
-    key: tuple[Any, ...] = (notice.id, notice.version, lang, part, has_ack, tier, corrects_version, reminder)
-    key += (volume_note, has_page, id(settings))
+    # A dry run's notice is rolled back and SQLite may give its id to the next notice: the
+    # publication time tells the two apart.
+    key: tuple[Any, ...] = (notice.id, notice.version, notice.published_at, lang, part, has_ack, tier)
+    key += (corrects_version, reminder, volume_note, has_page, id(settings))
     cached = _shared_parts.get(key)
     if cached is None:
         page_slot = _SLOTS["page_url"] if has_page else None

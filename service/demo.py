@@ -49,6 +49,8 @@ async def run_demo(settings: Settings, once: bool = False, sample: Path = SAMPLE
         if once:
             return 0
         print(f"\nStill serving on {base}; press Ctrl-C to stop.")
+        print(f"Console: {base}/console/")
+        print(f"Sign in with this admin token (it works while this demo runs): {token}")
         await asyncio.Event().wait()
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, PermanentError, TransientError
 from service import compose, internal_mail, receipts, suppression
+from service.errors import Conflict, NotFound
 from service.pacing import Pacer
 from service.retry import RetryPolicy
 from service.settings import Settings
@@ -29,6 +30,7 @@ from service.store import incidents as incident_store
 from service.store import receipts as receipt_store
 from service.store import suppressions as suppression_store
 from service.store.models import AttemptStatus, Delivery, Incident, Notice, Outcome
+from service.store.records import audit
 from service.suppression import failure_suppresses
 
 log = logging.getLogger("herald.dispatcher")
@@ -281,7 +283,7 @@ class Dispatcher:
         if missing:
             async with self.store.read() as conn:
                 for notice_id in missing:
-                    loaded[notice_id] = await _load_notice(conn, notice_id)
+                    loaded[notice_id] = await load_notice(conn, notice_id)
                     self._notices.put(notice_id, loaded[notice_id])
         return loaded
 
@@ -417,7 +419,8 @@ async def _suppress_refused(conn: AsyncConnection, batch: list[Delivery], outcom
             await suppression.suppress_for(conn, delivery, reason, outcome.error_code, source)
 
 
-async def _load_notice(conn: AsyncConnection, notice_id: int) -> Composable:
+async def load_notice(conn: AsyncConnection, notice_id: int) -> Composable:
+    """A notice with what its text is composed from (for sending, and for dry-run previews)."""
     notice = await incident_store.read_notice(conn, notice_id)
     if notice is None:
         raise LookupError(f"delivery refers to missing notice {notice_id}")
@@ -432,3 +435,31 @@ async def _load_notice(conn: AsyncConnection, notice_id: int) -> Composable:
         corrected = await incident_store.read_notice(conn, notice.corrects_id)
         corrects_version = corrected.version if corrected else None
     return Composable(notice, incident, corrects_version)
+
+
+async def requeue_delivery(conn: AsyncConnection, delivery_id: int, actor: str | None) -> None:
+    """An admin sends a dead or failed delivery again (from the API or the console)."""
+    delivery = await delivery_store.get_delivery(conn, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    suppressed = await suppression_store.find_active(conn, delivery["channel"], delivery["address"])
+    if suppressed is not None:
+        raise Conflict(
+            f"delivery {delivery_id} goes to a suppressed address ({suppressed['source']} "
+            f"{suppressed['code'] or ''}: {suppressed['reason']}); fix the contact and clear "
+            f"suppression {suppressed['id']} first",
+            code="address_suppressed",
+        )
+    if not await delivery_store.requeue(conn, delivery_id):
+        raise Conflict(
+            f"delivery {delivery_id} is {delivery['status']}; only dead or failed deliveries are re-queued",
+            code="not_retryable",
+        )
+    await audit(
+        conn,
+        "delivery.requeued",
+        "delivery",
+        delivery_id,
+        actor,
+        {"was": delivery["status"], "last_error": delivery["last_error"]},
+    )

@@ -210,6 +210,17 @@ async def publish_draft(
     return Outcome(notice["incident_id"], notice_id, notice["version"], "published", plan)
 
 
+async def discard_draft(conn: AsyncConnection, notice_id: int, actor: str | None) -> None:
+    """A draft nobody will send (an alert that needs no notice): kept, marked discarded."""
+    notice = await incident_store.get_notice(conn, notice_id)
+    if notice is None:
+        raise NotFound(f"no notice {notice_id}")
+    if notice["state"] != "draft":
+        raise Conflict(f"notice {notice_id} is {notice['state']}; only drafts are discarded", code="not_a_draft")
+    await incident_store.update_notice(conn, notice_id, {"state": "discarded"})
+    await audit(conn, "notice.discarded", "notice", notice_id, actor, {"kind": notice["kind"]})
+
+
 def _kind_for(draft: NoticeDraft, new_status: str | None) -> tuple[str, str | None]:
     if draft.kind is not None:
         return draft.kind, None

@@ -24,14 +24,21 @@ from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import owners as owner_store
 from service.store import suppressions as suppression_store
+from service.store.engine import rehearsing
 from service.store.models import Contact, Incident, Notice, Partner
 
 PARTNERS_PER_PAGE = 1000
 OWNER_ADDRESS = {"email": "email", "sms": "phone"}
 
 
+NO_TIER1_LISTED = 50
+
+
 @dataclass
 class PlanSummary:
+    """What a plan holds, counted while it is made: the publish reply and the dry-run preview
+    read the same counts."""
+
     total: int = 0
     by_tier: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
@@ -40,14 +47,39 @@ class PlanSummary:
     by_reason: Counter[str] = field(default_factory=Counter)
     # Account owners' copies: planned with the notice, never part of the partner figures above.
     internal: int = 0
+    contacts: int = 0
+    by_tier_channel: Counter[tuple[int, str]] = field(default_factory=Counter)
+    # Contacts per language, and SMS deliveries per (language, tier): what a preview renders.
+    languages: Counter[str] = field(default_factory=Counter)
+    sms: Counter[tuple[str, int]] = field(default_factory=Counter)
+    # Partners of the audience that no tier-1 contact of theirs will hear from (first few listed).
+    without_tier1: int = 0
+    without_tier1_listed: list[dict[str, str]] = field(default_factory=list)
 
     def count(self, row: dict[str, Any]) -> None:
         if row.get("reason"):
             self.by_reason[row["reason"]] += 1
         if row["status"] != "pending":
             return
-        self.by_tier[str(row["tier"])] += 1
-        self.by_channel[row["channel"]] += 1
+        tier, channel = row["tier"], row["channel"]
+        self.total += 1
+        self.by_tier[str(tier)] += 1
+        self.by_channel[channel] += 1
+        self.by_tier_channel[tier, channel] += 1
+        if channel == "sms":
+            self.sms[row["language"], tier] += 1
+
+    def add_partner(self, partner: Partner, rows: list[dict[str, Any]], tier1_asked: bool) -> None:
+        """After a partner's rows are counted: the partner, its contacts reached now, a missing tier 1
+        (a tier-1 row held for quiet hours or capped still reaches the partner)."""
+        reached = {row["contact_id"]: row["language"] for row in rows if row["status"] == "pending"}
+        self.partners += bool(reached)
+        self.contacts += len(reached)
+        self.languages.update(reached.values())
+        if tier1_asked and not any(row["tier"] == 1 for row in rows):
+            self.without_tier1 += 1
+            if len(self.without_tier1_listed) < NO_TIER1_LISTED:
+                self.without_tier1_listed.append({"id": partner.id, "name": partner.name})
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +130,8 @@ async def publish(
     readers: set[str] = set()
     async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
         readers.update(row["language"] for row in rows if row["purpose"] == "partner")
+        if rehearsing():
+            continue  # a dry run: counted in the summary; the transaction is rolled back anyway
         await delivery_store.insert_deliveries(conn, rows)
         pending = [r for r in rows if r["status"] == "pending" and r["purpose"] == "partner"]
         await escalation.schedule_for_notice(conn, settings, notice, pending, now)
@@ -136,10 +170,12 @@ async def plan_deliveries(
     holds one page in memory, not every row; `summary` counts what was planned."""
     audience = notice["audience"] or {}
     situation = await volume.situation_of(conn, notice, await suppression_store.active(conn))
+    partner_ids, components, tiers = audience_filter(audience, incident)
+    tier1_asked = tiers is None or 1 in tiers
     after = None
     while True:
         page = await audience_store.partners_with_contacts(
-            conn, *audience_filter(audience, incident), after=after, limit=PARTNERS_PER_PAGE
+            conn, partner_ids, components, tiers, after=after, limit=PARTNERS_PER_PAGE
         )
         if not page:
             return
@@ -149,18 +185,17 @@ async def plan_deliveries(
         superseded: list[tuple[int, str]] = []
         told: list[str] = []
         for partner in page:
-            planned_for_partner = 0
+            planned: list[dict[str, Any]] = []
             for contact in partner.contacts:
                 plan = plan_contact(settings, situation, notice, partner, contact, history.get(contact.id, []), now)
-                rows.extend(plan.rows)
+                planned.extend(plan.rows)
                 superseded.extend(plan.superseded)
-                for row in plan.rows:
-                    summary.count(row)
-                    planned_for_partner += row["status"] == "pending"
-            summary.partners += planned_for_partner > 0
-            if planned_for_partner:
+            for row in planned:
+                summary.count(row)
+            summary.add_partner(partner, planned, tier1_asked)
+            if any(row["status"] == "pending" for row in planned):
                 told.append(partner.id)
-        summary.total += sum(1 for row in rows if row["status"] == "pending")
+            rows.extend(planned)
         await delivery_store.mark_merged(conn, superseded, now)
         copies = await owner_copies(conn, settings, notice, told, now)
         summary.internal += len(copies)

@@ -210,6 +210,11 @@ class Renderer:
             return one_line(text)
         return _BLANK_LINES.sub("\n\n", text).strip() + "\n" if part == "txt" else text
 
+    def sms_overflows(self, kind: str, lang: str, context: Mapping[str, Any]) -> bool:
+        """Whether the SMS as written is over its segment budget, so that `render_part` cuts it."""
+        template = self._template(kind, lang, "sms")
+        return not self._fits(template.render({**context, "kind": kind, "lang": lang}).strip())
+
     def _template(self, kind: str, lang: str, part: str) -> Template:
         try:
             return self._templates[kind, lang, part]

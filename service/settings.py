@@ -287,6 +287,15 @@ class QuestionSettings(_Section):
     batch_size: int = Field(50, ge=1)
 
 
+class ConsoleSettings(_Section):
+    """The operator console under /console/. Sessions are cookies encrypted with `secret`
+    (HERALD_CONSOLE__SECRET); without it each process makes a random key, so a restart signs
+    everyone out."""
+
+    secret: SecretStr | None = None
+    session_minutes: float = Field(480.0, gt=0)
+
+
 class DirectorySettings(_Section):
     path: str = str(ROOT / "config" / "partners.example.yaml")
     import_on_start: bool = True
@@ -427,6 +436,8 @@ class Settings(BaseSettings):
 
     # Partner questions and their reminders; see service/questions.py.
     questions: QuestionSettings = QuestionSettings()
+
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(

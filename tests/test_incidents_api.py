@@ -279,3 +279,16 @@ async def test_incident_with_no_subscribed_partner_plans_no_deliveries(client: A
     assert opened["deliveries"]["total"] == 0
     async with client.app[appkeys.STORE].read() as conn:
         assert await conn.scalar(select(func.count()).select_from(deliveries)) == 0
+
+
+async def test_a_draft_can_be_discarded_and_then_never_published(client: Any) -> None:
+    body = incident(notice={**SAMPLE["notice"], "publish": False})
+    draft = await (await client.post("/v1/incidents", json=body, headers=auth("operator"))).json()
+    discarded = await client.post(f"/v1/notices/{draft['notice_id']}/discard", headers=auth("operator"))
+    assert discarded.status == 200
+    drafts = await (await client.get("/v1/notices/drafts", headers=auth("operator"))).json()
+    assert draft["notice_id"] not in [n["id"] for n in drafts["items"]]
+    published = await client.post(f"/v1/notices/{draft['notice_id']}/publish", headers=auth("operator"))
+    assert published.status == 409
+    again = await client.post(f"/v1/notices/{draft['notice_id']}/discard", headers=auth("operator"))
+    assert again.status == 409

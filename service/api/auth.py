@@ -35,6 +35,10 @@ class TokenTable:
             if t.secret is not None and t.secret.get_secret_value()
         ]
 
+    def by_name(self, name: str) -> Principal | None:
+        """The principal of a configured token (a console session keeps only the name)."""
+        return next((principal for _, principal in self._tokens if principal.name == name), None)
+
     def lookup(self, presented: str) -> Principal | None:
         candidate = presented.encode("utf-8", "surrogateescape")  # the bytes as received
         found = None

@@ -116,10 +116,14 @@ def documented_routes(app: web.Application) -> list[tuple[str, str, Any]]:
 
 
 def _routes(app: web.Application) -> list[tuple[str, Any, Any]]:
+    """The API's routes. Console pages (service/web, marked `herald_page`) are HTML for people,
+    signed in with a session cookie: they are not part of the API's contract."""
     return [
         (route.method, route.resource, route.handler)
         for route in app.router.routes()
-        if route.method not in ("HEAD", "*") and route.resource is not None
+        if route.method not in ("HEAD", "*")
+        and route.resource is not None
+        and not getattr(route.handler, "herald_page", False)
     ]
 
 

@@ -19,14 +19,13 @@ from service.api import replies
 from service.api.auth import principal_of, requires
 from service.api.contract import operation
 from service.api.params import Limit, QueryId, QueryTime, parse_query, path_id, timestamp
-from service.errors import Conflict, NotFound
+from service.dispatcher import requeue_delivery
+from service.errors import NotFound
 from service.notices import iso
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import log as log_store
-from service.store import suppressions as suppression_store
 from service.store.log import DeliveryFilter
-from service.store.records import audit
 from service.volume import explain
 
 routes = web.RouteTableDef()
@@ -137,6 +136,11 @@ async def export_deliveries(request: web.Request) -> web.StreamResponse:
     """The filtered log as CSV, written page by page while the pages are read: the export of a
     large incident never sits in memory whole."""
     where = parse_query(request, DeliveryQuery).where()  # before prepare(): a bad filter is still a JSON 400
+    return await stream_csv(request, where)
+
+
+async def stream_csv(request: web.Request, where: DeliveryFilter) -> web.StreamResponse:
+    """The filtered log as CSV (the API's export and the console's download)."""
     page_size = log_store.EXPORT_PAGE_SIZE
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     response = web.StreamResponse(
@@ -149,7 +153,7 @@ async def export_deliveries(request: web.Request) -> web.StreamResponse:
     response.charset = "utf-8"
     await response.prepare(request)
     await response.write(csv_lines([FIELDS]))
-    async for page in log_store.delivery_pages(request.app[appkeys.STORE], where, page_size):
+    async for page in log_store.delivery_pages(request.config_dict[appkeys.STORE], where, page_size):
         await response.write(csv_lines(csv_row(row) for row in page))
     await response.write_eof()
     return response
@@ -227,29 +231,6 @@ async def notice_summary(request: web.Request) -> web.Response:
 async def retry_delivery(request: web.Request) -> web.Response:
     delivery_id = path_id(request)
     async with request.app[appkeys.STORE].begin() as conn:
-        delivery = await delivery_store.get_delivery(conn, delivery_id)
-        if delivery is None:
-            raise NotFound(f"no delivery {delivery_id}")
-        suppressed = await suppression_store.find_active(conn, delivery["channel"], delivery["address"])
-        if suppressed is not None:
-            raise Conflict(
-                f"delivery {delivery_id} goes to a suppressed address ({suppressed['source']} "
-                f"{suppressed['code'] or ''}: {suppressed['reason']}); fix the contact and clear "
-                f"suppression {suppressed['id']} first",
-                code="address_suppressed",
-            )
-        if not await delivery_store.requeue(conn, delivery_id):
-            raise Conflict(
-                f"delivery {delivery_id} is {delivery['status']}; only dead or failed deliveries are re-queued",
-                code="not_retryable",
-            )
-        await audit(
-            conn,
-            "delivery.requeued",
-            "delivery",
-            delivery_id,
-            principal_of(request).name,
-            {"was": delivery["status"], "last_error": delivery["last_error"]},
-        )
+        await requeue_delivery(conn, delivery_id, principal_of(request).name)
     request.app[appkeys.DISPATCHER_WAKE]()
     return web.json_response({"id": delivery_id, "status": "pending"}, status=202)

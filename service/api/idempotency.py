@@ -22,6 +22,7 @@ from aiohttp import web
 from service import appkeys
 from service.api.auth import principal_of
 from service.api.errors import ApiError, Handler, read_body
+from service.api.params import dry_run_arg
 from service.errors import Conflict, InvalidInput
 from service.store import Store
 from service.store.records import (
@@ -54,7 +55,7 @@ def idempotent(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         key = idempotency_key(request)
-        if key is None:
+        if key is None or dry_run_arg(request):  # a dry run stores nothing, its key included
             return await handler(request)
         store: Store = request.app[appkeys.STORE]
         principal = principal_of(request).name

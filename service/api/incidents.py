@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import appkeys
 from service import incidents as incident_flow
@@ -15,16 +16,17 @@ from service.api.auth import principal_of, requires
 from service.api.contract import operation
 from service.api.errors import read_model
 from service.api.idempotency import IDEMPOTENCY, idempotent
-from service.api.params import Limit, QueryId, QueryTime, parse_query, path_id, timestamp
-from service.errors import MissingField, NotFound
-from service.incidents import IncidentCreate, IncidentUpdate, NoticeDraft, Outcome, Status, incident_json
-from service.notices import Audience, Component, check_required, notice_json
-from service.planner import check_audience, publish
+from service.api.params import DryRunQuery, Limit, QueryId, QueryTime, dry_run_arg, parse_query, path_id, timestamp
+from service.broadcasts import Broadcast, open_broadcast
+from service.errors import NotFound
+from service.incidents import IncidentCreate, IncidentUpdate, Outcome, Status, incident_json
+from service.notices import Component, notice_json
+from service.preview import preview_notice
 from service.promises import promise_json
 from service.settings import Severity
 from service.store import incidents as incident_store
 from service.store import promises as promise_store
-from service.store.records import audit, record_inbound
+from service.store.records import record_inbound
 
 routes = web.RouteTableDef()
 
@@ -52,35 +54,61 @@ def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.
     return web.json_response(outcome.as_json(), status=status)
 
 
+async def write_or_preview(
+    request: web.Request, work: Callable[[AsyncConnection], Awaitable[Outcome]], status: Callable[[Outcome], int]
+) -> web.Response:
+    """Do the work and answer with its outcome, or with `?dry_run=true` do the very same work in a
+    transaction that is rolled back and answer 200 with the preview of what it would send."""
+    store = request.app[appkeys.STORE]
+    if not dry_run_arg(request):
+        async with store.begin() as conn:
+            outcome = await work(conn)
+        return _accepted(request, outcome, status(outcome))
+    ack_link = request.app[appkeys.DISPATCHER_OPTIONS]["ack_link"]
+    async with store.rehearse() as conn:
+        outcome = await work(conn)
+        preview = await preview_notice(conn, request.app[appkeys.SETTINGS], outcome.notice_id, outcome.plan, ack_link)
+    return web.json_response(preview.as_json(), status=200)
+
+
+DRY_RUN = "With `?dry_run=true`: the same checks, nothing written, 200 with the preview of what would be sent."
+
+
 @routes.post("/v1/incidents")
 @requires("operator")
 @operation(
     "Open an incident; its initial notice is planned before the reply",
-    {201: replies.NoticeOutcome, 202: replies.NoticeOutcome},
+    {200: replies.Preview, 201: replies.NoticeOutcome, 202: replies.NoticeOutcome},
     body=IncidentCreate,
+    query=DryRunQuery,
     headers=IDEMPOTENCY,
     tag="incidents",
     example=INCIDENT_EXAMPLE,
-    description="202 with the deliveries planned per tier and channel; 201 when the notice is kept as a draft.",
+    description="202 with the deliveries planned per tier and channel; 201 when the notice is kept as a draft. "
+    + DRY_RUN,
 )
 @idempotent
 async def create_incident(request: web.Request) -> web.Response:
     body, raw = await read_model(request, IncidentCreate)
     actor = principal_of(request).name
-    async with request.app[appkeys.STORE].begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Outcome:
         outcome = await incident_flow.open_incident(conn, request.app[appkeys.SETTINGS], body, actor)
         await record_inbound(
             conn, "api", raw, actor, request.content_type, incident_id=outcome.incident_id, notice_id=outcome.notice_id
         )
-    return _accepted(request, outcome, 201 if outcome.plan is None else 202)
+        return outcome
+
+    return await write_or_preview(request, work, lambda outcome: 201 if outcome.plan is None else 202)
 
 
 @routes.post("/v1/incidents/{id:\\d+}/updates")
 @requires("operator")
 @operation(
     "Change an incident; a state change partners should hear about produces its notice",
-    {200: replies.NoticeOutcome, 202: replies.NoticeOutcome},
+    {200: (replies.NoticeOutcome, replies.Preview), 202: replies.NoticeOutcome},
     body=IncidentUpdate,
+    query=DryRunQuery,
     headers=IDEMPOTENCY,
     errors=(409,),
     tag="incidents",
@@ -88,19 +116,23 @@ async def create_incident(request: web.Request) -> web.Response:
         "status": "recovering",
         "notice": {"fields": {"current_status": "切り戻し中です", "next_update_at": "2026-11-25T17:00:00+09:00"}},
     },
-    description='409 on a transition the state machine does not allow; `"notice": null` changes silently (200).',
+    description='409 on a transition the state machine does not allow; `"notice": null` changes silently (200). '
+    + DRY_RUN,
 )
 @idempotent
 async def update_incident(request: web.Request) -> web.Response:
     incident_id = path_id(request)
     body, raw = await read_model(request, IncidentUpdate)
     actor = principal_of(request).name
-    async with request.app[appkeys.STORE].begin() as conn:
+
+    async def work(conn: AsyncConnection) -> Outcome:
         outcome = await incident_flow.update_incident(conn, request.app[appkeys.SETTINGS], incident_id, body, actor)
         await record_inbound(
             conn, "api", raw, actor, request.content_type, incident_id=incident_id, notice_id=outcome.notice_id
         )
-    return _accepted(request, outcome, 200 if outcome.plan is None else 202)
+        return outcome
+
+    return await write_or_preview(request, work, lambda outcome: 200 if outcome.plan is None else 202)
 
 
 class IncidentQuery(BaseModel):
@@ -162,39 +194,60 @@ async def list_drafts(request: web.Request) -> web.Response:
     return web.json_response({"items": [notice_json(n) for n in drafts]})
 
 
+class PublishQuery(DryRunQuery):
+    allow_language_fallback: bool = Field(
+        False, description="publish although a language its recipients read has no text (they get the other one)"
+    )
+
+
 @routes.post("/v1/notices/{id:\\d+}/publish")
 @requires("operator")
-@operation("Publish a draft notice", {202: replies.NoticeOutcome}, headers=IDEMPOTENCY, errors=(409,), tag="notices")
+@operation(
+    "Publish a draft notice",
+    {200: replies.Preview, 202: replies.NoticeOutcome},
+    query=PublishQuery,
+    headers=IDEMPOTENCY,
+    errors=(409,),
+    tag="notices",
+    description=DRY_RUN,
+)
 @idempotent
 async def publish_draft(request: web.Request) -> web.Response:
     notice_id = path_id(request)
+    actor = principal_of(request).name
+    fallback = parse_query(request, PublishQuery).allow_language_fallback
+
+    async def work(conn: AsyncConnection) -> Outcome:
+        return await incident_flow.publish_draft(conn, request.app[appkeys.SETTINGS], notice_id, actor, fallback)
+
+    return await write_or_preview(request, work, lambda outcome: 202)
+
+
+@routes.post("/v1/notices/{id:\\d+}/discard")
+@requires("operator")
+@operation(
+    "Set a draft aside: it is kept, marked discarded, and never published",
+    {200: replies.Discarded},
+    errors=(409,),
+    tag="notices",
+)
+async def discard_draft(request: web.Request) -> web.Response:
+    notice_id = path_id(request)
     async with request.app[appkeys.STORE].begin() as conn:
-        outcome = await incident_flow.publish_draft(
-            conn,
-            request.app[appkeys.SETTINGS],
-            notice_id,
-            principal_of(request).name,
-            request.query.get("allow_language_fallback") in ("1", "true"),
-        )
-    return _accepted(request, outcome)
-
-
-class Broadcast(NoticeDraft):
-    """A notice not tied to an incident: scheduled maintenance, a BCP revision, a general notice."""
-
-    model_config = ConfigDict(extra="forbid")
-    severity: Severity = "maintenance"
-    audience: Audience = Audience(all_partners=True)
+        await incident_flow.discard_draft(conn, notice_id, principal_of(request).name)
+    return web.json_response({"notice_id": notice_id, "state": "discarded"})
 
 
 @routes.post("/v1/broadcasts")
 @requires("operator")
 @operation(
     "A notice without an incident: maintenance, a BCP revision, a general notice",
-    {202: replies.NoticeOutcome},
+    {200: replies.Preview, 202: replies.NoticeOutcome},
     body=Broadcast,
+    query=DryRunQuery,
     headers=IDEMPOTENCY,
     tag="notices",
+    description=DRY_RUN,
     example={
         "kind": "maintenance",
         "fields": {
@@ -210,29 +263,11 @@ class Broadcast(NoticeDraft):
 @idempotent
 async def create_broadcast(request: web.Request) -> web.Response:
     draft, raw = await read_model(request, Broadcast)
-    if draft.kind is None:
-        raise MissingField("a broadcast names its notice kind", "kind")
-    check_required(draft.kind, draft.fields)
     actor = principal_of(request).name
-    async with request.app[appkeys.STORE].begin() as conn:
-        await check_audience(conn, draft.audience, "audience")
-        notice: dict[str, Any] = {
-            "incident_id": None,
-            "kind": draft.kind,
-            "version": 1,
-            "corrects_id": None,
-            "state": "draft",
-            "severity": draft.severity,
-            "status": None,
-            "fields": draft.fields.model_dump(mode="json", exclude_none=True),
-            "audience": draft.audience.model_dump(),
-            "next_update_at": None,
-            "created_by": actor,
-            "allow_language_fallback": draft.allow_language_fallback,
-        }
-        notice["id"] = await incident_store.insert_notice(conn, notice)
-        await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": draft.kind, "broadcast": True})
-        plan = await publish(conn, request.app[appkeys.SETTINGS], notice) if draft.publish else None
-        await record_inbound(conn, "api", raw, actor, request.content_type, notice_id=notice["id"])
-    outcome = Outcome(None, notice["id"], 1, "published" if plan else "draft", plan)
-    return _accepted(request, outcome)
+
+    async def work(conn: AsyncConnection) -> Outcome:
+        outcome = await open_broadcast(conn, request.app[appkeys.SETTINGS], draft, actor)
+        await record_inbound(conn, "api", raw, actor, request.content_type, notice_id=outcome.notice_id)
+        return outcome
+
+    return await write_or_preview(request, work, lambda outcome: 202)

@@ -55,3 +55,14 @@ def parse_query(request: web.Request, model: type[Query]) -> Query:
 
 def timestamp(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
+
+
+class DryRunQuery(BaseModel):
+    dry_run: bool = Field(
+        False, description="true: validate and plan as for real, write nothing, answer 200 with the preview"
+    )
+
+
+def dry_run_arg(request: web.Request) -> bool:
+    """`?dry_run=true`: validate and plan as for real, write nothing, answer with a preview."""
+    return parse_query(request, DryRunQuery).dry_run

@@ -361,3 +361,54 @@ class Answered(Reply):
     question_id: int
     state: str
     publish: bool
+
+
+class EmailPreview(Reply):
+    subject: str | None
+    text: str
+    html: str | None
+
+
+class SmsPreview(Reply):
+    text: str
+    length: int
+    units: int
+    encoding: str  # GSM-7 | UCS-2
+    segments: int
+    max_segments: int
+    cut: bool
+
+
+class MessagePreview(Reply):
+    email: EmailPreview
+    sms: SmsPreview
+
+
+class AudiencePreview(PlanCounts):
+    contacts: int
+    deliveries: int
+    by_tier_channel: dict[str, dict[str, int]]
+    languages: dict[str, int]
+    sms_segments: int
+
+
+class PreviewWarning(Reply):
+    code: str  # missing_language | next_update_missing | next_update_past | sms_cut | no_tier1_contact | no_recipients
+    detail: str
+    field: str | None = None
+    language: str | None = None
+
+
+class Preview(Reply):
+    """`?dry_run=true`: what publishing would send, per language its recipients read, and to whom."""
+
+    dry_run: bool
+    notice: dict[str, Any] | None
+    messages: dict[str, MessagePreview]
+    audience: dict[str, Any] | AudiencePreview
+    warnings: list[PreviewWarning]
+
+
+class Discarded(Reply):
+    notice_id: int
+    state: str

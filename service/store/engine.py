@@ -6,7 +6,8 @@ import asyncio
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ def unavailable_cause(exc: BaseException) -> str | None:
     if isinstance(exc, (sa_exc.InterfaceError, sa_exc.OperationalError)) and not sqlstate:
         return f"the database connection failed ({type(original).__name__})"
     return None
+
+
+_rehearsing: ContextVar[bool] = ContextVar("herald_rehearsing", default=False)
+
+
+def rehearsing() -> bool:
+    """True inside `Store.rehearse()`: whatever is written now is rolled back."""
+    return _rehearsing.get()
 
 
 def normalise_url(url: str) -> str:
@@ -139,6 +148,27 @@ class Store:
         except Exception as exc:
             _raise_unavailable(exc)
             raise
+
+    @asynccontextmanager
+    async def rehearse(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction that is always rolled back: a dry run goes through the real code
+        (the same checks, the same plan) and leaves nothing behind. While it is open `rehearsing()`
+        is true, so bulk writes that only matter once committed (a plan's delivery rows) may be
+        counted instead of written."""
+        token = _rehearsing.set(True)
+        lock: AbstractAsyncContextManager[object] = self._write_lock or nullcontext()
+        try:
+            async with lock, self.engine.connect() as conn:
+                await conn.begin()
+                try:
+                    yield conn
+                finally:
+                    await conn.rollback()
+        except Exception as exc:
+            _raise_unavailable(exc)
+            raise
+        finally:
+            _rehearsing.reset(token)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

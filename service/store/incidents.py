@@ -6,9 +6,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, case, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from service.settings import SEVERITIES
 from service.store.engine import inserted_id
 from service.store.models import Incident, Notice
 from service.store.tables import deliveries, incidents, notices
@@ -124,3 +125,27 @@ async def delivery_counts_by_notice(conn: AsyncConnection, notice_ids: Sequence[
     for notice_id, status, count in await conn.execute(query):
         counts.setdefault(int(notice_id), {})[status] = int(count)
     return counts
+
+
+async def open_incidents(conn: AsyncConnection, limit: int = 200) -> list[dict[str, Any]]:
+    """Incidents not resolved yet, most severe first, then the newest."""
+    severity_rank = case({s: i for i, s in enumerate(SEVERITIES)}, value=incidents.c.severity, else_=9)
+    query = (
+        select(incidents)
+        .where(incidents.c.status != "resolved")
+        .order_by(severity_rank, incidents.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def last_published(conn: AsyncConnection, incident_ids: Sequence[int]) -> dict[int, float]:
+    """When partners last heard about each incident."""
+    if not incident_ids:
+        return {}
+    query = (
+        select(notices.c.incident_id, func.max(notices.c.published_at))
+        .where(notices.c.incident_id.in_(list(incident_ids)), notices.c.state == "published")
+        .group_by(notices.c.incident_id)
+    )
+    return {int(i): float(at) for i, at in await conn.execute(query) if at is not None}

@@ -252,3 +252,47 @@ async def tier1_coverage(conn: AsyncConnection) -> list[dict[str, Any]]:
         .order_by(partners.c.id)
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def search_partners(
+    conn: AsyncConnection, text: str | None = None, after: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """A page of partners whose id or name contains `text`, with their contact counts."""
+    query = select(partners).order_by(partners.c.id).limit(limit)
+    if text:
+        pattern = f"%{text.lower()}%"
+        query = query.where(or_(func.lower(partners.c.id).like(pattern), func.lower(partners.c.name).like(pattern)))
+    if after is not None:
+        query = query.where(partners.c.id > after)
+    found = [dict(r) for r in (await conn.execute(query)).mappings()]
+    if not found:
+        return []
+    reachable = case((or_(contacts.c.email.is_not(None), contacts.c.phone.is_not(None)), 1), else_=0)
+    counts = (
+        select(
+            contacts.c.partner_id,
+            func.count().label("contacts"),
+            func.coalesce(func.sum(case((contacts.c.tier == 1, reachable), else_=0)), 0).label("tier1_reachable"),
+        )
+        .where(contacts.c.partner_id.in_([p["id"] for p in found]))
+        .group_by(contacts.c.partner_id)
+    )
+    by_partner = {r["partner_id"]: r for r in (await conn.execute(counts)).mappings()}
+    for partner in found:
+        row = by_partner.get(partner["id"])
+        partner["contacts"] = int(row["contacts"]) if row else 0
+        partner["tier1_reachable"] = int(row["tier1_reachable"]) if row else 0
+    return found
+
+
+async def coverage_gaps(conn: AsyncConnection, limit: int = 200) -> tuple[int, list[dict[str, Any]]]:
+    """Partners with no tier-1 contact that has an email or a phone: (how many, the first few)."""
+    reachable_tier1 = (
+        select(contacts.c.partner_id)
+        .where(contacts.c.tier == 1, or_(contacts.c.email.is_not(None), contacts.c.phone.is_not(None)))
+        .distinct()
+    )
+    missing = partners.c.id.not_in(reachable_tier1)
+    total = int(await conn.scalar(select(func.count()).select_from(partners).where(missing)) or 0)
+    query = select(partners.c.id, partners.c.name).where(missing).order_by(partners.c.id).limit(limit)
+    return total, [dict(r) for r in (await conn.execute(query)).mappings()]

@@ -1,1 +1,2 @@
-"""Pages for people: the partner page (service/web/partner.py)."""
+"""Pages for people: the operator console under /console/ (service/web/console.py, see
+docs/console.md) and the partner page (service/web/partner.py)."""
