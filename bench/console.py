@@ -22,11 +22,13 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from bench.common import herald_process, percentile, table
@@ -44,7 +46,7 @@ def bench_settings(db_path: Path) -> Settings:
     return Settings.model_validate(
         {
             "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
-            "auth": {"tokens": [Token(name="bench", scopes=["admin"], secret=TOKEN)]},  # type: ignore[list-item]
+            "auth": {"tokens": [Token(name="bench", scopes=["admin"], secret=SecretStr(TOKEN))]},
             "dispatch": {"enabled": False},
             "directory": {"import_on_start": False},
         }
@@ -86,7 +88,7 @@ async def sign_in(session: aiohttp.ClientSession, base: str) -> str:
     )
     assert response.status == 200 and str(response.url).endswith("/console/"), response.status
     board = await response.text()
-    return re.search(r'name="csrf" value="([^"]+)"', board).group(1)  # type: ignore[union-attr]
+    return re.search(r'name="csrf" value="([^"]+)"', board).group(1)
 
 
 async def timed(runs: int, call: Callable[[], Awaitable[aiohttp.ClientResponse]], expect: int) -> list[float]:
@@ -176,7 +178,7 @@ async def measure(
     ]
     results: list[tuple[str, list[float]]] = []
     for path in pages:
-        results.append((f"GET {path}", await timed(runs, lambda p=path: session.get(base + p), 200)))
+        results.append((f"GET {path}", await timed(runs, partial(session.get, base + path), 200)))
     update = {
         "status": "identified",
         "notice": {"fields": {"current_status": {"ja": "特定しました。", "en": "Found."}}},
@@ -198,7 +200,7 @@ async def measure(
     ]
     for path, body in dry_runs:
         results.append(
-            (f"POST {path}", await timed(runs, lambda p=path, b=body: session.post(base + p, json=b, headers=api), 200))
+            (f"POST {path}", await timed(runs, partial(session.post, base + path, json=body, headers=api), 200))
         )
     form = compose_form(csrf)
     results.append(

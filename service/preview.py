@@ -17,20 +17,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import compose, planner
+from service.dispatcher import load_notice
 from service.notices import LANGUAGES, iso
-from service.segments import sms_segments
+from service.segments import SegmentInfo, sms_segments
 from service.settings import Settings
 from service.store import incidents as incident_store
 from service.store.engine import rehearsing
+from service.store.models import Delivery, Incident, Notice, Recipient
 
-AckLink = Callable[[dict[str, Any]], str | None]
+AckLink = Callable[[Delivery], str | None]
 
 # Sample acknowledgement links are as long as those of a seven-digit delivery id.
 SAMPLE_DELIVERY_ID = 9_999_999
-SAMPLE_RECIPIENT = {
-    "ja": {"name": "ご担当者名", "partner_name": "取引先名"},
-    "en": {"name": "Contact Name", "partner_name": "Partner Name"},
-}
+SAMPLE_NAMES = {"ja": ("ご担当者名", "取引先名"), "en": ("Contact Name", "Partner Name")}
 # Operator text a partner reads (responsible.name and .department are checked as well).
 TEXT_FIELDS = (
     "title",
@@ -91,9 +90,12 @@ async def preview_notice(
         return Preview()  # the incident changes without telling partners
     now = time.time() if now is None else now
     if plan is None:
-        draft, _, _ = await incident_store.notice_as_written(conn, notice_id)
+        draft = await incident_store.get_notice(conn, notice_id)
+        if draft is None:
+            raise LookupError(f"no notice {notice_id}")
         plan = await planner.publish(conn, settings, draft)
-    notice, incident, corrects_version = await incident_store.notice_as_written(conn, notice_id)
+    loaded = await load_notice(conn, notice_id)
+    notice, incident, corrects_version = loaded.notice, loaded.incident, loaded.corrects_version
     languages = [lang for lang in LANGUAGES if plan.languages[lang]] or list(LANGUAGES)
     renders = _Renders(settings, notice, incident, corrects_version, ack_link, now)
     messages = {lang: renders.messages(lang) for lang in languages}
@@ -106,7 +108,7 @@ async def preview_notice(
         "sms_segments": sum(renders.sms(lang, tier)[1].segments * count for (lang, tier), count in plan.sms.items()),
     }
     warnings = [
-        *language_gaps(notice["fields"], languages, plan),
+        *language_gaps(notice.fields, languages, plan),
         *promise_warnings(notice, incident, now),
         *[
             {"code": "sms_cut", "language": lang, "detail": f"the {lang} SMS was shortened to fit its segment budget"}
@@ -118,44 +120,64 @@ async def preview_notice(
     return Preview(_notice_json(notice, corrects_version), messages, audience, warnings)
 
 
+def sample_recipient(lang: str, tier: int) -> Recipient:
+    name, partner_name = SAMPLE_NAMES[lang]
+    return Recipient(name, partner_name, tier)
+
+
 class _Renders:
     """The notice rendered by the dispatcher's own composer, for a sample recipient per language."""
 
     def __init__(
         self,
         settings: Settings,
-        notice: dict[str, Any],
-        incident: dict[str, Any] | None,
+        notice: Notice,
+        incident: Incident | None,
         corrects_version: int | None,
         ack_link: AckLink,
         now: float,
     ) -> None:
         self.settings, self.notice, self.incident = settings, notice, incident
         self.corrects_version, self.ack_link, self.now = corrects_version, ack_link, now
-        self._sms: dict[tuple[str, int], tuple[str, Any, bool]] = {}
+        self._sms: dict[tuple[str, int], tuple[str, SegmentInfo, bool]] = {}
+
+    def _delivery(self, lang: str, channel: str, tier: int) -> Delivery:
+        return Delivery(
+            id=SAMPLE_DELIVERY_ID,
+            notice_id=self.notice.id,
+            incident_id=self.notice.incident_id,
+            partner_id="",
+            contact_id=0,
+            tier=tier,
+            channel=channel,
+            address="",
+            language=lang,
+            priority=0,
+            status="pending",
+            attempts=0,
+            next_attempt_at=self.now,
+            message_id="",
+            escalation_step=0,
+            created_at=self.now,
+            updated_at=self.now,
+            recipient=sample_recipient(lang, tier),
+        )
 
     def _compose(self, lang: str, channel: str, tier: int) -> tuple[str | None, str, str | None, str | None]:
-        delivery = {
-            "id": SAMPLE_DELIVERY_ID,
-            "language": lang,
-            "channel": channel,
-            "tier": tier,
-            "address": "",
-            "message_id": "",
-            "created_at": self.now,
-        }
+        delivery = self._delivery(lang, channel, tier)
         ack_url = self.ack_link(delivery)
         message, _ = compose.outbound(
-            self.settings, delivery, self.notice, self.incident, SAMPLE_RECIPIENT[lang], ack_url, self.corrects_version
+            self.settings, delivery, self.notice, self.incident, ack_url, self.corrects_version
         )
         return message.subject, message.text, message.html, ack_url
 
-    def sms(self, lang: str, tier: int) -> tuple[str, Any, bool]:
+    def sms(self, lang: str, tier: int) -> tuple[str, SegmentInfo, bool]:
         """(text, segments, cut) of the SMS a contact of this tier reads (tiers differ by the link)."""
         if (lang, tier) not in self._sms:
             _, text, _, ack_url = self._compose(lang, "sms", tier)
+            recipient = sample_recipient(lang, tier)
             cut = compose.sms_cut(
-                self.settings, self.notice, self.incident, lang, SAMPLE_RECIPIENT[lang], ack_url, self.corrects_version
+                self.settings, self.notice, self.incident, lang, recipient, ack_url, self.corrects_version
             )
             self._sms[lang, tier] = (text, sms_segments(text), cut)
         return self._sms[lang, tier]
@@ -184,16 +206,16 @@ def _by_tier_channel(plan: planner.PlanSummary) -> dict[str, dict[str, int]]:
     return table
 
 
-def _notice_json(notice: dict[str, Any], corrects_version: int | None) -> dict[str, Any]:
+def _notice_json(notice: Notice, corrects_version: int | None) -> dict[str, Any]:
     return {
-        "kind": notice["kind"],
-        "version": notice["version"],
+        "kind": notice.kind,
+        "version": notice.version,
         "corrects_version": corrects_version,
-        "severity": notice["severity"],
-        "status": notice["status"],
-        "fields": notice["fields"],
-        "audience": notice["audience"],
-        "next_update_at": iso(notice["next_update_at"]),
+        "severity": notice.severity,
+        "status": notice.status,
+        "fields": notice.fields,
+        "audience": notice.audience,
+        "next_update_at": iso(notice.next_update_at),
     }
 
 
@@ -241,13 +263,13 @@ def language_gaps(fields: dict[str, Any], languages: list[str], plan: planner.Pl
     return warnings
 
 
-def promise_warnings(notice: dict[str, Any], incident: dict[str, Any] | None, now: float) -> list[dict[str, Any]]:
-    promised = notice["next_update_at"]
+def promise_warnings(notice: Notice, incident: Incident | None, now: float) -> list[dict[str, Any]]:
+    promised = notice.next_update_at
     if promised is not None and promised < now:
         return [
             {"code": "next_update_past", "field": "fields.next_update_at", "detail": "the next update time is past"}
         ]
-    still_open = incident is not None and incident["status"] != "resolved" and notice["kind"] != "resolved"
+    still_open = incident is not None and incident.status != "resolved" and notice.kind != "resolved"
     if promised is None and still_open:
         return [
             {
@@ -260,7 +282,7 @@ def promise_warnings(notice: dict[str, Any], incident: dict[str, Any] | None, no
 
 
 def audience_warnings(plan: planner.PlanSummary) -> list[dict[str, Any]]:
-    warnings = []
+    warnings: list[dict[str, Any]] = []
     if plan.total == 0:
         warnings.append({"code": "no_recipients", "detail": "nobody would receive this notice"})
     if plan.without_tier1:

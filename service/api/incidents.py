@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import appkeys
 from service import incidents as incident_flow
+from service.acks import ack_link
 from service.api import replies
 from service.api.auth import principal_of, requires
 from service.api.contract import operation
@@ -64,10 +65,11 @@ async def write_or_preview(
         async with store.begin() as conn:
             outcome = await work(conn)
         return _accepted(request, outcome, status(outcome))
-    ack_link = request.app[appkeys.DISPATCHER_OPTIONS]["ack_link"]
+    settings = request.app[appkeys.SETTINGS]
+    links = ack_link(settings, request.app[appkeys.ACK_SIGNER])
     async with store.rehearse() as conn:
         outcome = await work(conn)
-        preview = await preview_notice(conn, request.app[appkeys.SETTINGS], outcome.notice_id, outcome.plan, ack_link)
+        preview = await preview_notice(conn, settings, outcome.notice_id, outcome.plan, links)
     return web.json_response(preview.as_json(), status=200)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import appkeys
 from service import incidents as incident_flow
+from service.acks import ack_link
 from service.broadcasts import Broadcast, open_broadcast
 from service.errors import HeraldError, NotFound
 from service.incidents import TRANSITIONS, IncidentCreate, IncidentUpdate, Outcome
@@ -130,10 +131,10 @@ async def _publish(request: web.Request, form: Form, payload: dict[str, Any], va
 
 
 async def _rehearse(request: web.Request, validated: Any, work: Work) -> Preview:
-    ack_link = request.config_dict[appkeys.DISPATCHER_OPTIONS]["ack_link"]
+    links = ack_link(_settings(request), request.config_dict[appkeys.ACK_SIGNER])
     async with request.config_dict[appkeys.STORE].rehearse() as conn:
         outcome = await work(conn, validated)
-        return await preview_notice(conn, _settings(request), outcome.notice_id, outcome.plan, ack_link)
+        return await preview_notice(conn, _settings(request), outcome.notice_id, outcome.plan, links)
 
 
 def _required(kind: str, shown: list[str]) -> list[str]:
@@ -393,7 +394,7 @@ async def submit_broadcast(request: web.Request) -> web.Response:
     form = _form(request, values_of(posted))
     fields = notice_fields(kind)
     chosen = form.plain("audience") or "all"
-    tiers = sorted(int(t) for t in posted.getall("tiers", []) if str(t) in ("1", "2", "3"))
+    tiers = sorted(int(str(t)) for t in posted.getall("tiers", []) if str(t) in ("1", "2", "3"))
     form.known.update({"audience.partners", "audience.components", "tiers"})
     audience = {
         "all_partners": chosen == "all",
@@ -404,7 +405,7 @@ async def submit_broadcast(request: web.Request) -> web.Response:
     if chosen in ("partners", "components") and not audience[chosen]:
         form.errors[f"audience.{chosen}"] = words.say(form.lang, "err_required")
     notice_values = {**form.fields(fields), "responsible": form.responsible()}
-    payload = {
+    payload: dict[str, Any] = {
         "kind": kind,
         "severity": form.plain("severity") or "maintenance",
         "fields": drop_empty(notice_values),

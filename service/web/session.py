@@ -57,7 +57,7 @@ def page(scope: str) -> Callable[[Handler], Handler]:
 
     def mark(handler: Handler) -> Handler:
         handler.herald_scope = OPEN  # type: ignore[attr-defined]
-        handler.herald_page = True  # type: ignore[attr-defined]  (not part of the API's contract)
+        handler.herald_page = True  # type: ignore[attr-defined]  # not part of the API's contract
         handler.console_scope = scope  # type: ignore[attr-defined]
         return handler
 
@@ -95,7 +95,7 @@ def principal_of(request: web.Request) -> Principal:
 
 
 def lang_of(request: web.Request) -> str:
-    return request.get(LANG, "en")
+    return str(request.get(LANG, "en"))
 
 
 def csrf_token(session: Session) -> str:

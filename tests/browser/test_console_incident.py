@@ -78,11 +78,16 @@ def test_an_operator_publishes_an_incident_and_sees_a_partner_acknowledge(herald
     recipients = re.search(r"([\d,]+)名", publish.inner_text())
     assert recipients, publish.inner_text()
     dialogs: list[str] = []
-    page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+
+    def confirm(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
     publish.click()
     page.wait_for_url(re.compile(r".*/console/incidents/\d+\?flash=published"))
     assert dialogs and recipients.group(1) in dialogs[0], "the confirmation names the number of recipients"
-    incident_id = int(re.search(r"/incidents/(\d+)", page.url).group(1))  # type: ignore[union-attr]
+    incident_id = int(re.search(r"/incidents/(\d+)", page.url).group(1))
 
     page.locator("[data-state=sent]").wait_for(timeout=30_000)
     unacknowledged = page.locator("ul.unacknowledged li[data-partner]")
