@@ -156,7 +156,7 @@ class Store:
         is true, so bulk writes that only matter once committed (a plan's delivery rows) may be
         counted instead of written."""
         token = _rehearsing.set(True)
-        lock: AbstractAsyncContextManager[object] = self._write_lock or nullcontext()
+        lock: AbstractAsyncContextManager[object] = self._write_lock.turn(False) if self._write_lock else nullcontext()
         try:
             async with lock, self.engine.connect() as conn:
                 await conn.begin()
