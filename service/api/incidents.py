@@ -108,7 +108,7 @@ async def create_incident(request: web.Request) -> web.Response:
 @requires("operator")
 @operation(
     "Change an incident; a state change partners should hear about produces its notice",
-    {200: (replies.NoticeOutcome, replies.Preview), 202: replies.NoticeOutcome},
+    {200: replies.OutcomeOrPreview, 202: replies.NoticeOutcome},
     body=IncidentUpdate,
     query=DryRunQuery,
     headers=IDEMPOTENCY,

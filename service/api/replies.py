@@ -412,3 +412,15 @@ class Preview(Reply):
 class Discarded(Reply):
     notice_id: int
     state: str
+
+
+class OutcomeOrPreview(Reply):
+    """An update's 200: what a silent change did, or with `?dry_run=true` the preview."""
+
+    incident_id: int | None = None
+    notice_id: int | None = None
+    dry_run: bool | None = None
+    notice: dict[str, Any] | None = None
+    messages: dict[str, MessagePreview] | None = None
+    audience: dict[str, Any] | None = None
+    warnings: list[PreviewWarning] | None = None
