@@ -8,13 +8,14 @@ from typing import Any
 
 import phonenumbers
 import pytest
+import yaml
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from service import directory
 from service.cli import main
 from service.cli.directory_files import import_file, show_coverage
-from service.directory import Directory, PartnerSpec, load_directory, parse_directory
+from service.directory import Directory, PartnerSpec, load_directory, parse_directory, parsing
 from service.store import Store
 from service.store import partners as partner_store
 from service.store.tables import audit_log
@@ -363,3 +364,29 @@ async def test_an_error_in_the_last_part_of_a_large_file_changes_nothing_and_nam
     assert [f"{e.path}:{e.line}" for e in errors] == [f"{bad}:{bad_line}"]
     assert "contacts[0].phone" in errors[0].field
     assert await snapshot(store) == before
+
+
+READ_HERE = [
+    "  - id: a\n    name: 'it''s'\n    tier: 1\n    components: [order-api, payments]\n"
+    "    policy:\n      minor: {1: x}\n",
+    '  - id: b\n    name: "plain"\n    contacts:\n    - key: k\n      phone: 090-1234-5678\n    timezone:\n',
+    "  - id: g\n    url: https://status.example.com/a?b=c\n    tier: 0\n",
+]
+HANDED_OVER = [
+    "  - id: c\n    name: yes\n",  # YAML 1.1 reads a boolean: the safe loader's own rules decide
+    "  - id: d\n    name: 0x1F\n    when: 2026-12-05\n    empty: ~\n    n: 012\n",
+    "  - id: e\n    name: a: b\n",  # not valid YAML at all
+    "  - id: f\n    name: &x anchored\n    alias: *x\n    text: |\n      block\n",
+    "  - id: h\n    note: 取引先 # a comment\n",
+]
+
+
+@pytest.mark.parametrize("block", READ_HERE)
+def test_the_quick_reader_reads_plain_directory_yaml_exactly_as_the_safe_loader(block: str) -> None:
+    assert parsing._BlockReader(block).read() == yaml.safe_load(block)
+
+
+@pytest.mark.parametrize("block", HANDED_OVER)
+def test_the_quick_reader_hands_over_what_only_the_safe_loader_reads_right(block: str) -> None:
+    with pytest.raises(parsing.NeedsACarefulLook):
+        parsing._BlockReader(block).read()

@@ -97,9 +97,12 @@ def quick_partners(lines: Iterable[str]) -> Iterator[list[PartnerSpec]]:
     seen: set[str] = set()
     for block in _partner_blocks(lines):
         try:
-            items = yaml.load(block, Loader=_QuickLoader)  # noqa: S506 (a SafeLoader)
-        except yaml.YAMLError:
-            raise NeedsACarefulLook from None
+            items = _BlockReader(block).read()
+        except NeedsACarefulLook:  # beyond the plain reader: libyaml, still without positions
+            try:
+                items = yaml.load(block, Loader=_QuickLoader)  # noqa: S506 (a SafeLoader)
+            except yaml.YAMLError:
+                raise NeedsACarefulLook from None
         if not isinstance(items, list) or duplicate_issues({"partners": items}):
             raise NeedsACarefulLook
         part = []
@@ -113,6 +116,136 @@ def quick_partners(lines: Iterable[str]) -> Iterator[list[PartnerSpec]]:
             seen.add(partner.id)
             part.append(partner)
         yield part
+
+
+class _BlockReader:
+    """Plain block YAML as directory files are written (`key: value` mappings, `- ` lists, one-line
+    `[a, b]` and `{k: v}` collections, plain and simply quoted scalars), read line by line as the
+    safe loader would read it. Anything else (anchors, block scalars, escapes, comments after a
+    value, ...) raises NeedsACarefulLook, for libyaml or the careful parse."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: list[tuple[int, str]] = []
+        for line in text.split("\n"):
+            content = line.lstrip(" ")
+            if not content or content.startswith("#"):
+                continue
+            if "#" in content or "\t" in content or content.rstrip() != content:
+                raise NeedsACarefulLook
+            self.lines.append((len(line) - len(content), content))
+        self.at = 0
+
+    def read(self) -> Any:
+        if not self.lines:
+            raise NeedsACarefulLook
+        value = self._node(self.lines[0][0])
+        if self.at != len(self.lines):
+            raise NeedsACarefulLook
+        return value
+
+    def _node(self, indent: int) -> Any:
+        if self.lines[self.at][1].startswith("-"):
+            return self._sequence(indent)
+        return self._mapping(indent)
+
+    def _sequence(self, indent: int) -> list[Any]:
+        items = []
+        while self.at < len(self.lines):
+            lead, content = self.lines[self.at]
+            if lead < indent or (lead == indent and not content.startswith("-")):
+                break  # the list ends; what follows belongs to the enclosing block
+            if lead > indent or not (content.startswith("- ") or content == "-"):
+                raise NeedsACarefulLook
+            rest = content[1:].lstrip(" ")
+            if not rest:
+                self.at += 1
+                items.append(self._nested(indent))
+                continue
+            column = lead + len(content) - len(rest)
+            if _is_entry(rest):  # a mapping starting on the item's line
+                self.lines[self.at] = (column, rest)
+                items.append(self._mapping(column))
+            else:
+                self.at += 1
+                items.append(_scalar_or_flow(rest))
+        return items
+
+    def _mapping(self, indent: int) -> dict[Any, Any]:
+        mapping: dict[Any, Any] = {}
+        while self.at < len(self.lines):
+            lead, content = self.lines[self.at]
+            if lead < indent:
+                break
+            if lead > indent or not _is_entry(content):
+                raise NeedsACarefulLook
+            key_text, _, value_text = content.partition(":")
+            key = _scalar(key_text)
+            if key in mapping or isinstance(key, (list, dict)) or key is None:
+                raise NeedsACarefulLook
+            self.at += 1
+            value_text = value_text.strip(" ")
+            mapping[key] = _scalar_or_flow(value_text) if value_text else self._nested(indent, in_mapping=True)
+        return mapping
+
+    def _nested(self, indent: int, in_mapping: bool = False) -> Any:
+        """The block under `key:` or `-`: deeper lines, or a `- ` list at a key's own indent."""
+        if self.at < len(self.lines):
+            lead, content = self.lines[self.at]
+            if lead > indent or (in_mapping and lead == indent and content.startswith("- ")):
+                return self._node(lead)
+        return None
+
+
+_ENTRY = re.compile(r"[^\s'\"\[\]{},&*!|>%@`?:-][^:]*:(?: |$)")
+
+
+def _is_entry(content: str) -> bool:
+    """`key: value` or `key:`, with no second `: ` except inside a one-line `{k: v}` mapping."""
+    if not _ENTRY.match(content):
+        return False
+    value = content.partition(":")[2].strip(" ")
+    return value.startswith("{") or (": " not in value and not value.endswith(":"))
+
+
+def _scalar_or_flow(text: str) -> Any:
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1].strip(" ")
+        return [_scalar(item.strip(" ")) for item in inner.split(",")] if inner else []
+    if text.startswith("{") and text.endswith("}"):
+        mapping: dict[Any, Any] = {}
+        for pair in text[1:-1].split(","):
+            key_text, colon, value_text = pair.strip(" ").partition(": ")
+            key = _scalar(key_text)
+            if not colon or key in mapping or key is None:
+                raise NeedsACarefulLook
+            mapping[key] = _scalar(value_text.strip(" "))
+        return mapping
+    return _scalar(text)
+
+
+def _scalar(text: str) -> Any:
+    if not text or text[0] in "[]{},&*!|>%@`?#" or text.startswith(("- ", "-\n")) or ": " in text:
+        raise NeedsACarefulLook
+    if text[0] == "'":
+        inner = text[1:-1]
+        if len(text) < 2 or text[-1] != "'" or "'" in inner.replace("''", ""):
+            raise NeedsACarefulLook
+        return inner.replace("''", "'")
+    if text[0] == '"':
+        inner = text[1:-1]
+        if len(text) < 2 or text[-1] != '"' or '"' in inner or "\\" in inner:
+            raise NeedsACarefulLook
+        return inner
+    if text.endswith(":"):
+        raise NeedsACarefulLook
+    if text[0] not in _MAYBE_NOT_TEXT:
+        return text
+    for tag, pattern in yaml.SafeLoader.yaml_implicit_resolvers.get(text[0], []):
+        if pattern.match(text):
+            if tag == _INT and text.isdigit() and (text == "0" or text[0] != "0"):
+                return int(text)
+            raise NeedsACarefulLook  # a bool, null, float, date...: the safe loader's own rules
+    return text
 
 
 def lines_of(path: str | Path) -> Iterator[str]:
