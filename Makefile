@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/herald demo
+	$(BIN)/herald demo --drill config/drills/order-api-outage.yaml
 
 serve: $(STAMP)
 	$(BIN)/herald serve

@@ -17,6 +17,7 @@ from service.api import (
     contact_requests,
     deliveries,
     docs,
+    drills,
     health,
     incidents,
     observe,
@@ -24,6 +25,7 @@ from service.api import (
     questions,
     receipts,
     reports,
+    schedule,
     suppressions,
     webhooks,
 )
@@ -37,6 +39,7 @@ from service.metrics import Metrics
 from service.partner_page import page_link, page_signer
 from service.promises import promise_ctx
 from service.questions import ReplyTokens, questions_ctx
+from service.scheduled import scheduler_ctx
 from service.settings import Settings, SettingsError
 from service.store import Store
 from service.store import sandbox as sandbox_store
@@ -50,6 +53,8 @@ ROUTE_MODULES = [
     health,
     observe,
     incidents,
+    schedule,
+    drills,
     partners,
     deliveries,
     reports,
@@ -88,6 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(escalation_ctx)
     app.cleanup_ctx.append(promise_ctx)
     app.cleanup_ctx.append(questions_ctx)
+    app.cleanup_ctx.append(scheduler_ctx)
     return app
 
 
@@ -115,8 +121,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
-def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
-    """Real channels where configured; otherwise the sandbox, so a fresh machine can run drills."""
+def sandbox_channels(store: Store) -> dict[str, Channel]:
+    """Channels that only record each message in the database (`sandbox_messages`)."""
 
     async def record(channel: str, message: OutboundMessage) -> None:
         async with store.begin() as conn:
@@ -131,28 +137,27 @@ def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
                 message.message_id,
             )
 
-    channels: dict[str, Channel] = {}
+    return {name: SandboxChannel(name, record) for name in ("email", "sms", "webhook")}
+
+
+def build_channels(settings: Settings, store: Store) -> dict[str, Channel]:
+    """Real channels where configured; otherwise the sandbox, so a fresh machine can run drills."""
+    channels = sandbox_channels(store)
     if settings.email_configured:
         from channels.email import EmailChannel
 
         channels["email"] = EmailChannel.from_settings(settings.smtp)
-    else:
-        channels["email"] = SandboxChannel("email", record)
     if settings.sms_configured:
         from channels.sms import SmsChannel
 
         callback = settings.server.public_base_url.rstrip("/") + "/v1/receipts/twilio"
         channels["sms"] = SmsChannel.from_settings(settings.twilio, status_callback=callback)
-    else:
-        channels["sms"] = SandboxChannel("sms", record)
     if settings.webhook.secret is not None:
         from channels.webhook import WebhookChannel
 
         channels["webhook"] = WebhookChannel(
             settings.webhook.secret.get_secret_value(), settings.webhook.timeout, settings.webhook.allow_http
         )
-    else:
-        channels["webhook"] = SandboxChannel("webhook", record)
     return channels
 
 
@@ -168,6 +173,7 @@ async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         page_link=page_link(settings, app[appkeys.PAGE_SIGNER]),
         observer=app[appkeys.METRICS].observe_attempt,
         reply_address=app[appkeys.REPLY_TOKENS].address_for,
+        drill_sandbox=sandbox_channels(app[appkeys.STORE]),  # where a sandbox drill's messages go
     )
     app[appkeys.DISPATCHER] = dispatcher
     if settings.dispatch.enabled:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from service.principals import Principal
     from service.promises import PromiseChecker
     from service.questions import QuestionReminders, ReplyTokens
+    from service.scheduled import NoticeScheduler
     from service.settings import Settings
     from service.store import Store
 
@@ -40,6 +41,7 @@ ESCALATION_SCHEDULER: web.AppKey[EscalationScheduler] = web.AppKey("escalation_s
 PROMISE_CHECKER: web.AppKey[PromiseChecker] = web.AppKey("promise_checker")
 REPLY_TOKENS: web.AppKey[ReplyTokens] = web.AppKey("reply_tokens")
 QUESTION_REMINDERS: web.AppKey[QuestionReminders] = web.AppKey("question_reminders")
+NOTICE_SCHEDULER: web.AppKey[NoticeScheduler] = web.AppKey("notice_scheduler")
 # The OpenAPI document, built from the router on first request (service/api/docs.py).
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 # Per scope, a second way to authenticate (e.g. an HMAC-signed body for the ingest scope).

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.errors import MissingField
+from service import scheduled
+from service.errors import InvalidInput, MissingField
 from service.incidents import NoticeDraft, Outcome
-from service.notices import Audience, check_required
+from service.notices import Audience, check_required, to_timestamp
 from service.planner import check_audience, publish
 from service.settings import Settings, Severity
 from service.store import incidents as incident_store
@@ -41,7 +43,15 @@ async def open_broadcast(conn: AsyncConnection, settings: Settings, draft: Broad
         "created_by": actor,
         "allow_language_fallback": draft.allow_language_fallback,
     }
+    if draft.follow_ups is not None and not draft.publish:
+        raise InvalidInput("follow_ups go with a published or scheduled notice, not a draft", "follow_ups")
+    now = time.time()
+    if draft.send_at is not None:
+        notice.update(state="scheduled", send_at=to_timestamp(draft.send_at))
+        scheduled.check_send_at(notice["send_at"], now, "send_at")
     notice["id"] = await incident_store.insert_notice(conn, notice)
     await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": draft.kind, "broadcast": True})
-    plan = await publish(conn, settings, notice) if draft.publish else None
-    return Outcome(None, notice["id"], 1, "published" if plan else "draft", plan)
+    plan = await publish(conn, settings, notice) if draft.publish and notice["state"] == "draft" else None
+    if draft.follow_ups is not None:
+        await scheduled.schedule_follow_ups(conn, notice, draft.follow_ups, actor, now)
+    return Outcome(None, notice["id"], 1, "published" if plan else notice["state"], plan)

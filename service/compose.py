@@ -22,6 +22,7 @@ from service.store.models import Delivery, Incident, Notice, Recipient
 from service.volume import partner_note
 
 NOBODY = Recipient(None, None, None)  # the evidence copy greets no one in particular
+DRILL_HEADER = "X-Herald-Drill"  # on every message a drill sends: sandbox | real
 PARTS_BY_CHANNEL = {"email": ("subject", "txt", "html"), "sms": ("sms",), "webhook": ("subject", "txt")}
 
 
@@ -55,6 +56,8 @@ def context(
         "corrects_version": corrects_version,
         # Sent again by an escalation step: worded as a reminder (【再送】/[Reminder]).
         "reminder": reminder,
+        # Part of a drill (訓練): every subject, SMS and text says so.
+        "drill": notice.drill is not None,
         "company": {
             "name": company.name_ja if lang == "ja" else company.name_en,
             # Each recipient's own partner page when the dispatcher has one, else the status page.
@@ -224,6 +227,7 @@ def outbound(
         subject=parts.get("subject"),
         html=parts.get("html"),
         reply_to=reply_to or responsible.get("email"),
+        headers={DRILL_HEADER: notice.drill} if notice.drill else {},
     )
     digest = hashlib.sha256("\x1f".join(parts[p] for p in sorted(parts)).encode()).hexdigest()
     return message, digest

@@ -100,10 +100,13 @@ class Dispatcher:
         worker_id: str | None = None,
         page_link: PageLink | None = None,
         reply_address: ReplyAddress | None = None,
+        drill_sandbox: Mapping[str, Channel] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.channels = dict(channels)
+        # A sandbox drill's deliveries go here whatever their channel: nothing leaves the machine.
+        self.drill_sandbox = dict(drill_sandbox or {})
         self.ack_link = ack_link or (lambda delivery: None)
         self.page_link = page_link or (lambda delivery: None)
         self.reply_address = reply_address or (lambda delivery: None)
@@ -328,7 +331,7 @@ class Dispatcher:
                 await self.pacer.acquire(delivery.channel, delivery.priority)
             started = time.perf_counter()
             try:
-                result = await self.channels[delivery.channel].send(message)
+                result = await self._channel_for(delivery).send(message)
             finally:
                 tried.send_seconds = time.perf_counter() - started
         except PermanentError as exc:
@@ -365,6 +368,11 @@ class Dispatcher:
             next_attempt_at=delivery.next_attempt_at,
             updated_at=time.time(),
         )
+
+    def _channel_for(self, delivery: Delivery) -> Channel:
+        if delivery.drill == "sandbox" and delivery.channel in self.drill_sandbox:
+            return self.drill_sandbox[delivery.channel]
+        return self.channels[delivery.channel]
 
     def _retry_or_die(self, delivery: Delivery, tried: _Tried, reason: str, code: str | None) -> Outcome:
         now = time.time()

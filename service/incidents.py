@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import planner, promises, questions
+from service import planner, promises, questions, scheduled
 from service.errors import Conflict, InvalidInput, MissingField, NotFound
 from service.notices import (
     NO_CHANGE_STATUS,
@@ -24,6 +24,7 @@ from service.notices import (
     iso,
     to_timestamp,
 )
+from service.scheduled import MaintenanceFollowUps
 from service.settings import Settings, Severity
 from service.store import incidents as incident_store
 from service.store import questions as question_store
@@ -62,6 +63,10 @@ class NoticeDraft(BaseModel):
     corrects_version: int | None = Field(None, ge=1, le=1_000_000)
     # Recipients whose language a field lacks read it in the other language (otherwise a 422).
     allow_language_fallback: bool = False
+    # Publish at this time instead of now (a scheduled notice; see service/scheduled.py).
+    send_at: Moment | None = None
+    # A maintenance notice's own reminder before the window and completion notice after it.
+    follow_ups: MaintenanceFollowUps | None = None
 
 
 class IncidentCreate(BaseModel):
@@ -200,8 +205,13 @@ async def publish_draft(
             "(its first notice was not published)",
             code="held",
         )
+    if notice["state"] == "scheduled":
+        raise Conflict(
+            f"notice {notice_id} is scheduled for {iso(notice['send_at'])}: change its send_at or cancel it",
+            code="scheduled",
+        )
     if notice["state"] != "draft":
-        raise Conflict(f"notice {notice_id} was published already", code="already_published")
+        raise Conflict(f"notice {notice_id} is {notice['state']}, not a draft", code="already_published")
     if allow_language_fallback and not notice["allow_language_fallback"]:
         notice["allow_language_fallback"] = True
         await incident_store.update_notice(conn, notice_id, {"allow_language_fallback": True})
@@ -308,6 +318,14 @@ async def _write_notice(
         "created_by": actor,
         "allow_language_fallback": draft.allow_language_fallback,
     }
+    now = time.time()
+    if draft.follow_ups is not None and not draft.publish:
+        raise InvalidInput(
+            "follow_ups are scheduled with a published or scheduled notice, not a draft", "notice.follow_ups"
+        )
+    if draft.send_at is not None:
+        notice.update(state="scheduled", send_at=to_timestamp(draft.send_at))
+        scheduled.check_send_at(notice["send_at"], now, "notice.send_at")
     if version > 1 and not await incident_store.has_published_notice(conn, incident_id):
         # Partners never heard of the incident: a later change is for operators, not a draft to send.
         notice["state"] = "held"
@@ -317,9 +335,13 @@ async def _write_notice(
     await audit(conn, "notice.created", "notice", notice["id"], actor, {"kind": kind, "version": version})
     if notice["state"] == "held" or not draft.publish:
         return Outcome(incident_id, notice["id"], version, notice["state"], None)
-    plan = await planner.publish(conn, settings, notice, incident)
-    await audit(conn, "notice.published", "notice", notice["id"], actor, {"deliveries": plan.total})
-    return Outcome(incident_id, notice["id"], version, "published", plan)
+    plan = None
+    if notice["state"] != "scheduled":
+        plan = await planner.publish(conn, settings, notice, incident)
+        await audit(conn, "notice.published", "notice", notice["id"], actor, {"deliveries": plan.total})
+    if draft.follow_ups is not None:
+        await scheduled.schedule_follow_ups(conn, notice, draft.follow_ups, actor, now)
+    return Outcome(incident_id, notice["id"], version, "published" if plan else "scheduled", plan)
 
 
 ESTIMATE_FIGURES = ("time_estimate", "cost_estimate")

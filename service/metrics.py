@@ -53,6 +53,8 @@ class Metrics:
 
     def observe_attempt(self, delivery: Delivery, outcome: Outcome) -> None:
         """The dispatcher's observer: called once per attempt with the outcome it recorded."""
+        if delivery.drill:
+            return  # a drill's sends are the drill's figures, never the service's
         channel = delivery.channel
         self.deliveries.labels(channel, outcome.status).inc()
         if outcome.status == "pending":

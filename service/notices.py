@@ -106,6 +106,11 @@ class NoticeFields(BaseModel):
     next_update_at: Moment | None = None
     # A progress notice that only moves the next update: "no change yet, next update at ...".
     no_change: bool | None = None
+    # Set by Herald on a correction: the names of the fields it changed (partners are told which).
+    corrected: list[str] | None = None
+    # Set by Herald on the notices a maintenance announcement schedules: the reminder before the
+    # window opens, the completion notice after it closes.
+    maintenance_phase: Literal["reminder", "completed"] | None = None
 
     @field_validator("*", mode="after")
     @classmethod
@@ -211,7 +216,7 @@ def missing_text(fields: dict[str, Any], readers: set[str], prefix: str = "") ->
 
 
 # Stored fields that are not prose: times, enumerations, addresses.
-NOT_TEXT = frozenset({*DATETIME_FIELDS, "stage", "email", "phone", "components"})
+NOT_TEXT = frozenset({*DATETIME_FIELDS, "stage", "maintenance_phase", "email", "phone", "components"})
 
 
 def notice_json(row: dict[str, Any], counts: dict[str, int] | None = None) -> dict[str, Any]:
@@ -230,5 +235,15 @@ def notice_json(row: dict[str, Any], counts: dict[str, int] | None = None) -> di
         "created_by": row["created_by"],
         "created_at": iso(row["created_at"]),
         "published_at": iso(row["published_at"]),
+        "send_at": iso(row.get("send_at")),
+        "follows_id": row.get("follows_id"),
         "deliveries": counts or {},
     }
+
+
+def changed_fields(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Field by field, what a correction changed (the evidence report shows this)."""
+    names = sorted((set(before) | set(after)) - {"corrected"})
+    return [
+        {"field": n, "before": before.get(n), "after": after.get(n)} for n in names if before.get(n) != after.get(n)
+    ]

@@ -54,6 +54,7 @@ async def notify_operators(
         "next_update_at": None,
         "created_by": None,
         "published_at": now,
+        "drill": (incident or {}).get("drill"),
     }
     notice["id"] = await incident_store.insert_notice(conn, notice)
     rows = [
@@ -92,6 +93,7 @@ def _delivery_row(
         "next_attempt_at": now,
         "message_id": compose.message_id(settings, notice["id"], contact_id(index), channel),
         "escalation_step": 0,
+        "drill": (incident or {}).get("drill"),
         "created_at": now,
         "updated_at": now,
     }

@@ -85,6 +85,7 @@ def delivery_row(
         "next_attempt_at": now,
         "message_id": compose.message_id(settings, notice["id"], contact.id, channel, escalation_step),
         "escalation_step": escalation_step,
+        "drill": notice.get("drill"),
         "reason": None,
         "detail": None,
         # Every row names the same columns: a multi-row insert takes its columns from the first.

@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.incidents import incident_json
-from service.notices import iso, notice_json
+from service.notices import changed_fields, iso, notice_json
 from service.operators import OPERATORS
 from service.render import DEFAULT_TEMPLATES_DIR, SEVERITY_LABELS, STATUS_LABELS
 from service.store import escalations as escalation_store
@@ -52,6 +52,7 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
     promises = promises_of(notices, now)
     version_of = {n["id"]: n["version"] for n in notices}
     asked = await question_store.questions_of_incident(conn, incident_id)
+    fields_of = {n["id"]: n["fields"] for n in notices}
     return {
         "generated_at": iso(now),
         "incident": {**incident_json(incident), "status_history": status_history(incident, notices)},
@@ -59,6 +60,10 @@ async def build_report(conn: AsyncConnection, incident_id: int, now: float | Non
             {
                 **notice_entry(n, by_notice.get(n["id"], []), promises.get(n["id"]), version_of.get(n["corrects_id"])),
                 "escalations": [escalation_entry(e) for e in steps_by_notice.get(n["id"], [])],
+                # A correction: what it changed in the version it corrects, field by field.
+                "corrections": changed_fields(fields_of[n["corrects_id"]], n["fields"])
+                if n["corrects_id"] in fields_of
+                else [],
             }
             for n in notices
         ],
@@ -234,6 +239,11 @@ def status_history(incident: dict[str, Any], notices: list[dict[str, Any]]) -> l
 def render_html(report: dict[str, Any], timezone: str) -> str:
     timeline = draw_timeline(report, timezone)
     return _environment(timezone).get_template("report.html.j2").render(report=report, timeline=timeline)
+
+
+def render_page(template: str, timezone: str, **context: Any) -> str:
+    """Another page of templates/web/ with the report's filters (times in the company's zone)."""
+    return _environment(timezone).get_template(template).render(**context)
 
 
 @lru_cache(maxsize=4)

@@ -296,6 +296,13 @@ class ConsoleSettings(_Section):
     session_minutes: float = Field(480.0, gt=0)
 
 
+class ScheduleSettings(_Section):
+    """Notices with a `send_at`: the scheduler publishes each when its time comes."""
+
+    check_interval_seconds: float = Field(10.0, ge=1)
+    batch_size: int = Field(20, ge=1)
+
+
 class DirectorySettings(_Section):
     path: str = str(ROOT / "config" / "partners.example.yaml")
     import_on_start: bool = True
@@ -421,6 +428,8 @@ class Settings(BaseSettings):
     # Our own on-call operators (reminders, escalation's last step); see service/operators.py.
     on_call: list[OnCallContact] = []
     promises: PromiseSettings = PromiseSettings()
+    # Scheduled notices (send_at); see service/scheduled.py.
+    schedule: ScheduleSettings = ScheduleSettings()
     notice_channels: NoticeChannels = Field(default_factory=_default_notice_channels)
     volume: VolumeSettings = VolumeSettings()
     partner_page: PartnerPageSettings = PartnerPageSettings()

@@ -95,6 +95,11 @@ class DeliveryQuery(BaseModel):
     since: QueryTime | None = Field(None, description="created at or after (ISO 8601 with a zone)")
     until: QueryTime | None = Field(None, description="created before (ISO 8601 with a zone)")
     purpose: list[Purpose] = Field([], description="partner (default), internal, answer")
+    drill: bool | None = Field(
+        None,
+        description="true: drill deliveries only; false: real ones only (the default, unless an incident or "
+        "notice is named)",
+    )
 
     def where(self) -> DeliveryFilter:
         return DeliveryFilter(
@@ -108,6 +113,7 @@ class DeliveryQuery(BaseModel):
             since=timestamp(self.since),
             until=timestamp(self.until),
             purposes=tuple(self.purpose) or ("partner",),
+            drill=self.drill if self.drill is not None else (None if self.incident or self.notice else False),
         )
 
 
@@ -206,7 +212,7 @@ async def incident_summary(request: web.Request) -> web.Response:
     async with request.app[appkeys.STORE].read() as conn:
         if await incident_store.get_incident(conn, incident_id) is None:
             raise NotFound(f"no incident {incident_id}")
-        summary = await log_store.summarise(conn, DeliveryFilter(incident_id=incident_id))
+        summary = await log_store.summarise(conn, DeliveryFilter(incident_id=incident_id, drill=None))
     return web.json_response({"incident_id": incident_id, **summary})
 
 
@@ -221,7 +227,7 @@ async def notice_summary(request: web.Request) -> web.Response:
         notice = await incident_store.get_notice(conn, notice_id)
         if notice is None:
             raise NotFound(f"no notice {notice_id}")
-        summary = await log_store.summarise(conn, DeliveryFilter(notice_id=notice_id))
+        summary = await log_store.summarise(conn, DeliveryFilter(notice_id=notice_id, drill=None))
     return web.json_response({"notice_id": notice_id, "incident_id": notice["incident_id"], **summary})
 
 

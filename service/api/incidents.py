@@ -19,6 +19,8 @@ from service.api.errors import read_model
 from service.api.idempotency import IDEMPOTENCY, idempotent
 from service.api.params import DryRunQuery, Limit, QueryId, QueryTime, dry_run_arg, parse_query, path_id, timestamp
 from service.broadcasts import Broadcast, open_broadcast
+from service.corrections import CorrectionRequest
+from service.corrections import correct_notice as correct
 from service.errors import NotFound
 from service.incidents import IncidentCreate, IncidentUpdate, Outcome, Status, incident_json
 from service.notices import Component, notice_json
@@ -145,6 +147,7 @@ class IncidentQuery(BaseModel):
     component: Component | None = None
     since: QueryTime | None = Field(None, description="opened at or after (ISO 8601 with a zone)")
     until: QueryTime | None = Field(None, description="opened before (ISO 8601 with a zone)")
+    drill: bool = Field(False, description="true: drills' incidents instead of real ones")
 
 
 @routes.get("/v1/incidents")
@@ -162,6 +165,7 @@ async def list_incidents(request: web.Request) -> web.Response:
             until=timestamp(query.until),
             before_id=query.cursor,
             limit=query.limit,
+            drill=query.drill,
         )
     next_cursor = rows[-1]["id"] if len(rows) == query.limit else None
     return web.json_response({"items": [incident_json(r) for r in rows], "next_cursor": next_cursor})
@@ -238,6 +242,34 @@ async def discard_draft(request: web.Request) -> web.Response:
     async with request.app[appkeys.STORE].begin() as conn:
         await incident_flow.discard_draft(conn, notice_id, principal_of(request).name)
     return web.json_response({"notice_id": notice_id, "state": "discarded"})
+
+
+@routes.post("/v1/notices/{id:\\d+}/corrections")
+@requires("operator")
+@operation(
+    "Correct a published notice with only the fields that change",
+    {202: replies.NoticeOutcome},
+    body=CorrectionRequest,
+    headers=IDEMPOTENCY,
+    errors=(409,),
+    tag="notices",
+    example={
+        "fields": {"impact": {"ja": "発注登録の約10%がタイムアウトしています。", "en": "About 10% of orders time out."}}
+    },
+    description="The correction (【訂正】/[Correction]) goes to every contact and channel the corrected notice "
+    "reached; 422 `nothing_to_correct` when no field changes, 409 `not_published` for a draft or held notice.",
+)
+@idempotent
+async def correct_notice(request: web.Request) -> web.Response:
+    notice_id = path_id(request)
+    body, raw = await read_model(request, CorrectionRequest)
+    actor = principal_of(request).name
+    async with request.app[appkeys.STORE].begin() as conn:
+        outcome = await correct(conn, request.app[appkeys.SETTINGS], notice_id, body, actor)
+        await record_inbound(
+            conn, "api", raw, actor, request.content_type, incident_id=outcome.incident_id, notice_id=outcome.notice_id
+        )
+    return _accepted(request, outcome)
 
 
 @routes.post("/v1/broadcasts")

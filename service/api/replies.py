@@ -50,6 +50,38 @@ class NoticeOutcome(Reply):
     deliveries: PlanCounts | None = None
 
 
+class Cancelled(Reply):
+    """The notices a cancellation stopped: the one asked for and the follow-ups it had scheduled."""
+
+    cancelled: list[int]
+
+
+class DrillStarted(Reply):
+    drill_id: int
+    incident_id: int
+    mode: str
+    steps: int
+    planned: int
+
+
+class Drill(Reply):
+    id: int
+    scenario: str
+    name: str
+    mode: str
+    incident_id: int | None
+
+
+class DrillList(Reply):
+    items: list[Drill]
+
+
+class DrillReport(Reply):
+    drill: Drill
+    summary: dict[str, Any]
+    partners: list[dict[str, Any]]
+
+
 class Incident(Reply):
     id: int
     title: LocalText
@@ -84,8 +116,21 @@ class Notice(Reply):
     deliveries: dict[str, int]
 
 
+class Promise(Reply):
+    """A next update promised to partners: pending, due_soon, overdue, kept or kept_late."""
+
+    id: int
+    notice_id: int
+    due_at: str
+    state: str
+    kept_by_notice_id: int | None = None
+    minutes_late: int | None = None
+
+
 class IncidentWithTimeline(Incident):
     timeline: list[Notice]
+    promise: Promise | None = None
+    promises: list[Promise] = []
 
 
 class IncidentPage(Reply):

@@ -12,9 +12,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from service.cli import broadcast, deliveries, directory, incidents, notices, report, server, templates
+from service.cli import broadcast, deliveries, directory, drill, incidents, notices, report, server, templates
 
-VERB_GROUPS = (server, directory, templates, incidents, notices, broadcast, deliveries, report)
+VERB_GROUPS = (server, directory, templates, incidents, notices, broadcast, deliveries, report, drill)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.cli import exits
@@ -19,6 +20,7 @@ def register(commands: Any) -> None:
     serve.set_defaults(run=configured(_serve))
     demo = commands.add_parser("demo", help="serve on embedded defaults and post a sample critical incident")
     demo.add_argument("--once", action="store_true", help="exit after the sample incident is delivered")
+    demo.add_argument("--drill", metavar="FILE", help="then run this drill scenario in the sandbox and show its report")
     demo.set_defaults(run=configured(_demo))
     db = commands.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = db.add_parser("upgrade", help="apply migrations up to the newest (a one-shot job before `serve`)")
@@ -42,7 +44,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from service.logs import configure_logging
 
     configure_logging()
-    return asyncio.run(run_demo(_with_demo_token(settings), once=args.once))
+    drill = (args.drill, Path(args.drill).read_text(encoding="utf-8")) if args.drill else None
+    return asyncio.run(run_demo(_with_demo_token(settings), once=args.once, drill=drill))
 
 
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:

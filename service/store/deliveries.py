@@ -255,3 +255,19 @@ async def plan_of_notice(conn: AsyncConnection, notice_id: int) -> list[dict[str
     columns = (deliveries.c.tier, deliveries.c.channel, deliveries.c.status, deliveries.c.priority)
     query = select(*columns).where(deliveries.c.notice_id == notice_id).order_by(deliveries.c.sent_at)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+UNREACHED = ("failed", "undelivered", "bounced", "dead")
+
+
+async def reached_by_notice(conn: AsyncConnection, notice_id: int) -> list[dict[str, Any]]:
+    """Each contact × channel × address the notice went to (or is still going to), once, skipping
+    deliveries that failed for good: who a correction of the notice must reach."""
+    c = deliveries.c
+    query = (
+        select(c.partner_id, c.contact_id, c.tier, c.channel, c.address, c.language)
+        .where(c.notice_id == notice_id, c.status.not_in(UNREACHED))
+        .distinct()
+        .order_by(c.partner_id, c.tier, c.contact_id, c.channel, c.address)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]

@@ -49,9 +49,12 @@ async def list_incidents(
     until: float | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    drill: bool = False,
 ) -> list[dict[str, Any]]:
-    """Newest first; `before_id` is the cursor (the last id of the previous page)."""
+    """Newest first; `before_id` is the cursor (the last id of the previous page). Real incidents,
+    or with `drill` the drills' ones: the two never mix."""
     query = select(incidents).order_by(incidents.c.id.desc())
+    query = query.where(incidents.c.drill.is_not(None) if drill else incidents.c.drill.is_(None))
     if status:
         query = query.where(incidents.c.status.in_(status))
     if severity:
@@ -86,8 +89,11 @@ async def update_notice(conn: AsyncConnection, notice_id: int, values: dict[str,
     await conn.execute(update(notices).where(notices.c.id == notice_id).values(**values))
 
 
-async def get_notice(conn: AsyncConnection, notice_id: int) -> dict[str, Any] | None:
-    row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).mappings().first()
+async def get_notice(conn: AsyncConnection, notice_id: int, for_update: bool = False) -> dict[str, Any] | None:
+    query = select(notices).where(notices.c.id == notice_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).mappings().first()
     return dict(row) if row else None
 
 
@@ -139,6 +145,18 @@ async def open_incidents(conn: AsyncConnection, limit: int = 200) -> list[dict[s
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
+async def claim_scheduled(conn: AsyncConnection, limit: int, now: float) -> list[dict[str, Any]]:
+    """Lock up to `limit` scheduled notices whose time has come, for this transaction (SKIP LOCKED)."""
+    query = (
+        select(notices)
+        .where(notices.c.state == "scheduled", notices.c.send_at <= now)
+        .order_by(notices.c.send_at, notices.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
 async def last_published(conn: AsyncConnection, incident_ids: Sequence[int]) -> dict[int, float]:
     """When partners last heard about each incident."""
     if not incident_ids:
@@ -149,3 +167,18 @@ async def last_published(conn: AsyncConnection, incident_ids: Sequence[int]) -> 
         .group_by(notices.c.incident_id)
     )
     return {int(i): float(at) for i, at in await conn.execute(query) if at is not None}
+
+
+async def list_scheduled(conn: AsyncConnection, limit: int = 500) -> list[dict[str, Any]]:
+    query = select(notices).where(notices.c.state == "scheduled").order_by(notices.c.send_at, notices.c.id)
+    return [dict(r) for r in (await conn.execute(query.limit(limit))).mappings()]
+
+
+async def scheduled_followers(conn: AsyncConnection, notice_id: int) -> list[dict[str, Any]]:
+    query = (
+        select(notices)
+        .where(notices.c.follows_id == notice_id, notices.c.state == "scheduled")
+        .order_by(notices.c.id)
+        .with_for_update()
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]

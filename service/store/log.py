@@ -34,10 +34,14 @@ class DeliveryFilter:
     until: float | None = None
     # Partner deliveries unless asked: internal copies, answers and reminders are never a partner figure.
     purposes: tuple[str, ...] = ("partner",)
+    # False: real traffic only (drills never mix into real figures); True: drill rows only; None: both.
+    drill: bool | None = False
 
     def conditions(self) -> list[ColumnElement[bool]]:
         c = deliveries.c
         found: list[ColumnElement[bool]] = []
+        if self.drill is not None:
+            found.append(c.drill.is_not(None) if self.drill else c.drill.is_(None))
         for column, value in (
             (c.incident_id, self.incident_id),
             (c.notice_id, self.notice_id),

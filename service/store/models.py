@@ -50,6 +50,7 @@ class Incident(Record):
     source_key: str | None = None
     updated_at: float | None = None
     resolved_at: float | None = None
+    drill: str | None = None  # sandbox | real for a drill's incident
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +72,9 @@ class Notice(Record):
     created_by: str | None = None
     created_at: float | None = None
     published_at: float | None = None
+    send_at: float | None = None  # a scheduled notice goes at this time
+    follows_id: int | None = None  # the announcement that scheduled this follow-up
+    drill: str | None = None  # sandbox | real for a drill's notice
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,6 +161,7 @@ class Delivery(Record):
     purpose: str = "partner"
     owner_id: int | None = None  # the account owner an internal copy goes to (contact_id is 0)
     question_id: int | None = None  # the question an answer answers
+    drill: str | None = None  # sandbox (sent to the sandbox whatever the channel) | real
     recipient: Recipient | None = None
 
 

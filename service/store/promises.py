@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.engine import inserted_id
-from service.store.tables import promises
+from service.store.tables import incidents, promises
 
 OPEN = ("pending", "due_soon", "overdue")
 
@@ -32,6 +32,12 @@ async def open_of_incident(conn: AsyncConnection, incident_id: int) -> list[dict
         .with_for_update()
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def open_of_notice(conn: AsyncConnection, notice_id: int) -> dict[str, Any] | None:
+    query = select(promises).where(promises.c.notice_id == notice_id, promises.c.state.in_(OPEN)).with_for_update()
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
 
 
 async def of_incident(conn: AsyncConnection, incident_id: int) -> list[dict[str, Any]]:
@@ -64,7 +70,10 @@ async def update_promise(conn: AsyncConnection, promise_id: int, values: dict[st
 
 async def count_overdue(conn: AsyncConnection, now: float, incident_ids: Sequence[int] | None = None) -> int:
     """Open promises whose time has passed (counted from the clock, not from the checker's last pass)."""
-    query = select(func.count()).where(promises.c.state.in_(OPEN), promises.c.due_at < now)
+    real = select(incidents.c.id).where(incidents.c.drill.is_(None))
+    query = select(func.count()).where(
+        promises.c.state.in_(OPEN), promises.c.due_at < now, promises.c.incident_id.in_(real)
+    )
     if incident_ids is not None:
         query = query.where(promises.c.incident_id.in_(list(incident_ids)))
     return int(await conn.scalar(query) or 0)

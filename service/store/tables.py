@@ -103,6 +103,9 @@ incidents = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("resolved_at", Float, nullable=True),
+    # A drill's incident: "sandbox" (its messages stay in the sandbox) or "real" (real contacts).
+    # Every real figure leaves these out.
+    Column("drill", String(8), nullable=True),
 )
 
 notices = Table(
@@ -114,7 +117,9 @@ notices = Table(
     # Position in the incident's sequence of notices (1 = the first thing partners heard).
     Column("version", Integer, nullable=False),
     Column("corrects_id", Id, ForeignKey("notices.id"), nullable=True),
-    Column("state", String(16), nullable=False),  # draft | published | discarded
+    # draft | published | discarded | held (for operators only) | internal (to our operators)
+    # | scheduled | cancelled | failed
+    Column("state", String(16), nullable=False),
     Column("severity", String(16), nullable=False),
     Column("status", String(24), nullable=True),
     Column("fields", JSON, nullable=False),
@@ -127,6 +132,12 @@ notices = Table(
     Column("allow_language_fallback", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("published_at", Float, nullable=True),
+    # A scheduled notice (state `scheduled`) is published at this time by the scheduler.
+    Column("send_at", Float, nullable=True, index=True),
+    # The notice that scheduled this one (a maintenance reminder or completion follows its announcement).
+    Column("follows_id", Id, nullable=True, index=True),
+    # The drill mode of a drill's notices (see incidents.drill); None for real notices.
+    Column("drill", String(8), nullable=True),
     UniqueConstraint("incident_id", "version", name="uq_notices_incident_version"),
 )
 
@@ -157,6 +168,8 @@ deliveries = Table(
     Column("body_hash", String(64), nullable=True),
     # Escalation step that created this delivery (0 = the original plan).
     Column("escalation_step", Integer, nullable=False, default=0),
+    # A drill's delivery: "sandbox" (sent to the sandbox whatever the channel) or "real"; None otherwise.
+    Column("drill", String(8), nullable=True),
     # Why the plan differs from the plain policy: capped | merged | held | suppressed (see
     # service/volume.py), with the particulars in `detail` (versions merged or skipped, hold reason).
     Column("reason", String(16), nullable=True),
@@ -414,4 +427,19 @@ inbound_mail = Table(
     Column("question_id", Id, nullable=True),
     Column("notice_id", Id, nullable=True),
     Column("partner_id", String(64), nullable=True),
+)
+
+drills = Table(
+    "drills",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # The scenario's own key: runs of the same scenario are compared with each other.
+    Column("scenario_key", String(100), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("mode", String(8), nullable=False),  # sandbox | real
+    Column("time_scale", Float, nullable=False),
+    Column("scenario", JSON, nullable=False),
+    Column("incident_id", Id, nullable=True),
+    Column("started_by", String(64), nullable=True),
+    Column("started_at", Float, nullable=False),
 )
