@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import compose, planner
+from service import compose, planner, policy
 from service.errors import Conflict, InvalidInput, NotFound
 from service.incidents import Outcome, check_next_update
 from service.notices import NoticeFields, check_required, to_timestamp
@@ -22,6 +22,7 @@ from service.settings import Settings
 from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store import promises as promise_store
+from service.store.models import Contact, Incident, Notice, Partner
 from service.store.records import audit
 
 
@@ -80,10 +81,9 @@ async def correct_notice(
         "drill": corrected.get("drill"),
     }
     notice["id"] = await incident_store.insert_notice(conn, notice)
-    speaking_as_then = {**incident, "status": corrected["status"]} if incident else None
-    await incident_store.update_notice(
-        conn, notice["id"], {"rendered": compose.evidence(settings, notice, speaking_as_then)}
-    )
+    speaking_as_then = Incident.from_row({**incident, "status": corrected["status"]}) if incident else None
+    rendered = compose.evidence(settings, Notice.from_row(notice), speaking_as_then)
+    await incident_store.update_notice(conn, notice["id"], {"rendered": rendered})
     rows = [
         _delivery_row(settings, notice, reached, now)
         for reached in await delivery_store.reached_by_notice(conn, notice_id)
@@ -113,15 +113,23 @@ async def _next_version(conn: AsyncConnection, corrected: dict[str, Any]) -> int
     return await incident_store.next_notice_version(conn, corrected["incident_id"])
 
 
+ADDRESS_FIELD = {"email": "email", "sms": "phone", "webhook": "webhook_url"}
+
+
 def _delivery_row(settings: Settings, notice: dict[str, Any], reached: dict[str, Any], now: float) -> dict[str, Any]:
-    partner = {"id": reached["partner_id"], "language": reached["language"]}
-    contact = {
-        "id": reached["contact_id"],
-        "tier": reached["tier"],
-        "language": reached["language"],
-        planner.ADDRESS_FIELD.get(reached["channel"], reached["channel"]): reached["address"],
-    }
-    return planner.delivery_row(settings, notice, partner, contact, reached["channel"], now)
+    """The same contact, channel and address the corrected notice used (the directory may differ now)."""
+    partner = Partner(id=reached["partner_id"], name="", language=reached["language"])
+    address = {ADDRESS_FIELD.get(reached["channel"], "email"): reached["address"]}
+    contact = Contact(
+        id=reached["contact_id"],
+        partner_id=reached["partner_id"],
+        key="",
+        name="",
+        tier=reached["tier"],
+        language=reached["language"],
+        **address,
+    )
+    return policy.delivery_row(settings, notice, partner, contact, reached["channel"], now)
 
 
 async def _move_promise(

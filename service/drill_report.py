@@ -18,6 +18,7 @@ from service import drills, planner
 from service.operators import OPERATORS
 from service.report import render_page
 from service.store import audience as audience_store
+from service.store import drills as drill_store
 from service.store import incidents as incident_store
 from service.store import log as log_store
 
@@ -32,7 +33,7 @@ COMPARED = ("ack_rate", "median_first_delivery_seconds", "median_ack_seconds", "
 async def build_drill_report(conn: AsyncConnection, drill_id: int) -> dict[str, Any]:
     drill = await drills.get_drill(conn, drill_id)
     this = await _figures(conn, drill)
-    previous = await drills.previous_run(conn, drill)
+    previous = await drill_store.previous_run(conn, drill)
     before = await _figures(conn, previous) if previous else None
     return {
         "drill": drills.drill_json(drill),
@@ -128,12 +129,12 @@ async def _without_reachable_tier1(
     planned = {d["partner_id"] for d in deliveries if d["tier"] == 1}
     return [
         {
-            "partner_id": p["id"],
-            "partner_name": p["name"],
-            "why": "no tier-1 delivery planned" if p["id"] not in planned else "every tier-1 delivery failed",
+            "partner_id": p.id,
+            "partner_name": p.name,
+            "why": "no tier-1 delivery planned" if p.id not in planned else "every tier-1 delivery failed",
         }
         for p in audience
-        if p["id"] not in reached
+        if p.id not in reached
     ]
 
 

@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service import planner
@@ -36,9 +35,9 @@ from service.notices import (
     missing_text,
 )
 from service.settings import Settings, Severity
+from service.store import drills as drill_store
 from service.store import incidents as incident_store
 from service.store.records import audit
-from service.store.tables import drills
 
 Mode = Literal["sandbox", "real"]
 
@@ -168,19 +167,19 @@ async def start_drill(
     await audit(
         conn, "incident.opened", "incident", incident["id"], actor, {"drill": mode, "scenario": scenario.scenario}
     )
-    result = await conn.execute(
-        insert(drills).values(
-            scenario_key=scenario.scenario,
-            name=scenario.name,
-            mode=mode,
-            time_scale=scale,
-            scenario=scenario.model_dump(mode="json", exclude_none=True),
-            incident_id=incident["id"],
-            started_by=actor,
-            started_at=now,
-        )
+    drill_id = await drill_store.insert_drill(
+        conn,
+        {
+            "scenario_key": scenario.scenario,
+            "name": scenario.name,
+            "mode": mode,
+            "time_scale": scale,
+            "scenario": scenario.model_dump(mode="json", exclude_none=True),
+            "incident_id": incident["id"],
+            "started_by": actor,
+            "started_at": now,
+        },
     )
-    drill_id = int(result.inserted_primary_key[0])
     planned = 0
     for version, step in enumerate(scenario.steps, start=1):
         send_at = now + step.after_minutes * 60 * scale
@@ -217,27 +216,10 @@ async def start_drill(
 
 
 async def get_drill(conn: AsyncConnection, drill_id: int) -> dict[str, Any]:
-    row = (await conn.execute(select(drills).where(drills.c.id == drill_id))).mappings().first()
-    if row is None:
+    drill = await drill_store.get_drill(conn, drill_id)
+    if drill is None:
         raise NotFound(f"no drill {drill_id}")
-    return dict(row)
-
-
-async def list_drills(conn: AsyncConnection, limit: int = 100) -> list[dict[str, Any]]:
-    query = select(drills).order_by(drills.c.id.desc()).limit(limit)
-    return [dict(r) for r in (await conn.execute(query)).mappings()]
-
-
-async def previous_run(conn: AsyncConnection, drill: dict[str, Any]) -> dict[str, Any] | None:
-    """The run of the same scenario just before this one."""
-    query = (
-        select(drills)
-        .where(drills.c.scenario_key == drill["scenario_key"], drills.c.id < drill["id"])
-        .order_by(drills.c.id.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(query)).mappings().first()
-    return dict(row) if row else None
+    return drill
 
 
 def drill_json(drill: dict[str, Any]) -> dict[str, Any]:

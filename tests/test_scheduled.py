@@ -117,8 +117,7 @@ async def test_a_maintenance_announcement_schedules_its_reminder_and_completion_
         ("reminder", reply["notice_id"], 2),
         ("completed", reply["notice_id"], 3),
     ]
-    await wait_until(lambda: _subjects_to(smtp_sink, SATO, 3), timeout=30)
-    subjects = await _subjects_to(smtp_sink, SATO, 3)
+    subjects = await wait_until(lambda: _subjects_to(smtp_sink, SATO, 3), timeout=30)
     assert ["メンテナンスのお知らせ" in subjects[0], "メンテナンス実施のご案内" in subjects[1]] == [True, True]
     assert "メンテナンス完了のお知らせ" in subjects[2]
     completion = next(m.message for m in smtp_sink.messages if "完了" in str(m.message["Subject"]))

@@ -14,6 +14,7 @@ from service.api.params import path_id
 from service.api.reports import HTML_HEADERS, ReportQuery, wants_html
 from service.drill_report import build_drill_report, render_drill_html
 from service.drills import DrillRequest
+from service.store import drills as drill_store
 from service.store.records import record_inbound
 
 routes = web.RouteTableDef()
@@ -55,7 +56,7 @@ async def start_drill(request: web.Request) -> web.Response:
 @operation("Drill runs, newest first", {200: replies.DrillList}, tag="drills")
 async def list_drills(request: web.Request) -> web.Response:
     async with request.app[appkeys.STORE].read() as conn:
-        found = await drills.list_drills(conn)
+        found = await drill_store.list_drills(conn)
     return web.json_response({"items": [drills.drill_json(d) for d in found]})
 
 
