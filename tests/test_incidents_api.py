@@ -292,3 +292,25 @@ async def test_a_draft_can_be_discarded_and_then_never_published(client: Any) ->
     assert published.status == 409
     again = await client.post(f"/v1/notices/{draft['notice_id']}/discard", headers=auth("operator"))
     assert again.status == 409
+
+
+async def test_honest_recovery_holds_on_both_databases(aiohttp_client: Any, db_url: str) -> None:
+    """The state machine's new paths on SQLite and PostgreSQL: a failed recovery that resolves, and
+    changes to an incident partners never heard of kept for operators."""
+    from service.app import create_app
+    from tests.helpers import make_settings
+
+    client = await aiohttp_client(create_app(make_settings(db_url)))
+    incident_id = (await open_incident(client))["incident_id"]
+    for status in ("recovering", "recovery_failed", "resolved"):
+        response = await client.post(
+            f"/v1/incidents/{incident_id}/updates", json=update(status), headers=auth("operator")
+        )
+        assert response.status == 202, await response.text()
+    quiet = await open_draft(client)
+    held = await client.post(
+        f"/v1/incidents/{quiet['incident_id']}/updates", json=update("identified"), headers=auth("operator")
+    )
+    assert (await held.json())["state"] == "held"
+    drafts = await (await client.get("/v1/notices/drafts", headers=auth("operator"))).json()
+    assert [n["id"] for n in drafts["items"]] == [quiet["notice_id"]]
