@@ -287,6 +287,7 @@ def internal_row(
         "next_attempt_at": now,
         "message_id": f"<herald.n{notice['id']}.{key}.{channel}@{compose.sender_domain(settings)}>",
         "escalation_step": 0,
+        "drill": notice.get("drill"),
         "purpose": purpose,
         "owner_id": None,
         "question_id": None,
