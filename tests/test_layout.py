@@ -72,3 +72,16 @@ def test_the_service_modules_import_no_cycle() -> None:
 
     cycles = {name: cycle for name in graph if (cycle := cycle_from(name))}
     assert cycles == {}, "break the cycle (a shared module, or a narrower import)"
+
+
+def test_tests_share_helpers_not_each_other() -> None:
+    """Helpers live in tests/helpers/ (or conftest fixtures); a test module imports no other test
+    module, no conftest and nothing from bench/."""
+    offenders = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        reached = sorted(
+            n for n in imported(path) if n.startswith(("tests.test_", "tests.browser.test_", "tests.conftest", "bench"))
+        )
+        if reached:
+            offenders[path.relative_to(ROOT).as_posix()] = reached
+    assert offenders == {}, "move what they share into tests/helpers/"

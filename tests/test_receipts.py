@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +16,12 @@ from service.store import receipts as receipt_store
 from service.store.tables import deliveries, receipts
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import API_VERSION, TwilioFake
-from tests.helpers import auth, wait_until
+from tests.helpers import wait_until
 from tests.helpers.incidents import SAMPLE
+from tests.helpers.receipts import bounce, dsn
 from tests.helpers.wired import post_sample, rows, start, wired_settings
 
 PUBLIC_CALLBACK_URL = "https://herald.example.com/v1/receipts/twilio"
-DSN = Path(__file__).parent / "fixtures" / "dsn"
 
 
 async def publish_to(client: Any, partner: str, tiers: list[int] | None = None) -> None:
@@ -229,18 +228,6 @@ async def test_an_acknowledged_delivery_stays_acknowledged_after_a_late_callback
 
 
 # --- bounces ----------------------------------------------------------------------------------------
-
-
-def dsn(name: str, **replace: str) -> bytes:
-    raw = (DSN / name).read_bytes()
-    for old, new in replace.items():
-        assert old.encode() in raw, f"{name} does not contain {old}"
-        raw = raw.replace(old.encode(), new.encode())
-    return raw
-
-
-async def bounce(client: Any, raw: bytes, content_type: str = "message/rfc822", scope: str = "ingest") -> Any:
-    return await client.post("/v1/receipts/bounce", data=raw, headers={**auth(scope), "Content-Type": content_type})
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
 from tests.helpers.incidents import SAMPLE
+from tests.helpers.receipts import bounce, dsn
 from tests.helpers.wired import all_settled, post_sample, rows, start, wired_settings
-from tests.test_receipts import bounce, dsn
 
 ITO = {"email": "ken.ito@tokai-logistics.example.jp", "phone": "+818023456789"}  # tier 2: email, then SMS
 SATO_PHONE = "+819012345678"

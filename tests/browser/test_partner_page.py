@@ -9,8 +9,8 @@ from typing import Any
 from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
+from tests.helpers.partner_page import SATO, herald_with_two_incidents, mailed_page
 from tests.helpers.wired import rows
-from tests.test_partner_page import SATO, herald_with_two_incidents, mailed_page
 
 PHONE = {"width": 390, "height": 844}
 # Screenshots land here so a person can look at them (HERALD_SCREENSHOTS=dir keeps them).
