@@ -210,3 +210,22 @@ def test_a_terminal_sees_the_progress_redrawn_in_place() -> None:
     written = screen.stream.getvalue()  # type: ignore[attr-defined]
     assert "2/4" in written and "4/4" in written
     assert "\x1b[2F\x1b[J" in written, "the two-line table is redrawn over itself"
+
+
+async def test_an_operator_previews_a_draft_from_the_terminal_and_nothing_is_sent(herald: str) -> None:
+    code, _, err = await herald_cli(
+        herald, "incident", "open", "--file", str(SAMPLE), "--next-update", "30", "--draft"
+    )  # fmt: skip
+    assert code == 0, err
+
+    code, out, err = await herald_cli(herald, "notice", "preview", "1")
+    assert code == 0, err
+    assert "[ja] email subject:" in out and "[en] email subject:" in out
+    assert "UCS-2" in out and "segment(s)" in out, "the Japanese SMS is measured"
+    assert "Nothing was sent or stored." in out
+    code, out, _ = await herald_cli(herald, "notice", "preview", "1", "--json")
+    preview = json.loads(out)
+    assert preview["dry_run"] is True and preview["audience"]["deliveries"] > 0
+
+    code, out, _ = await herald_cli(herald, "notice", "drafts")
+    assert out.splitlines()[1].split()[:3] == ["1", "1", "initial"], "the draft is still a draft after previews"
