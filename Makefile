@@ -20,7 +20,8 @@ serve: $(STAMP)
 	$(BIN)/herald serve
 
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage report
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -29,9 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-coverage: $(STAMP)
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
-	$(BIN)/coverage report
+coverage: test
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.dispatch
