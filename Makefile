@@ -19,9 +19,11 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/herald serve
 
+# One pytest worker a core (pytest-xdist; each worker has a PostgreSQL database of its own),
+# measured by coverage as it runs; the table is printed at the end.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
-	$(BIN)/coverage report
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,9 +7,13 @@ import pytest
 
 from service.settings import Settings
 from tests.helpers import make_settings
-from tests.helpers.databases import POSTGRES_DSN, fresh_postgres
+from tests.helpers.databases import POSTGRES_DSN, ensure_worker_database, fresh_postgres
 
 pytest_plugins = ["tests.fakes.smtp", "tests.fakes.twilio"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    ensure_worker_database()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

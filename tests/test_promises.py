@@ -68,13 +68,16 @@ async def update(client: Any, incident_id: int, body: dict[str, Any], status: in
 async def test_a_promise_that_falls_overdue_reminds_the_on_call_operators_and_shows_in_the_metric(
     aiohttp_client: Any, db_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
-    client = await start(aiohttp_client, promising(wired_settings(db_url, smtp_sink, twilio_fake)))
-    reply = await post_sample(client, next_update_at=at(3), notice=ONE_PARTNER)
+    # Ten seconds ahead with reminders five seconds before: wide enough windows that a busy machine
+    # (a slow POST, a late check) still sees the promise pending, then due soon, then overdue.
+    settings = promising(wired_settings(db_url, smtp_sink, twilio_fake), remind_before_seconds=5)
+    client = await start(aiohttp_client, settings)
+    reply = await post_sample(client, next_update_at=at(10), notice=ONE_PARTNER)
     incident_id = reply["incident_id"]
     assert await promise_state(client, incident_id) in ("pending", "due_soon")
 
-    await wait_until(lambda: _state_is(client, incident_id, "overdue"), timeout=15)
-    await wait_until(lambda: _reminders_sent(client, 2), timeout=15)
+    await wait_until(lambda: _state_is(client, incident_id, "overdue"), timeout=30)
+    await wait_until(lambda: _reminders_sent(client, 2), timeout=30)
 
     reminders = await operator_rows(client)
     assert {(r["channel"], r["address"]) for r in reminders} == {

@@ -217,12 +217,19 @@ async def submit_incident(request: web.Request) -> web.Response:
 # An update of an open incident ------------------------------------------------------------------
 
 
-async def _incident_or_404(request: web.Request, incident_id: int) -> dict[str, Any]:
+async def _found_or_404(
+    request: web.Request, get: Callable[[AsyncConnection, int], Awaitable[dict[str, Any] | None]], row_id: int
+) -> dict[str, Any]:
+    """The incident or notice a console URL names, or the console's own 404 page."""
     async with request.config_dict[appkeys.STORE].read() as conn:
-        incident = await incident_store.get_incident(conn, incident_id)
-    if incident is None:
+        found = await get(conn, row_id)
+    if found is None:
         raise NotFound(words.say(lang_of(request), "not_found"))
-    return incident
+    return found
+
+
+async def _incident_or_404(request: web.Request, incident_id: int) -> dict[str, Any]:
+    return await _found_or_404(request, incident_store.get_incident, incident_id)
 
 
 def _update_values(settings: Settings, incident: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -291,11 +298,7 @@ async def submit_update(request: web.Request) -> web.Response:
 
 
 async def _draft_or_404(request: web.Request, notice_id: int) -> dict[str, Any]:
-    async with request.config_dict[appkeys.STORE].read() as conn:
-        notice = await incident_store.get_notice(conn, notice_id)
-    if notice is None:
-        raise NotFound(words.say(lang_of(request), "not_found"))
-    return notice
+    return await _found_or_404(request, incident_store.get_notice, notice_id)
 
 
 def _draft_values(notice: dict[str, Any]) -> dict[str, Any]:
