@@ -1,15 +1,19 @@
 """Console pages and dry runs against a large directory: each should answer in under 300 ms.
 
-    .venv/bin/python -m bench.console [--partners 10000] [--runs 20] [--reach 1]
+    .venv/bin/python -m bench.console [--partners 10000] [--runs 20] [--reach 1] [--database URL] [--only TEXT]
 
 Seeds `--partners` partners (each with a tier-1 email, a tier-1
-SMS and a tier-2 email contact: 30,000 contacts at 10,000) straight into a SQLite file, starts
-Herald in its own process (dispatcher off, so the log stays as seeded), publishes one critical
-incident to every partner through the API (30,000 deliveries, given a realistic mix of outcomes
-and some acknowledgements), adds a draft, signs in to the console with a session, then times every
-console page and every dry run `--runs` times, one request at a time, from this process. With
-`--reach 1` (the default) every partner is subscribed to the incident's components, so each dry run
-plans the whole directory, the worst case; `--reach 0.1` subscribes one partner in ten.
+SMS and a tier-2 email contact: 30,000 contacts at 10,000) straight into a fresh SQLite file (or the
+PostgreSQL database `--database`, which is emptied), starts Herald in its own process (dispatcher
+off, so the log stays as seeded), publishes one critical incident to every partner through the API
+(30,000 deliveries, given a realistic mix of outcomes and some acknowledgements), adds a draft,
+signs in to the console with a session, then times every console page and every dry run `--runs`
+times, one request at a time, from this process, after one untimed warm-up request each (the first
+request of a kind compiles its templates). With `--reach 1` (the default) every partner is
+subscribed to the incident's components, so each dry run plans the whole directory, the worst case;
+`--reach 0.1` subscribes one partner in ten. `--only TEXT` times only the requests whose name
+contains TEXT (`--only dry_run` for the dry runs). Aim: p50 and p99 of every request under 300 ms;
+the command prints `met` or `MISSED` and exits 1 on a miss.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import json
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +36,7 @@ import aiohttp
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from bench.common import herald_process, percentile, table
+from bench.common import backend_name, fresh_database, herald_process, percentile, table
 from service.settings import ROOT, Settings, Token
 from service.store import Store
 from tests.helpers.bulk import insert_directory, partner_rows
@@ -42,10 +47,10 @@ COMPANY_ZONE = ZoneInfo("Asia/Tokyo")  # the forms read times in the company's z
 SAMPLE = json.loads((ROOT / "config" / "sample-incident.json").read_text("utf-8"))
 
 
-def bench_settings(db_path: Path) -> Settings:
+def bench_settings(database_url: str) -> Settings:
     return Settings.model_validate(
         {
-            "database": {"url": f"sqlite+aiosqlite:///{db_path}"},
+            "database": {"url": database_url},
             "auth": {"tokens": [Token(name="bench", scopes=["admin"], secret=SecretStr(TOKEN))]},
             "dispatch": {"enabled": False},
             "directory": {"import_on_start": False},
@@ -92,8 +97,9 @@ async def sign_in(session: aiohttp.ClientSession, base: str) -> str:
 
 
 async def timed(runs: int, call: Callable[[], Awaitable[aiohttp.ClientResponse]], expect: int) -> list[float]:
+    """`runs` timings in ms, after one untimed warm-up call."""
     times = []
-    for _ in range(runs):
+    for _ in range(runs + 1):
         started = time.perf_counter()
         response = await call()
         await response.read()
@@ -102,7 +108,7 @@ async def timed(runs: int, call: Callable[[], Awaitable[aiohttp.ClientResponse]]
             body = await response.text()
             problems = re.findall(r'class="(?:field-error|error-summary)"[^>]*>([^<]+)', body) or [body[:300]]
             raise AssertionError(f"{response.url}: {response.status} {problems}")
-    return times
+    return times[1:]
 
 
 def compose_form(csrf: str) -> dict[str, str]:
@@ -128,17 +134,18 @@ def compose_form(csrf: str) -> dict[str, str]:
     }
 
 
-async def run(partners: int, runs: int, reach: float) -> None:
+async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="herald-bench-console-") as workdir:
-        settings = bench_settings(Path(workdir) / "herald.db")
-        partner_list, contact_list = partner_rows(partners)
-        every = max(1, round(1 / reach))
+        settings = bench_settings(await fresh_database(args.database, Path(workdir)))
+        partner_list, contact_list = partner_rows(args.partners)
+        every = max(1, round(1 / args.reach))
         for index, partner in enumerate(partner_list):  # the rest subscribe to a component nobody breaks
             partner["components"] = ["*"] if index % every == 0 else ["billing"]
         started = time.perf_counter()
         await insert_directory(settings, partner_list, contact_list)
         took = time.perf_counter() - started
-        print(f"seeded {len(partner_list):,} partners, {len(contact_list):,} contacts in {took:.1f} s")
+        backend = backend_name(settings.database.url)
+        print(f"{backend}: seeded {len(partner_list):,} partners, {len(contact_list):,} contacts in {took:.1f} s")
         async with herald_process(settings, Path(workdir)) as herald:
             base = herald.base_url
             api = {"Authorization": f"Bearer {TOKEN}"}
@@ -153,13 +160,22 @@ async def run(partners: int, runs: int, reach: float) -> None:
                     f"draft notice {draft['notice_id']}"
                 )
                 csrf = await sign_in(session, base)
-                results = await measure(session, base, api, csrf, opened["incident_id"], draft["notice_id"], runs)
-    report(results, partners, runs, reach)
+                ids = (opened["incident_id"], draft["notice_id"])
+                results = await measure(session, base, api, csrf, ids, args.runs, args.only)
+    return report(results, backend, args.partners, args.runs, args.reach)
 
 
 async def measure(
-    session: aiohttp.ClientSession, base: str, api: dict[str, str], csrf: str, incident: int, draft: int, runs: int
+    session: aiohttp.ClientSession,
+    base: str,
+    api: dict[str, str],
+    csrf: str,
+    ids: tuple[int, int],
+    runs: int,
+    only: str,
 ) -> list[tuple[str, list[float]]]:
+    """Each request's timings, for the requests whose name contains `only`."""
+    incident, draft = ids
     delivery = (await (await session.get(f"{base}/v1/deliveries?limit=1", headers=api)).json())["items"][0]["id"]
     pages = [
         "/console/",
@@ -178,7 +194,8 @@ async def measure(
     ]
     results: list[tuple[str, list[float]]] = []
     for path in pages:
-        results.append((f"GET {path}", await timed(runs, partial(session.get, base + path), 200)))
+        if only in f"GET {path}":
+            results.append((f"GET {path}", await timed(runs, partial(session.get, base + path), 200)))
     update = {
         "status": "identified",
         "notice": {"fields": {"current_status": {"ja": "特定しました。", "en": "Found."}}},
@@ -199,31 +216,32 @@ async def measure(
         (f"/v1/notices/{draft}/publish?dry_run=true", None),
     ]
     for path, body in dry_runs:
-        results.append(
-            (f"POST {path}", await timed(runs, partial(session.post, base + path, json=body, headers=api), 200))
-        )
+        if only in f"POST {path}":
+            call = partial(session.post, base + path, json=body, headers=api)
+            results.append((f"POST {path}", await timed(runs, call, 200)))
     form = compose_form(csrf)
-    results.append(
-        (
-            "POST /console/compose (preview)",
-            await timed(runs, lambda: session.post(f"{base}/console/compose", data=form), 200),
-        )
-    )
+    if only in "POST /console/compose (preview, dry_run)":
+        call = partial(session.post, f"{base}/console/compose", data=form)
+        results.append(("POST /console/compose (preview, dry_run)", await timed(runs, call, 200)))
     return results
 
 
-def report(results: list[tuple[str, list[float]]], partners: int, runs: int, reach: float) -> None:
-    rows = [("request", "p50 ms", "p95 ms", "max ms", f"under {AIM_MS:.0f} ms (p95)")]
+def report(results: list[tuple[str, list[float]]], backend: str, partners: int, runs: int, reach: float) -> int:
+    rows = [("request", "p50 ms", "p99 ms", "max ms", f"p50 and p99 < {AIM_MS:.0f} ms")]
+    slow = []
     for name, times in results:
-        p95 = percentile(times, 0.95)
-        rows.append(
-            (name, f"{percentile(times, 0.5):.0f}", f"{p95:.0f}", f"{max(times):.0f}", "yes" if p95 < AIM_MS else "NO")
-        )
+        p50, p99 = percentile(times, 0.5), percentile(times, 0.99)
+        if max(p50, p99) >= AIM_MS:
+            slow.append(name)
+        rows.append((name, f"{p50:.0f}", f"{p99:.0f}", f"{max(times):.0f}", "MISSED" if name in slow else "met"))
     reached = f"{reach:.0%} of them" if reach < 1 else "every one"
-    print(f"\n{partners:,} partners, {reached} in each dry run's audience; {runs} runs each, one at a time:\n")
+    print(
+        f"\n{backend}, {partners:,} partners, {reached} in each dry run's audience; {runs} runs each, one at a time:\n"
+    )
     print(table(rows))
-    slow = [name for name, times in results if percentile(times, 0.95) >= AIM_MS]
-    print(f"\nevery page and dry run under {AIM_MS:.0f} ms at p95: {'yes' if not slow else 'no: ' + ', '.join(slow)}")
+    verdict = "met" if not slow else "MISSED: " + ", ".join(slow)
+    print(f"\nevery page and dry run under {AIM_MS:.0f} ms at p50 and p99: {verdict}")
+    return 1 if slow else 0
 
 
 def main() -> None:
@@ -233,8 +251,11 @@ def main() -> None:
     parser.add_argument(
         "--reach", type=float, default=1.0, help="share of partners an incident's components reach (1 = all)"
     )
-    args = parser.parse_args()
-    asyncio.run(run(args.partners, args.runs, args.reach))
+    parser.add_argument(
+        "--database", default=None, help="a PostgreSQL URL to run on (it is emptied); default a fresh SQLite file"
+    )
+    parser.add_argument("--only", default="", help="time only the requests whose name contains this text")
+    sys.exit(asyncio.run(run(parser.parse_args())))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ published with its whole plan or not at all.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service import compose, escalation, promises, volume
 from service.errors import InvalidInput
 from service.notices import LANGUAGE_NAMES, Audience, missing_text
-from service.policy import delivery_row, fallback_channels, planned_channels, priority_of
+from service.policy import CHANNEL_RANK, delivery_row, fallback_channels, planned_channels, priority_of
 from service.settings import Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
@@ -32,6 +33,34 @@ OWNER_ADDRESS = {"email": "email", "sms": "phone"}
 
 
 NO_TIER1_LISTED = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RowShape:
+    """One row of a contact's plan as the volume rules left it: its channel and the fields they
+    decide; the rest is the policy's row for that contact and channel."""
+
+    channel: str
+    status: str
+    reason: str | None
+    detail: dict[str, Any] | None
+    next_attempt_at: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ContactShape:
+    """A contact's whole plan for the notice, without who the contact is (compared by identity:
+    contacts planned alike share one)."""
+
+    rows: tuple[RowShape, ...]
+    reached: bool  # a row goes now or later (pending)
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]]) -> ContactShape:
+        shaped = tuple(
+            RowShape(r["channel"], r["status"], r["reason"], r["detail"], r["next_attempt_at"]) for r in rows
+        )
+        return cls(shaped, any(r.status == "pending" for r in shaped))
 
 
 @dataclass
@@ -55,28 +84,33 @@ class PlanSummary:
     # Partners of the audience that no tier-1 contact of theirs will hear from (first few listed).
     without_tier1: int = 0
     without_tier1_listed: list[dict[str, str]] = field(default_factory=list)
+    # Languages of every partner row planned, sent or not: the text the notice must have.
+    readers: set[str] = field(default_factory=set)
 
-    def count(self, row: dict[str, Any]) -> None:
-        if row.get("reason"):
-            self.by_reason[row["reason"]] += 1
-        if row["status"] != "pending":
-            return
-        tier, channel = row["tier"], row["channel"]
-        self.total += 1
-        self.by_tier[str(tier)] += 1
-        self.by_channel[channel] += 1
-        self.by_tier_channel[tier, channel] += 1
-        if channel == "sms":
-            self.sms[row["language"], tier] += 1
+    def count(self, tier: int, language: str, shape: ContactShape, contacts: int = 1) -> None:
+        """`contacts` contacts of this tier and language, each planned as `shape`."""
+        if shape.rows:
+            self.readers.add(language)
+        if shape.reached:
+            self.contacts += contacts
+            self.languages[language] += contacts
+        for row in shape.rows:
+            if row.reason:
+                self.by_reason[row.reason] += contacts
+            if row.status != "pending":
+                continue
+            self.total += contacts
+            self.by_tier[str(tier)] += contacts
+            self.by_channel[row.channel] += contacts
+            self.by_tier_channel[tier, row.channel] += contacts
+            if row.channel == "sms":
+                self.sms[language, tier] += contacts
 
-    def add_partner(self, partner: Partner, rows: list[dict[str, Any]], tier1_asked: bool) -> None:
-        """After a partner's rows are counted: the partner, its contacts reached now, a missing tier 1
-        (a tier-1 row held for quiet hours or capped still reaches the partner)."""
-        reached = {row["contact_id"]: row["language"] for row in rows if row["status"] == "pending"}
-        self.partners += bool(reached)
-        self.contacts += len(reached)
-        self.languages.update(reached.values())
-        if tier1_asked and not any(row["tier"] == 1 for row in rows):
+    def add_partner(self, partner: Partner, reached: bool, tier1_missing: bool) -> None:
+        """After a partner's contacts are counted: whether any is reached now, and whether the
+        partner lacks a tier-1 row (a tier-1 row held for quiet hours or capped still reaches it)."""
+        self.partners += reached
+        if tier1_missing:
             self.without_tier1 += 1
             if len(self.without_tier1_listed) < NO_TIER1_LISTED:
                 self.without_tier1_listed.append({"id": partner.id, "name": partner.name})
@@ -127,16 +161,14 @@ async def publish(
     )
     await promises.on_published(conn, settings, notice, now)
     summary = PlanSummary()
-    readers: set[str] = set()
-    async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
-        readers.update(row["language"] for row in rows if row["purpose"] == "partner")
-        if rehearsing():
-            continue  # a dry run: counted in the summary; the transaction is rolled back anyway
+    # A dry run counts the plan in the summary without building its rows: the transaction is
+    # rolled back anyway, and the decisions and counts are the same code either way.
+    async for rows in plan_deliveries(conn, settings, notice, incident, now, summary, write=not rehearsing()):
         await delivery_store.insert_deliveries(conn, rows)
         pending = [r for r in rows if r["status"] == "pending" and r["purpose"] == "partner"]
         await escalation.schedule_for_notice(conn, settings, notice, pending, now)
     if not notice.get("allow_language_fallback"):
-        check_languages(notice, readers)
+        check_languages(notice, summary.readers)
     return summary
 
 
@@ -165,13 +197,16 @@ async def plan_deliveries(
     incident: dict[str, Any] | None,
     now: float,
     summary: PlanSummary,
+    write: bool = True,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The notice's deliveries a page of partners at a time, so a broadcast to the whole directory
-    holds one page in memory, not every row; `summary` counts what was planned."""
+    holds one page in memory, not every row; `summary` counts what was planned. With `write`
+    false nothing is yielded or written: the plan is only counted (a dry run)."""
     audience = notice["audience"] or {}
     situation = await volume.situation_of(conn, notice, await suppression_store.active(conn))
     partner_ids, components, tiers = audience_filter(audience, incident)
     tier1_asked = tiers is None or 1 in tiers
+    planning = ContactPlanning(settings, situation, now)
     after = None
     while True:
         page = await audience_store.partners_with_contacts(
@@ -184,49 +219,116 @@ async def plan_deliveries(
         rows: list[dict[str, Any]] = []
         superseded: list[tuple[int, str]] = []
         told: list[str] = []
+        alike: Counter[tuple[int, str, ContactShape]] = Counter()  # counted once per page
         for partner in page:
-            planned: list[dict[str, Any]] = []
+            reached = tier1_planned = False
             for contact in partner.contacts:
-                plan = plan_contact(settings, situation, notice, partner, contact, history.get(contact.id, []), now)
-                planned.extend(plan.rows)
-                superseded.extend(plan.superseded)
-            for row in planned:
-                summary.count(row)
-            summary.add_partner(partner, planned, tier1_asked)
-            if any(row["status"] == "pending" for row in planned):
+                language = contact.language or partner.language
+                planned = planning.plan(partner, contact, history.get(contact.id))
+                shape = planned.shape
+                if planned.rows is None:
+                    alike[contact.tier, language, shape] += 1
+                else:
+                    summary.count(contact.tier, language, shape)
+                    superseded.extend(planned.superseded)
+                reached = reached or shape.reached
+                tier1_planned = tier1_planned or (contact.tier == 1 and bool(shape.rows))
+                if write:
+                    rows.extend(planning.rows_of(partner, contact, planned))
+            summary.add_partner(partner, reached, tier1_asked and not tier1_planned)
+            if reached:
                 told.append(partner.id)
-            rows.extend(planned)
-        await delivery_store.mark_merged(conn, superseded, now)
+        for (tier, language, shape), contacts in alike.items():
+            summary.count(tier, language, shape, contacts)
         copies = await owner_copies(conn, settings, notice, told, now)
         summary.internal += len(copies)
-        yield rows + copies
+        if write:
+            await delivery_store.mark_merged(conn, superseded, now)
+            yield rows + copies
         if len(page) < PARTNERS_PER_PAGE:
             return
         after = page[-1].id
 
 
-def plan_contact(
-    settings: Settings,
-    situation: volume.IncidentSituation,
-    notice: dict[str, Any],
-    partner: Partner,
-    contact: Contact,
-    history: list[dict[str, Any]],
-    now: float,
-) -> volume.ContactPlan:
-    """One contact's rows: the policy's channels, shaped by caps, merging, quiet hours and suppression."""
-    kind, severity = notice["kind"], notice["severity"]
-    return volume.plan_contact(
-        settings,
-        situation,
-        partner,
-        contact,
-        planned_channels(settings, partner, contact, severity, kind),
-        fallback_channels(settings, contact, kind, severity),
-        history,
-        lambda channel: delivery_row(settings, notice, partner, contact, channel, now),
-        now,
-    )
+@dataclass(frozen=True, slots=True)
+class PlannedContact:
+    shape: ContactShape
+    rows: list[dict[str, Any]] | None = None  # the rows as decided, when decided for this contact alone
+    superseded: tuple[tuple[int, str], ...] = ()  # (held delivery id, replaced by message id)
+
+
+class ContactPlanning:
+    """One notice's decisions per contact: the policy's channels, shaped by caps, merging, quiet
+    hours and suppression (`service/volume.py`).
+
+    A contact with history in the incident is decided on its own. One without history gets the plan
+    decided for the first contact with the same `volume.shape_key`, so a broadcast to 30,000
+    contacts decides a handful of times; its rows are that plan with this contact's policy row."""
+
+    def __init__(self, settings: Settings, situation: volume.IncidentSituation, now: float) -> None:
+        self.settings, self.situation, self.now = settings, situation, now
+        self._channels: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
+        self._shapes: dict[tuple[Any, ...], PlannedContact] = {}
+
+    def channels(self, partner: Partner, contact: Contact) -> tuple[list[str], list[str]]:
+        """(planned, fallback) channels: what the policy offers this contact for the notice."""
+        policy = None if partner.policy is None else json.dumps(partner.policy, sort_keys=True)
+        reachable = tuple(bool(contact.address(channel)) for channel in CHANNEL_RANK)
+        key = (policy, contact.tier, tuple(contact.channels), reachable)
+        found = self._channels.get(key)
+        if found is None:
+            kind, severity = self.situation.notice["kind"], self.situation.notice["severity"]
+            found = self._channels[key] = (
+                planned_channels(self.settings, partner, contact, severity, kind),
+                fallback_channels(self.settings, contact, kind, severity),
+            )
+        return found
+
+    def plan(self, partner: Partner, contact: Contact, history: list[dict[str, Any]] | None) -> PlannedContact:
+        channels, fallback = self.channels(partner, contact)
+        if history:
+            decided = self._decide(partner, contact, channels, fallback, history)
+            return PlannedContact(ContactShape.of(decided.rows), decided.rows, tuple(decided.superseded))
+        key = volume.shape_key(self.situation, partner, contact, channels, fallback)
+        found = self._shapes.get(key)
+        if found is None:
+            decided = self._decide(partner, contact, channels, fallback, [])
+            found = self._shapes[key] = PlannedContact(ContactShape.of(decided.rows))
+        return found
+
+    def rows_of(self, partner: Partner, contact: Contact, planned: PlannedContact) -> list[dict[str, Any]]:
+        """The contact's delivery rows: as decided for it, or its policy rows shaped like its peers'."""
+        if planned.rows is not None:
+            return planned.rows
+        rows = []
+        for shaped in planned.shape.rows:
+            row = delivery_row(self.settings, self.situation.notice, partner, contact, shaped.channel, self.now)
+            row["status"], row["reason"] = shaped.status, shaped.reason
+            row["detail"] = None if shaped.detail is None else dict(shaped.detail)
+            row["next_attempt_at"] = shaped.next_attempt_at
+            rows.append(row)
+        return rows
+
+    def _decide(
+        self,
+        partner: Partner,
+        contact: Contact,
+        channels: list[str],
+        fallback: list[str],
+        history: list[dict[str, Any]],
+    ) -> volume.ContactPlan:
+        notice, now = self.situation.notice, self.now
+        return volume.plan_contact(
+            self.settings,
+            self.situation,
+            partner,
+            contact,
+            list(channels),
+            list(fallback),
+            history,
+            lambda channel: delivery_row(self.settings, notice, partner, contact, channel, now),
+            now,
+        )
 
 
 async def owner_copies(

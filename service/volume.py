@@ -113,6 +113,23 @@ def plan_contact(
     return plan
 
 
+def shape_key(
+    situation: IncidentSituation, partner: Partner, contact: Contact, channels: list[str], fallback: list[str]
+) -> tuple[Any, ...]:
+    """Everything `plan_contact` decides from for a contact with no history in the incident, apart
+    from who the contact is: contacts with equal keys get rows that differ only in the fields the
+    policy's row names them by, never in those decided here (status, reason, detail,
+    next_attempt_at), so a plan can decide once per key.
+    Keep it complete when `plan_contact` reads something new (tests/test_plan_shapes.py checks)."""
+    suppressed = situation.suppressed
+    barred = (
+        tuple(c for c in dict.fromkeys([*channels, *fallback]) if (c, contact.address(c) or "") in suppressed)
+        if suppressed
+        else ()
+    )
+    return partner.timezone, tuple(channels), tuple(fallback), barred
+
+
 def _skipped(row: dict[str, Any], reason: str, detail: dict[str, Any]) -> dict[str, Any]:
     return {**row, "status": "skipped", "reason": reason, "detail": detail}
 

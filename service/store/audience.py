@@ -2,19 +2,60 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, select
+from sqlalchemy import ColumnElement, Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.models import Contact, Partner
 from service.store.partners import subscribed_to
 from service.store.tables import contacts, partners
 
+# The columns of each record in its field order, so a row becomes a record positionally. JSON
+# columns are read as their text and decoded once per distinct value (a directory has few distinct
+# channel lists and policies, and tens of thousands of contacts).
+_PARTNER_COLUMNS = (
+    partners.c.id,
+    partners.c.name,
+    partners.c.language,
+    cast(partners.c.components, Text),
+    cast(partners.c.policy, Text),
+    partners.c.timezone,
+)
+_CONTACT_COLUMNS = (
+    contacts.c.id,
+    contacts.c.partner_id,
+    contacts.c.key,
+    contacts.c.name,
+    contacts.c.tier,
+    contacts.c.email,
+    contacts.c.phone,
+    contacts.c.webhook_url,
+    cast(contacts.c.channels, Text),
+    contacts.c.language,
+)
+
 
 async def known_partner_ids(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
     rows = await conn.execute(select(partners.c.id).where(partners.c.id.in_(list(ids))))
     return {r[0] for r in rows}
+
+
+class _Decoded:
+    """JSON text → value, decoded once per distinct text. Equal texts share one value, which is
+    safe because the records holding it are frozen and nothing mutates their lists."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str | None, Any] = {None: None}
+
+    def __call__(self, text: str | None) -> Any:
+        try:
+            return self._seen[text]
+        except KeyError:
+            value = self._seen[text] = json.loads(text)  # type: ignore[arg-type]
+            return value
 
 
 async def partners_with_contacts(
@@ -28,7 +69,8 @@ async def partners_with_contacts(
     """Partners (all, the listed ones, or those subscribed to `components`) with their contacts
     (of `tiers`, when given), ordered by id; `after` and `limit` page through them.
     Filtering happens in SQL: a critical incident on one component must not read the whole
-    directory inside its write transaction."""
+    directory inside its write transaction. Two statements a page, whatever its size: the contacts
+    are selected by the same conditions as the partners, not by a list of their ids."""
     chosen: list[ColumnElement[bool]] = []
     if partner_ids is not None:
         chosen.append(partners.c.id.in_(list(partner_ids)))
@@ -36,19 +78,27 @@ async def partners_with_contacts(
         chosen.append(subscribed_to(components))
     if after is not None:
         chosen.append(partners.c.id > after)
-    query = select(partners).where(*chosen).order_by(partners.c.id).limit(limit)
-    found: dict[str, tuple[RowMapping, list[Contact]]] = {
-        r["id"]: (r, []) for r in (await conn.execute(query)).mappings()
-    }
+    page = select(partners.c.id).where(*chosen).order_by(partners.c.id).limit(limit)
+    decoded = _Decoded()
+    found: dict[str, tuple[Any, list[Contact]]] = {}
+    for row in await conn.execute(select(*_PARTNER_COLUMNS).where(*chosen).order_by(partners.c.id).limit(limit)):
+        found[row[0]] = (row, [])
     if not found:
         return []
-    contact_query = select(contacts).order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
+    contact_query = select(*_CONTACT_COLUMNS).order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
     if chosen or limit is not None:
-        contact_query = contact_query.where(contacts.c.partner_id.in_(list(found)))
+        contact_query = contact_query.where(contacts.c.partner_id.in_(page.scalar_subquery()))
     if tiers is not None:
         contact_query = contact_query.where(contacts.c.tier.in_(list(tiers)))
-    for row in (await conn.execute(contact_query)).mappings():
-        selected = found.get(row["partner_id"])
+    for cid, partner_id, key, name, tier, email, phone, webhook_url, channels, language in await conn.execute(
+        contact_query
+    ):
+        selected = found.get(partner_id)
         if selected is not None:
-            selected[1].append(Contact.from_row(row))
-    return [Partner.from_row(row, contacts=tuple(chosen_contacts)) for row, chosen_contacts in found.values()]
+            selected[1].append(
+                Contact(cid, partner_id, key, name, tier, email, phone, webhook_url, decoded(channels) or [], language)
+            )
+    return [
+        Partner(pid, name, language, decoded(components) or [], decoded(policy), timezone, tuple(chosen_contacts))
+        for (pid, name, language, components, policy, timezone), chosen_contacts in found.values()
+    ]

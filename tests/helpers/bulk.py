@@ -32,23 +32,27 @@ BROADCAST: dict[str, Any] = {
 }
 
 
+def partner_row(pid: str, name: str, language: str, now: float, **fields: Any) -> dict[str, Any]:
+    """A partners-table row subscribed to every component, with no policy override unless given."""
+    return {
+        "id": pid,
+        "name": name,
+        "language": language,
+        "components": ["*"],
+        "policy": None,
+        "created_at": now,
+        "updated_at": now,
+        **fields,
+    }
+
+
 def partner_rows(count: int, emails: int = 2, phones: int = 1) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """`count` partners subscribed to every component, each with `emails` email and `phones` SMS contacts."""
     now = time.time()
     partners, contacts = [], []
     for p in range(count):
         pid = f"partner-{p:06d}"
-        partners.append(
-            {
-                "id": pid,
-                "name": f"取引先 {p} 株式会社",
-                "language": "ja" if p % 4 else "en",
-                "components": ["*"],
-                "policy": None,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        partners.append(partner_row(pid, f"取引先 {p} 株式会社", "ja" if p % 4 else "en", now))
         for e in range(emails):
             contacts.append(
                 {

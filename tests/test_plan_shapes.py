@@ -1,0 +1,168 @@
+"""A broadcast decides once per kind of contact, not once per contact: every contact still gets
+exactly the rows the volume rules give it on its own, and the dry run counts what publishing plans."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from service import appkeys, volume
+from service.app import create_app
+from service.policy import delivery_row, fallback_channels, planned_channels
+from service.settings import Settings
+from service.store import Store
+from service.store import audience as audience_store
+from service.store import incidents as incident_store
+from service.store import suppressions as suppression_store
+from service.store.models import Contact, Partner
+from service.store.tables import deliveries, suppressions
+from tests.helpers import auth, make_settings
+from tests.helpers.bulk import BROADCAST, insert_directory, partner_row
+
+ZONES = [None, "Asia/Tokyo", "America/New_York", "Europe/London", "Pacific/Auckland", "America/Los_Angeles"]
+POLICIES = [None, {"major": {"1": ["sms"]}, "critical": {"2": ["sms", "email"]}}]
+COMPARED = (
+    "partner_id", "contact_id", "tier", "channel", "address", "language", "priority", "status",
+    "next_attempt_at", "message_id", "reason", "detail", "escalation_step", "purpose",
+)  # fmt: skip
+
+
+def varied_directory(count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Partners in six time zones, with and without a policy override, whose contacts differ in
+    tier, channel preferences, addresses and language."""
+    now = time.time()
+    partners, contacts = [], []
+    kinds: list[dict[str, Any]] = [
+        {"tier": 1, "email": "a", "channels": ["email"]},
+        {"tier": 1, "phone": True, "channels": ["sms"]},
+        {"tier": 2, "email": "b", "phone": True, "channels": ["sms", "email"]},
+        {"tier": 3, "email": "c", "webhook": True, "channels": ["webhook", "email"], "language": "en"},
+        {"tier": 1, "email": "d", "phone": True, "channels": []},
+        {"tier": 2, "email": "e", "channels": ["sms"]},  # prefers SMS but has no number
+    ]
+    for p in range(count):
+        pid = f"shape-{p:03d}"
+        language = "ja" if p % 3 else "en"
+        partners.append(
+            partner_row(pid, f"Partner {p}", language, now, policy=POLICIES[p % 2], timezone=ZONES[p % len(ZONES)])
+        )
+        for k, kind in enumerate(kinds[: 3 + p % 4]):
+            contacts.append(
+                {
+                    "partner_id": pid,
+                    "key": f"c{k}",
+                    "name": f"Contact {k}",
+                    "tier": kind["tier"],
+                    "email": f"{kind['email']}{p}@shape{p}.example.jp" if "email" in kind else None,
+                    "phone": f"+8190{p:04d}{k:04d}" if kind.get("phone") else None,
+                    "webhook_url": f"https://hooks.example.com/{pid}/{k}" if kind.get("webhook") else None,
+                    "channels": kind["channels"],
+                    "language": kind.get("language"),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    return partners, contacts
+
+
+async def suppress_some(settings: Settings, contacts: list[dict[str, Any]]) -> None:
+    """Every third email address and every fourth number refused for good."""
+    barred = [("email", c["email"]) for c in contacts[::3] if c["email"]]
+    barred += [("sms", c["phone"]) for c in contacts[::4] if c["phone"]]
+    rows = [
+        {"channel": channel, "address": address, "reason": "test", "source": "bounce", "created_at": time.time()}
+        for channel, address in barred
+    ]
+    store = Store(settings.database.url)
+    async with store.begin() as conn:
+        await conn.execute(insert(suppressions), rows)
+    await store.close()
+
+
+async def each_contact_on_its_own(client: Any, notice_id: int, now: float) -> list[dict[str, Any]]:
+    """The notice's rows as `volume.plan_contact` decides them one contact at a time."""
+    app = client.server.app
+    settings: Settings = app[appkeys.SETTINGS]
+    async with app[appkeys.STORE].read() as conn:
+        notice = await incident_store.get_notice(conn, notice_id)
+        assert notice is not None
+        situation = await volume.situation_of(conn, notice, await suppression_store.active(conn))
+        directory = await audience_store.partners_with_contacts(conn)
+    kind, severity = notice["kind"], notice["severity"]
+
+    def row_maker(partner: Partner, contact: Contact) -> volume.RowMaker:
+        return lambda channel: delivery_row(settings, notice, partner, contact, channel, now)
+
+    rows = []
+    for partner in directory:
+        for contact in partner.contacts:
+            plan = volume.plan_contact(
+                settings,
+                situation,
+                partner,
+                contact,
+                planned_channels(settings, partner, contact, severity, kind),
+                fallback_channels(settings, contact, kind, severity),
+                [],
+                row_maker(partner, contact),
+                now,
+            )
+            rows.extend(plan.rows)
+    return rows
+
+
+async def planned_rows(client: Any, notice_id: int) -> list[dict[str, Any]]:
+    async with client.server.app[appkeys.STORE].read() as conn:
+        query = select(deliveries).where(deliveries.c.notice_id == notice_id, deliveries.c.purpose == "partner")
+        return [dict(r) for r in (await conn.execute(query.order_by(deliveries.c.id))).mappings()]
+
+
+@pytest.mark.parametrize(
+    ("kind", "severity", "fields"),
+    [
+        ("maintenance", "major", BROADCAST["fields"]),
+        (
+            "custom",
+            "critical",
+            {
+                "subject": {"ja": "お知らせ", "en": "Notice"},
+                "body": {"ja": "本文です。", "en": "The body."},
+                "responsible": BROADCAST["fields"]["responsible"],
+            },
+        ),
+    ],
+)
+async def test_a_broadcast_plans_each_contact_as_the_volume_rules_would_on_its_own_and_previews_the_same_counts(
+    aiohttp_client: Any, db_url: str, kind: str, severity: str, fields: dict[str, Any]
+) -> None:
+    # Quiet hours all day long in every zone: a maintenance notice is held, a custom one is not.
+    settings = make_settings(
+        db_url,
+        dispatch={"enabled": False},
+        quiet_hours={"enabled": True, "start": "00:00", "end": "23:59"},
+        notice_channels={"maintenance": {"any": ["sms", "email", "webhook"]}},
+    )
+    partners, contacts = varied_directory(36)
+    await insert_directory(settings, partners, contacts)
+    await suppress_some(settings, contacts)
+    client = await aiohttp_client(create_app(settings))
+    body = {"kind": kind, "severity": severity, "fields": fields, "audience": {"all_partners": True}}
+
+    preview = await client.post("/v1/broadcasts?dry_run=true", json=body, headers=auth("operator"))
+    assert preview.status == 200, await preview.text()
+    audience = (await preview.json())["audience"]
+    published = await client.post("/v1/broadcasts", json=body, headers=auth("operator"))
+    assert published.status == 202, await published.text()
+    outcome = await published.json()
+
+    rows = await planned_rows(client, outcome["notice_id"])
+    expected = await each_contact_on_its_own(client, outcome["notice_id"], rows[0]["created_at"])
+    assert [{k: r[k] for k in COMPARED} for r in rows] == [{k: r[k] for k in COMPARED} for r in expected]
+    reasons = {r["reason"] for r in rows}
+    assert {"suppressed", "held" if kind == "maintenance" else None} <= reasons
+    for figure in ("total", "partners", "by_tier", "by_channel", "by_reason"):
+        assert audience[figure] == outcome["deliveries"][figure], figure
+    assert audience["contacts"] == len({r["contact_id"] for r in rows if r["status"] == "pending"})
