@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service import compose, escalation, promises, volume
 from service.errors import InvalidInput
 from service.notices import LANGUAGE_NAMES, Audience, missing_text
-from service.policy import CHANNEL_RANK, delivery_row, fallback_channels, planned_channels, priority_of
+from service.policy import delivery_row, fallback_channels, planned_channels, priority_of
 from service.settings import Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
@@ -261,32 +261,32 @@ class ContactPlanning:
     """One notice's decisions per contact: the policy's channels, shaped by caps, merging, quiet
     hours and suppression (`service/volume.py`).
 
-    A contact with history in the incident is decided on its own. One without history gets the plan
-    decided for the first contact with the same `volume.shape_key`, so a broadcast to 30,000
-    contacts decides a handful of times; its rows are that plan with this contact's policy row."""
+    A contact whose history in the incident bears on the decision (`volume.history_bears`) is
+    decided on its own. Any other gets the plan decided for the first contact with the same
+    `volume.shape_key`, so a broadcast to 30,000 contacts decides a handful of times; its rows are
+    that plan on this contact's own policy rows."""
 
     def __init__(self, settings: Settings, situation: volume.IncidentSituation, now: float) -> None:
         self.settings, self.situation, self.now = settings, situation, now
-        self._channels: dict[tuple[Any, ...], tuple[list[str], list[str]]] = {}
+        self._channels: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._shapes: dict[tuple[Any, ...], PlannedContact] = {}
 
-    def channels(self, partner: Partner, contact: Contact) -> tuple[list[str], list[str]]:
+    def channels(self, partner: Partner, contact: Contact) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(planned, fallback) channels: what the policy offers this contact for the notice."""
         policy = None if partner.policy is None else json.dumps(partner.policy, sort_keys=True)
-        reachable = tuple(bool(contact.address(channel)) for channel in CHANNEL_RANK)
-        key = (policy, contact.tier, tuple(contact.channels), reachable)
+        key = (policy, contact.tier, tuple(contact.channels), contact.reachable())
         found = self._channels.get(key)
         if found is None:
             kind, severity = self.situation.notice["kind"], self.situation.notice["severity"]
             found = self._channels[key] = (
-                planned_channels(self.settings, partner, contact, severity, kind),
-                fallback_channels(self.settings, contact, kind, severity),
+                tuple(planned_channels(self.settings, partner, contact, severity, kind)),
+                tuple(fallback_channels(self.settings, contact, kind, severity)),
             )
         return found
 
     def plan(self, partner: Partner, contact: Contact, history: list[dict[str, Any]] | None) -> PlannedContact:
         channels, fallback = self.channels(partner, contact)
-        if history:
+        if history and volume.history_bears(self.settings, self.situation, history, self.now):
             decided = self._decide(partner, contact, channels, fallback, history)
             return PlannedContact(ContactShape.of(decided.rows), decided.rows, tuple(decided.superseded))
         key = volume.shape_key(self.situation, partner, contact, channels, fallback)
@@ -313,8 +313,8 @@ class ContactPlanning:
         self,
         partner: Partner,
         contact: Contact,
-        channels: list[str],
-        fallback: list[str],
+        channels: Sequence[str],
+        fallback: Sequence[str],
         history: list[dict[str, Any]],
     ) -> volume.ContactPlan:
         notice, now = self.situation.notice, self.now

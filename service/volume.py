@@ -18,7 +18,7 @@ the delivery log, the dry run and the evidence report can say why a message look
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -114,7 +114,7 @@ def plan_contact(
 
 
 def shape_key(
-    situation: IncidentSituation, partner: Partner, contact: Contact, channels: list[str], fallback: list[str]
+    situation: IncidentSituation, partner: Partner, contact: Contact, channels: Sequence[str], fallback: Sequence[str]
 ) -> tuple[Any, ...]:
     """Everything `plan_contact` decides from for a contact with no history in the incident, apart
     from who the contact is: contacts with equal keys get rows that differ only in the fields the
@@ -128,6 +128,34 @@ def shape_key(
         else ()
     )
     return partner.timezone, tuple(channels), tuple(fallback), barred
+
+
+def history_bears(settings: Settings, situation: IncidentSituation, history: list[dict[str, Any]], now: float) -> bool:
+    """Whether anything in the contact's history could make `plan_contact` decide otherwise than
+    for a contact with none: SMS that reach the cap, an update the cap kept off SMS, a held update
+    a new one would replace, or a message within the merge window that a mergeable update waits
+    for. When nothing can, the contact is planned like its peers (`shape_key`). One pass over the
+    history: a whole incident's is read for each plan."""
+    notice = situation.notice
+    if not history or notice["incident_id"] is None:
+        return False
+    cap, window = settings.volume.sms_cap, settings.volume.merge_window_seconds
+    since = now - settings.volume.sms_cap_window_seconds
+    may_wait = window > 0 and not situation.urgent and notice["kind"] in MERGEABLE_KINDS
+    recent_sms = 0
+    for h in history:
+        sent = h["status"] not in NOT_SENT
+        if h["channel"] == "sms":
+            if h["status"] == "skipped" and h["reason"] == "capped":
+                return True
+            recent_sms += sent and h["created_at"] >= since
+            if cap and recent_sms >= cap:
+                return True
+        if window > 0 and _replaceable(situation, h, now):
+            return True
+        if may_wait and sent and now - (h["sent_at"] or h["next_attempt_at"]) < window:
+            return True
+    return False
 
 
 def _skipped(row: dict[str, Any], reason: str, detail: dict[str, Any]) -> dict[str, Any]:

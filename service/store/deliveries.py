@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Text, bindparam, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.models import Delivery, Outcome, Recipient
@@ -220,8 +221,8 @@ async def contact_history(
         return {}
     columns = [
         deliveries.c.id, deliveries.c.notice_id, deliveries.c.contact_id, deliveries.c.channel,
-        deliveries.c.status, deliveries.c.reason, deliveries.c.detail, deliveries.c.attempts,
-        deliveries.c.created_at, deliveries.c.sent_at, deliveries.c.next_attempt_at,
+        deliveries.c.status, deliveries.c.reason, cast(deliveries.c.detail, Text).label("detail"),
+        deliveries.c.attempts, deliveries.c.created_at, deliveries.c.sent_at, deliveries.c.next_attempt_at,
     ]  # fmt: skip
     query = (
         select(*columns)
@@ -229,8 +230,12 @@ async def contact_history(
         .order_by(deliveries.c.id)
     )
     found: dict[int, list[dict[str, Any]]] = {}
-    for row in (await conn.execute(query)).mappings():
-        found.setdefault(int(row["contact_id"]), []).append(dict(row))
+    # A whole incident's history is read for each plan: rows zipped, `detail` decoded only when set.
+    names = [column.name for column in columns]
+    for row in await conn.execute(query):
+        delivery = dict(zip(names, row, strict=True))
+        delivery["detail"] = None if row.detail in (None, "null") else json.loads(row.detail)
+        found.setdefault(int(row.contact_id), []).append(delivery)
     return found
 
 

@@ -100,6 +100,10 @@ class Contact(Record):
             return self.webhook_url
         return None
 
+    def reachable(self) -> tuple[bool, bool, bool]:
+        """Which of email, SMS and webhook have an address (`address` is not empty)."""
+        return bool(self.email), bool(self.phone), bool(self.webhook_url)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Partner(Record):
