@@ -296,7 +296,7 @@ class Dispatcher:
         """Answers and account owners' copies read a little more than a notice needs: compose them
         up front, in one read; a failure is recorded by the attempt like any composition failure."""
         letters: dict[int, internal_mail.Composed | Exception] = {}
-        others = [d for d in batch if d.purpose != "partner"]
+        others = [d for d in batch if d.purpose in internal_mail.LETTERS]
         if not others:
             return letters
         async with self.store.read() as conn:

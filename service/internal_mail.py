@@ -24,6 +24,8 @@ from service.store import questions as question_store
 from service.store.models import Delivery, Incident, Notice, Recipient
 
 Composed = tuple[OutboundMessage, str]
+# The deliveries composed here; a partner's notice and an operator notice are composed like notices.
+LETTERS = frozenset({"internal", "answer"})
 
 
 async def compose_letter(

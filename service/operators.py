@@ -3,7 +3,7 @@
 They travel like partner notices, so they are retried, logged and counted the same way: each is an
 internal notice (state `internal`, not part of any incident's sequence of versions) with one
 delivery per operator and channel. Their deliveries are told apart from partners' by
-`partner_id = OPERATORS` and tier 0, with the operator's position in `[[on_call]]` as a negative
+`partner_id = OPERATORS`, purpose `operator` and tier 0, with the operator's position in `[[on_call]]` as a negative
 contact id, so they never collide with a directory contact.
 """
 
@@ -23,6 +23,7 @@ from service.store.records import audit
 
 OPERATORS = "_operators"  # not a valid partner id (ids are slugs), so never a partner's
 OPERATOR_TIER = 0
+PURPOSE = "operator"  # deliveries.purpose of every message to our operators
 ADDRESS = {"email": "email", "sms": "phone"}
 
 
@@ -94,6 +95,7 @@ def _delivery_row(
         "message_id": compose.message_id(settings, notice["id"], contact_id(index), channel),
         "escalation_step": 0,
         "drill": (incident or {}).get("drill"),
+        "purpose": PURPOSE,  # never a partner delivery figure
         "created_at": now,
         "updated_at": now,
     }

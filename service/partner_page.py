@@ -6,9 +6,12 @@ or the other way round. The expiry counts from the delivery's creation, so every
 delivery renders the same link (and body hash).
 
 The page shows what the partner was told (each notice's text as published, in the contact's
-language), lets a contact acknowledge the notices sent to them, and lets a tier-1 contact ask to
-change the partner's contacts; the change is applied only when an admin approves it. Reading the
-page writes nothing: link scanners open every link in a mail.
+language) and each incident's timeline as the partner lived it (only the notices it was sent and
+only its own contacts' acknowledgements); it lets a contact acknowledge the notices sent to them,
+ask a question about a notice sent to their partner (the same question as from the
+acknowledgement page or by email: `service/questions.py`) and read their questions' answers, and
+lets a tier-1 contact ask to change the partner's contacts; the change is applied only when an
+admin approves it. Reading the page writes nothing: link scanners open every link in a mail.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import acks
+from service import acks, questions, timeline
 from service.acks import AckSigner, ExpiredToken, InvalidToken
 from service.directory import ContactSpec
 from service.directory.validation import issues
 from service.errors import Conflict, NotFound
+from service.incidents import incident_json
+from service.notices import iso
+from service.report import promises_of, status_history
 from service.settings import Settings
 from service.store import partner_view
 from service.store import partners as partner_store
@@ -89,20 +95,78 @@ async def page_data(
     partner, lang = viewer.partner, viewer.language
     since = now - settings.partner_page.history_days * 86400.0
     found = await partner_view.incidents_for(conn, partner["id"], partner["components"] or [], since)
-    sent = await partner_view.notices_sent(conn, partner["id"], [i["id"] for i in found])
-    mine = await partner_view.deliveries_of_contact(conn, viewer.contact["id"], [n["id"] for n in sent])
+    incident_ids = [i["id"] for i in found]
+    sent = await partner_view.notices_sent(conn, partner["id"], incident_ids)
+    notice_ids = [n["id"] for n in sent]
+    mine = await partner_view.deliveries_of_contact(conn, viewer.contact["id"], notice_ids)
+    acknowledged = await partner_view.acknowledgements_of(conn, partner["id"], notice_ids)
+    asked = await partner_view.questions_of_contact(conn, viewer.contact["id"], incident_ids)
     suppressed = await suppression_store.active(conn)
     by_incident: dict[int, list[dict[str, Any]]] = {}
     for notice in sent:
-        by_incident.setdefault(notice["incident_id"], []).append(_notice_entry(notice, lang, mine, settings))
+        by_incident.setdefault(notice["incident_id"], []).append(notice)
+    version_of = {n["id"]: n["version"] for n in sent}
     return {
         "partner": partner,
         "contact": viewer.contact,
         "lang": lang,
         "may_request_changes": viewer.may_request_changes,
-        "incidents": [{**incident, "timeline": by_incident.get(incident["id"], [])} for incident in found],
+        "incidents": [
+            {
+                **incident,
+                "timeline": [_notice_entry(n, lang, mine, settings) for n in by_incident.get(incident["id"], [])],
+                "story": partner_story(incident, by_incident.get(incident["id"], []), acknowledged, now),
+                "questions": [
+                    _question_entry(q, lang, version_of) for q in asked if q["incident_id"] == incident["id"]
+                ],
+            }
+            for incident in found
+        ],
         "contacts": [_contact_entry(c, suppressed) for c in partner["contacts"]],
         "pending_requests": await partner_view.list_requests(conn, "pending", partner["id"]),
+        "question_max": settings.questions.max_length,
+    }
+
+
+def partner_story(
+    incident: dict[str, Any],
+    sent: list[dict[str, Any]],
+    acknowledged: list[tuple[int, int, int, float]],
+    now: float,
+) -> timeline.Story | None:
+    """The incident's timeline as this partner lived it: the statuses it was told, the notices it
+    was sent and the promises they made (kept by the next notice *it* received), and only its own
+    contacts' acknowledgements. None before the partner was sent anything."""
+    if not sent:
+        return None
+    ids = {n["id"] for n in sent}
+    promises = promises_of(sent, now)
+    return timeline.Story(
+        incident={**incident_json(incident), "status_history": status_history(incident, sent)},
+        notices=[
+            {
+                "id": n["id"],
+                "version": n["version"],
+                "kind": n["kind"],
+                "published_at": iso(n["published_at"]),
+                "promise": promises[n["id"]],
+            }
+            for n in sorted(sent, key=lambda n: n["published_at"])
+        ],
+        acks=timeline.first_acknowledgements(a for a in acknowledged if a[0] in ids),
+        generated_at=str(iso(now)),
+    )
+
+
+def _question_entry(question: dict[str, Any], lang: str, version_of: dict[int, int]) -> dict[str, Any]:
+    answer = question["answer"] or {}
+    return {
+        "id": question["id"],
+        "version": version_of.get(question["notice_id"]),
+        "body": question["body"],
+        "asked_at": question["asked_at"],
+        "answer": answer.get(question["language"]) or answer.get(lang) or next(iter(answer.values()), None),
+        "answered_at": question["answered_at"],
     }
 
 
@@ -139,33 +203,49 @@ def _contact_entry(contact: dict[str, Any], suppressed: frozenset[tuple[str, str
     }
 
 
-async def acknowledge_notice(
-    conn: AsyncConnection, viewer: Viewer, notice_id: int, user_agent: str | None
-) -> acks.Acknowledgement | None:
-    """The contact confirms a notice sent to them; None when it was not sent to them."""
-    received = await partner_view.deliveries_of_contact(conn, viewer.contact["id"], [notice_id])
-    if not received:
-        return None
-    return await acks.acknowledge(conn, received[0], user_agent)
+class Refused(Exception):
+    """A form the page cannot accept: `field` names the form field, `message` says why (a key the
+    page words in the contact's language), `status` is the HTTP answer."""
 
-
-class ChangeRefused(Exception):
-    """A contact change request that cannot be accepted; `field` names the form field."""
-
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.status = status
+
+
+async def acknowledge_notice(
+    conn: AsyncConnection, viewer: Viewer, notice_id: int, user_agent: str | None
+) -> acks.Acknowledgement:
+    """The contact confirms a notice sent to them; refused (404) when it was not sent to them."""
+    received = await partner_view.deliveries_of_contact(conn, viewer.contact["id"], [notice_id])
+    if not received:
+        raise Refused("", "not_yours", 404)
+    return await acks.acknowledge(conn, received[0], user_agent)
+
+
+async def ask_question(conn: AsyncConnection, settings: Settings, viewer: Viewer, notice: str, text: str) -> int:
+    """A question about a notice sent to the viewer's partner, recorded like one from the
+    acknowledgement page or a reply (reminders, answers, the report follow from there)."""
+    delivery = None
+    if notice.isdigit():
+        delivery = await partner_view.delivery_of_notice(conn, viewer.partner["id"], int(notice), viewer.contact["id"])
+    if delivery is None:
+        raise Refused("notice", "not_sent", 404)
+    problem = questions.body_problem(settings, text)
+    if problem is not None:
+        raise Refused("question", problem)
+    return await questions.ask(conn, settings, delivery, viewer.contact, text, "partner_page")
 
 
 async def request_change(conn: AsyncConnection, viewer: Viewer, target_key: str | None, form: dict[str, Any]) -> int:
     """Validate a tier-1 contact's request and keep it for an admin; returns its id."""
     if not viewer.may_request_changes:
-        raise ChangeRefused("", "only tier-1 contacts may request changes")
+        raise Refused("", "only tier-1 contacts may request changes", 403)
     partner = viewer.partner
     current = next((c for c in partner["contacts"] if c["key"] == target_key), None) if target_key else None
     if target_key and current is None:
-        raise ChangeRefused("contact", f"no contact {target_key!r}")
+        raise Refused("contact", f"no contact {target_key!r}")
     wanted = {
         "key": current["key"] if current else _new_key(partner, form),
         "tier": current["tier"] if current else form.get("tier"),
@@ -175,7 +255,7 @@ async def request_change(conn: AsyncConnection, viewer: Viewer, target_key: str 
         spec = ContactSpec.model_validate(wanted)
     except ValidationError as exc:
         loc, message = issues(exc)[0]
-        raise ChangeRefused(str(loc[0]) if loc else "", message) from exc
+        raise Refused(str(loc[0]) if loc else "", message) from exc
     request_id = await partner_view.insert_request(conn, partner["id"], viewer.contact["id"], target_key, spec.row())
     await audit(
         conn,

@@ -138,11 +138,22 @@ async def ask(
     return question_id
 
 
+def body_problem(settings: Settings, body: str) -> Literal["empty", "too_long"] | None:
+    """Why a question's text cannot be taken (a code each page words in its own language); None
+    when it is fine."""
+    if not body.strip():
+        return "empty"
+    if len(body.strip()) > settings.questions.max_length:
+        return "too_long"
+    return None
+
+
 def check_body(settings: Settings, body: str) -> str | None:
     """Why a question's text cannot be taken, in English; None when it is fine."""
-    if not body.strip():
+    problem = body_problem(settings, body)
+    if problem == "empty":
         return "the question is empty"
-    if len(body) > settings.questions.max_length:
+    if problem == "too_long":
         return f"the question is longer than {settings.questions.max_length} characters"
     return None
 

@@ -22,7 +22,15 @@ from service.store.tables import (
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth
-from tests.helpers.partner_page import ITO, PAGE_LINK, SATO, SUZUKI, herald_with_two_incidents, mailed_page
+from tests.helpers.partner_page import (
+    ITO,
+    PAGE_LINK,
+    SATO,
+    SUZUKI,
+    english_contacts_email,
+    herald_with_two_incidents,
+    mailed_page,
+)
 from tests.helpers.wired import rows
 
 
@@ -67,9 +75,7 @@ async def test_an_english_contact_reads_its_page_in_english(
     aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
     client = await herald_with_two_incidents(aiohttp_client, sqlite_url, smtp_sink, twilio_fake)
-    [english] = await rows(
-        client, deliveries.c.partner_id == "pacific-freight", deliveries.c.channel == "email", deliveries.c.tier == 1
-    )
+    english = await english_contacts_email(client)
     html = await (await client.get(await mailed_page(smtp_sink, english["address"]))).text()
     assert '<html lang="en">' in html and "Order API slow responses and errors" in html
     assert "Incidents now" in html and "Pacific Freight Ltd." in html

@@ -14,28 +14,17 @@ from sqlalchemy import select
 
 from service import appkeys
 from service.ingest.mail import parse_mail, strip_quoted
-from service.settings import OnCallContact, Settings
 from service.store.tables import deliveries, inbound_mail, questions
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import auth, wait_until
-from tests.helpers.mail import mail_to, publish_to
-from tests.helpers.wired import start, wired_settings
+from tests.helpers.mail import ON_CALL, REPLY_ADDRESS, answer_mail, mail_to, publish_to, question_settings
+from tests.helpers.wired import start
 
-REPLY_ADDRESS = "reply@herald.example.com"
 SATO = "hanako.sato@tokai-logistics.example.jp"  # tier 1 of 東海ロジスティクス (ja)
 WONG = "james.wong@pacificfreight.example.com"  # tier 1 of Pacific Freight (en)
 SUZUKI = "ichiro.suzuki@minato-shoji.example.jp"  # tier 1 of みなと商事, another partner
 JA_QUESTION = "月末の締め処理（バッチ）への影響はありますか？\n影響がある場合、いつ頃わかりますか。"
-
-
-def question_settings(sqlite_url: str, smtp: SmtpSink, twilio: TwilioFake, **questions: Any) -> Settings:
-    settings = wired_settings(sqlite_url, smtp, twilio)
-    section = {"reply_address": REPLY_ADDRESS, "poll_interval": 0.05}
-    on_call = [OnCallContact(name="当番 一郎", email="ops-lead@example.com", channels=["email"])]
-    return settings.model_copy(
-        update={"questions": settings.questions.model_copy(update={**section, **questions}), "on_call": on_call}
-    )
 
 
 @pytest.fixture
@@ -76,6 +65,11 @@ async def incident_questions(client: Any, incident_id: int) -> list[dict[str, An
     response = await client.get(f"/v1/incidents/{incident_id}/questions", headers=auth("operator"))
     assert response.status == 200
     return (await response.json())["items"]
+
+
+async def partner_rows(client: Any) -> list[dict[str, Any]]:
+    async with client.app[appkeys.STORE].read() as conn:
+        return list((await conn.execute(select(deliveries).where(deliveries.c.purpose == "partner"))).mappings())
 
 
 async def told(client: Any, smtp: SmtpSink, partner: str, address: str) -> tuple[int, EmailMessage]:
@@ -176,10 +170,7 @@ async def test_the_answer_reaches_the_asker_in_their_language_and_can_be_publish
     again = await herald.post(f"/v1/questions/{question['id']}/answer", json=body, headers=auth("operator"))
     assert again.status == 409
 
-    def answered() -> Any:
-        return next((m.message for m in smtp_sink.messages if "ご質問への回答" in str(m.message["Subject"])), None)
-
-    mail = await wait_until(answered, timeout=30)
+    mail = await answer_mail(smtp_sink)
     assert mail["To"].addresses[0].addr_spec == SATO
     text = mail.get_body(("plain",)).get_content()
     assert "月末バッチへの影響はございません。" in text and "月末の締め処理" in text
@@ -217,7 +208,7 @@ async def test_an_unanswered_question_reminds_the_on_call_operators(
         return [m.message for m in smtp_sink.messages if "未回答のご質問" in str(m.message["Subject"])]
 
     [found] = await wait_until(reminders, timeout=30)
-    assert found["To"].addresses[0].addr_spec == "ops-lead@example.com"
+    assert found["To"].addresses[0].addr_spec == ON_CALL
     text = found.get_body(("plain",)).get_content()
     assert JA_QUESTION.splitlines()[0] in text and "佐藤 花子" in text and "/answer" in text
     async with herald.app[appkeys.STORE].read() as conn:
@@ -225,6 +216,14 @@ async def test_an_unanswered_question_reminds_the_on_call_operators(
     assert row["reminders"] == 1 and row["remind_due_at"] is None  # remind once, as configured
     [listed] = await incident_questions(herald, incident_id)
     assert listed["reminders"] == 1
+
+    # A message to our operators: listed as such, never counted as a delivery to partners.
+    to_operators = await (await herald.get("/v1/deliveries?purpose=operator", headers=auth("admin"))).json()
+    assert [(d["address"], d["tier"], d["purpose"]) for d in to_operators["items"]] == [(ON_CALL, 0, "operator")]
+    summary = await (await herald.get(f"/v1/incidents/{incident_id}/summary", headers=auth("operator"))).json()
+    assert "0" not in summary["by_tier"] and summary["total"] == len(await partner_rows(herald))
+    report = await (await herald.get(f"/v1/incidents/{incident_id}/report", headers=auth("operator"))).json()
+    assert [m["address"] for m in report["operator_messages"]] == [ON_CALL]
 
 
 def test_quoted_text_is_stripped_in_the_forms_mail_clients_use() -> None:

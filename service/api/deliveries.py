@@ -36,8 +36,8 @@ DeliveryStatus = Literal[
 ]  # fmt: skip
 Channel = Literal["email", "sms", "webhook"]
 # partner: notices to partners (the default, and the only rows any figure counts); internal: account
-# owners' copies; answer: answers to partners' questions.
-Purpose = Literal["partner", "internal", "answer"]
+# owners' copies; answer: answers to partners' questions; operator: messages to our on-call operators.
+Purpose = Literal["partner", "internal", "answer", "operator"]
 
 # The JSON item and the CSV row share these names, in this order.
 FIELDS = (
@@ -94,7 +94,7 @@ class DeliveryQuery(BaseModel):
     tier: list[Annotated[int, Field(ge=1, le=3)]] = []
     since: QueryTime | None = Field(None, description="created at or after (ISO 8601 with a zone)")
     until: QueryTime | None = Field(None, description="created before (ISO 8601 with a zone)")
-    purpose: list[Purpose] = Field([], description="partner (default), internal, answer")
+    purpose: list[Purpose] = Field([], description="partner (default), internal, answer, operator")
     drill: bool | None = Field(
         None,
         description="true: drill deliveries only; false: real ones only (the default, unless an incident or "

@@ -133,7 +133,8 @@ async def recipients_of_incident(conn: AsyncConnection, incident_id: int) -> lis
     """Every delivery of the incident's notices with the contact's and partner's names, in the order
     a report reads them: notice, partner, tier, contact, channel. Contacts removed from the
     directory since keep their deliveries (the log is the evidence), just without a name. An
-    acknowledgement counts whether it was recorded on the delivery or only in its own table."""
+    acknowledgement counts whether it was recorded on the delivery or only in its own table. The
+    messages to our operators about the incident come too (the report shows them apart)."""
     query = (
         select(
             deliveries,
@@ -147,7 +148,7 @@ async def recipients_of_incident(conn: AsyncConnection, incident_id: int) -> lis
             .outerjoin(partners, partners.c.id == deliveries.c.partner_id)
             .outerjoin(acknowledgements, acknowledgements.c.delivery_id == deliveries.c.id)
         )
-        .where(deliveries.c.incident_id == incident_id, deliveries.c.purpose == "partner")
+        .where(deliveries.c.incident_id == incident_id, deliveries.c.purpose.in_(("partner", "operator")))
         .order_by(
             deliveries.c.notice_id,
             deliveries.c.partner_id,

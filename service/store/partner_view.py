@@ -14,7 +14,15 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.engine import inserted_id
-from service.store.tables import contact_change_requests, contacts, deliveries, incidents, notices
+from service.store.tables import (
+    acknowledgements,
+    contact_change_requests,
+    contacts,
+    deliveries,
+    incidents,
+    notices,
+    questions,
+)
 
 NEVER_SENT = ("skipped", "merged")
 
@@ -76,6 +84,55 @@ async def deliveries_of_contact(
             deliveries.c.status.not_in(NEVER_SENT),
         )
         .order_by(deliveries.c.id)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def delivery_of_notice(
+    conn: AsyncConnection, partner_id: str, notice_id: int, contact_id: int
+) -> dict[str, Any] | None:
+    """A delivery of the notice to the partner (the contact's own first), None when the notice never
+    went to the partner."""
+    query = (
+        select(deliveries)
+        .where(
+            deliveries.c.partner_id == partner_id,
+            deliveries.c.notice_id == notice_id,
+            deliveries.c.purpose == "partner",
+            deliveries.c.status.not_in(NEVER_SENT),
+        )
+        .order_by((deliveries.c.contact_id != contact_id), deliveries.c.id)
+        .limit(1)
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def acknowledgements_of(
+    conn: AsyncConnection, partner_id: str, notice_ids: Sequence[int]
+) -> list[tuple[int, int, int, float]]:
+    """(notice id, contact id, tier, when) of every acknowledgement by the partner's contacts."""
+    if not notice_ids:
+        return []
+    query = (
+        select(acknowledgements.c.notice_id, acknowledgements.c.contact_id, deliveries.c.tier, acknowledgements.c.at)
+        .select_from(acknowledgements.join(deliveries, deliveries.c.id == acknowledgements.c.delivery_id))
+        .where(acknowledgements.c.partner_id == partner_id, acknowledgements.c.notice_id.in_(list(notice_ids)))
+        .order_by(acknowledgements.c.at)
+    )
+    return [(int(n), int(c), int(t), float(at)) for n, c, t, at in await conn.execute(query)]
+
+
+async def questions_of_contact(
+    conn: AsyncConnection, contact_id: int, incident_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """The contact's own questions about these incidents, oldest first, however they were asked."""
+    if not incident_ids:
+        return []
+    query = (
+        select(questions)
+        .where(questions.c.contact_id == contact_id, questions.c.incident_id.in_(list(incident_ids)))
+        .order_by(questions.c.asked_at, questions.c.id)
     )
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 

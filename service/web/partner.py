@@ -1,4 +1,5 @@
-"""The partner page: `GET /p/{token}` shows, two POSTs act (acknowledge a notice, request a contact change).
+"""The partner page: `GET /p/{token}` shows, three POSTs act (acknowledge a notice, ask a question,
+request a contact change).
 
 Open routes: the signed token is the credential, and it names one contact of one partner; every
 read is scoped to that partner. A GET writes nothing (mail gateways open every link); the forms
@@ -8,16 +9,18 @@ POST and redirect back (303), so a reload never repeats them and the page works 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import BaseModel
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service import appkeys, partner_page
+from service import appkeys, partner_page, timeline
 from service.api.acks import PAGE_HEADERS
 from service.api.auth import open_route
 from service.api.contract import FORM, operation
@@ -29,7 +32,7 @@ from service.settings import Settings
 routes = web.RouteTableDef()
 
 CHANNEL_ORDERS = ("email,sms", "sms,email", "email", "sms")
-DONE = ("acknowledged", "requested")
+DONE = ("acknowledged", "asked", "requested")
 
 
 @lru_cache(maxsize=4)
@@ -44,6 +47,11 @@ def _pages(timezone: str) -> Environment:
     zone = ZoneInfo(timezone)
     env.filters["when"] = lambda at: datetime.fromtimestamp(at, zone).strftime("%Y-%m-%d %H:%M %Z") if at else ""
     env.filters["pick"] = lambda values, words: [words.get(value, value) for value in values]
+    env.filters["timeline"] = pass_context(
+        lambda context, story, size: timeline.draw(
+            story, timezone, timeline.WORDS[context["lang"]], timeline.NARROW if size == "narrow" else timeline.PAGE
+        )
+    )
     return env
 
 
@@ -80,8 +88,11 @@ async def _viewer(request: web.Request) -> partner_page.Viewer | web.Response:
         contact_id = request.app[appkeys.PAGE_SIGNER].verify(request.match_info["token"])
     except partner_page.InvalidToken:
         return _render(settings, _browser_language(request), 403, page="invalid")
-    except partner_page.ExpiredToken:
-        return _render(settings, _browser_language(request), 410, page="expired")
+    except partner_page.ExpiredToken as expired:  # genuine, so the page can speak the contact's language
+        async with request.app[appkeys.STORE].read() as conn:
+            known = await partner_page.viewer_of(conn, expired.delivery_id)  # the id the token names
+        lang = known.language if known is not None else _browser_language(request)
+        return _render(settings, lang, 410, page="expired")
     async with request.app[appkeys.STORE].read() as conn:
         viewer = await partner_page.viewer_of(conn, contact_id)
     if viewer is None:  # the contact was removed from the directory since
@@ -132,6 +143,15 @@ class AcknowledgeForm(BaseModel):
     """The acknowledgement button sends no fields."""
 
 
+class QuestionForm(BaseModel):
+    """A question about one notice the partner was sent (`notice`: its id); `incident` only says
+    which incident's form to show a refusal beside."""
+
+    notice: str
+    question: str = Field(description="the contact's question, as typed on the page")
+    incident: str | None = None
+
+
 class ContactChangeForm(BaseModel):
     """The change form; `contact` is an existing contact's key or `new`, `channels` an order such
     as `email,sms`. Validated like the directory file before an admin sees it."""
@@ -156,6 +176,25 @@ async def show_page(request: web.Request) -> web.Response:
     return await _show(request, found)
 
 
+Action = Callable[[AsyncConnection, partner_page.Viewer, dict[str, str]], Awaitable[object]]
+
+
+async def _act(request: web.Request, action: Action, done: str) -> web.StreamResponse:
+    """Every form on the page: check the link, do the action in one transaction, then back to the
+    page (303) with its done message; a refusal shows the page again with the field and the words."""
+    found = await _viewer(request)
+    if isinstance(found, web.Response):
+        return found
+    form = {key: str(value).strip() for key, value in (await request.post()).items()}
+    try:
+        async with request.app[appkeys.STORE].begin() as conn:
+            await action(conn, found, form)
+    except partner_page.Refused as refused:
+        error = {"field": refused.field, "message": refused.message, "form": done}
+        return await _show(request, found, refused.status, error=error, form={**_own_details(found.contact), **form})
+    raise web.HTTPSeeOther(f"/p/{request.match_info['token']}?done={done}")
+
+
 @routes.post("/p/{token}/ack/{notice_id:\\d+}")
 @open_route
 @operation(
@@ -166,32 +205,46 @@ async def show_page(request: web.Request) -> web.Response:
     tag="partner page",
 )
 async def acknowledge(request: web.Request) -> web.StreamResponse:
-    found = await _viewer(request)
-    if isinstance(found, web.Response):
-        return found
-    async with request.app[appkeys.STORE].begin() as conn:
-        recorded = await partner_page.acknowledge_notice(
-            conn, found, int(request.match_info["notice_id"]), request.headers.get("User-Agent")
-        )
-    if recorded is None:
-        return await _show(request, found, 404, error={"field": "", "message": "not_yours"})
-    raise web.HTTPSeeOther(f"/p/{request.match_info['token']}?done=acknowledged")
+    notice_id, user_agent = int(request.match_info["notice_id"]), request.headers.get("User-Agent")
+
+    async def confirm(conn: AsyncConnection, viewer: partner_page.Viewer, form: dict[str, str]) -> object:
+        return await partner_page.acknowledge_notice(conn, viewer, notice_id, user_agent)
+
+    return await _act(request, confirm, "acknowledged")
+
+
+@routes.post("/p/{token}/questions")
+@open_route
+@operation(
+    "Ask a question about a notice sent to the partner (then back to the page, where the answer shows)",
+    {**PAGES, 303: None, 404: PAGE, 422: PAGE},
+    body=QuestionForm,
+    body_media=FORM,
+    tag="partner page",
+)
+async def ask_question(request: web.Request) -> web.StreamResponse:
+    settings: Settings = request.app[appkeys.SETTINGS]
+
+    async def ask(conn: AsyncConnection, viewer: partner_page.Viewer, form: dict[str, str]) -> object:
+        return await partner_page.ask_question(conn, settings, viewer, form.get("notice", ""), form.get("question", ""))
+
+    return await _act(request, ask, "asked")
 
 
 @routes.post("/p/{token}/contact-requests")
 @open_route
 @operation(
     "A tier-1 contact asks for a change of contacts; an admin applies it",
-    {**PAGES, 303: None, 422: PAGE},
+    {**PAGES, 303: None, 403: PAGE, 422: PAGE},
     body=ContactChangeForm,
     body_media=FORM,
     tag="partner page",
 )
 async def request_contact_change(request: web.Request) -> web.StreamResponse:
-    found = await _viewer(request)
-    if isinstance(found, web.Response):
-        return found
-    form = {key: str(value).strip() for key, value in (await request.post()).items()}
+    return await _act(request, _request_change, "requested")
+
+
+async def _request_change(conn: AsyncConnection, viewer: partner_page.Viewer, form: dict[str, str]) -> object:
     target = form.get("contact") or None
     wanted = {
         "name": form.get("name") or None,
@@ -201,12 +254,4 @@ async def request_contact_change(request: web.Request) -> web.StreamResponse:
         "channels": [c for c in (form.get("channels") or "").split(",") if c],
         "tier": form.get("tier") or None,
     }
-    try:
-        async with request.app[appkeys.STORE].begin() as conn:
-            await partner_page.request_change(conn, found, None if target == "new" else target, wanted)
-    except partner_page.ChangeRefused as refused:
-        status = 403 if not found.may_request_changes else 422
-        return await _show(
-            request, found, status, error={"field": refused.field, "message": refused.message}, form=form
-        )
-    raise web.HTTPSeeOther(f"/p/{request.match_info['token']}?done=requested")
+    return await partner_page.request_change(conn, viewer, None if target == "new" else target, wanted)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from service.store.tables import deliveries
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.helpers import wait_until
-from tests.helpers.wired import all_settled, post_sample, start, wired_settings
+from tests.helpers.wired import all_settled, post_sample, rows, start, wired_settings
 
 PAGE_LINK = re.compile(r"https://herald\.example\.com(/p/[A-Za-z0-9._\-]+)")
 SATO = "hanako.sato@tokai-logistics.example.jp"  # tokai-logistics, tier 1, Japanese
@@ -35,3 +36,11 @@ async def herald_with_two_incidents(aiohttp_client: Any, sqlite_url: str, smtp: 
     await post_sample(client, **PAYMENTS_OUTAGE)
     await wait_until(lambda: all_settled(client), timeout=30)
     return client
+
+
+async def english_contacts_email(client: Any) -> dict[str, Any]:
+    """The notice mailed to Pacific Freight's tier-1 contact, who reads English."""
+    [english] = await rows(
+        client, deliveries.c.partner_id == "pacific-freight", deliveries.c.channel == "email", deliveries.c.tier == 1
+    )
+    return english
