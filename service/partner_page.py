@@ -45,6 +45,7 @@ __all__ = ["ExpiredToken", "InvalidToken"]
 
 PURPOSE = b"herald partner page"
 CHANGE_FIELDS = ("name", "email", "phone", "language", "channels")
+MAX_ID = 2**63 - 1  # a larger number from a form is no notice (and no PostgreSQL bigint)
 
 
 def page_signer(settings: Settings) -> AckSigner:
@@ -218,7 +219,9 @@ async def acknowledge_notice(
     conn: AsyncConnection, viewer: Viewer, notice_id: int, user_agent: str | None
 ) -> acks.Acknowledgement:
     """The contact confirms a notice sent to them; refused (404) when it was not sent to them."""
-    received = await partner_view.deliveries_of_contact(conn, viewer.contact["id"], [notice_id])
+    received = (
+        await partner_view.deliveries_of_contact(conn, viewer.contact["id"], [notice_id]) if notice_id <= MAX_ID else []
+    )
     if not received:
         raise Refused("", "not_yours", 404)
     return await acks.acknowledge(conn, received[0], user_agent)
@@ -228,7 +231,7 @@ async def ask_question(conn: AsyncConnection, settings: Settings, viewer: Viewer
     """A question about a notice sent to the viewer's partner, recorded like one from the
     acknowledgement page or a reply (reminders, answers, the report follow from there)."""
     delivery = None
-    if notice.isdigit():
+    if notice.isdigit() and int(notice) <= MAX_ID:
         delivery = await partner_view.delivery_of_notice(conn, viewer.partner["id"], int(notice), viewer.contact["id"])
     if delivery is None:
         raise Refused("notice", "not_sent", 404)

@@ -65,10 +65,10 @@ async def question_rows(client: Any) -> list[dict[str, Any]]:
 
 
 async def test_a_question_from_the_partner_page_is_listed_reported_and_reminded_like_every_question(
-    aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+    aiohttp_client: Any, db_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
     client = await herald_taking_questions(
-        aiohttp_client, sqlite_url, smtp_sink, twilio_fake, remind_after_minutes=0.01, remind_every_minutes=0
+        aiohttp_client, db_url, smtp_sink, twilio_fake, remind_after_minutes=0.01, remind_every_minutes=0
     )
     page = await mailed_page(smtp_sink, SATO)
     incident_id, notice_id = await notice_of(client, SATO, "受発注API")
@@ -89,6 +89,8 @@ async def test_a_question_from_the_partner_page_is_listed_reported_and_reminded_
     report = await (await client.get(f"/v1/incidents/{incident_id}/report", headers=auth("operator"))).json()
     [entry] = report["questions"]
     assert entry["source"] == "partner_page" and entry["contact_name"] == "佐藤 花子" and entry["notice_version"] == 1
+    html_report = await client.get(f"/v1/incidents/{incident_id}/report?format=html", headers=auth("operator"))
+    assert QUESTION in await html_report.text() and "partner_page" in await html_report.text()
 
     def reminder() -> Any:
         return next((m.message for m in smtp_sink.messages if m.message["To"].addresses[0].addr_spec == ON_CALL), None)
@@ -133,8 +135,9 @@ async def test_a_question_about_another_partners_notice_or_with_a_forged_or_expi
     not_ours = await ask(client, page, payments_incident, payments_notice, QUESTION)
     assert not_ours.status == 404 and "この通知は貴社宛てに送信されていません。" in await not_ours.text()
     assert "決済サービスの停止" not in await not_ours.text()
-    nonsense = await ask(client, page, incident_id, 0, QUESTION)
-    assert nonsense.status == 404
+    for nonsense in (0, 10**30):  # no notice, and a number no database column holds
+        assert (await ask(client, page, incident_id, nonsense, QUESTION)).status == 404
+    assert (await client.post(f"{page}/ack/{10**30}", allow_redirects=False)).status == 404
 
     empty = await ask(client, page, incident_id, notice_id, "   ")
     html = await empty.text()
@@ -181,9 +184,9 @@ def marks(svg: ET.Element, kind: str) -> list[ET.Element]:
 
 
 async def test_the_partner_page_timeline_shows_only_that_partners_notices_promises_and_acknowledgements(
-    aiohttp_client: Any, sqlite_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+    aiohttp_client: Any, db_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
 ) -> None:
-    client = await start(aiohttp_client, question_settings(sqlite_url, smtp_sink, twilio_fake))
+    client = await start(aiohttp_client, question_settings(db_url, smtp_sink, twilio_fake))
     incident_id = (await post_sample(client))["incident_id"]
     hour = time.time() + 3600
     v2 = {"current_status": {"ja": "原因を特定しました。", "en": "We found the cause."}}

@@ -147,6 +147,10 @@ async def test_a_contact_asks_on_its_page_and_reads_the_answer_that_also_reaches
     narrow = incident.locator("figure.chart .chart-narrow svg")
     assert await narrow.is_visible() and not await chart.is_visible()  # the phone's own drawing
     await shoot(page, tmp_path, "partner-question-ja-phone")
+    await page.emulate_media(media="print")  # paper takes the wide drawing, without the form
+    assert await chart.is_visible() and not await narrow.is_visible()
+    assert not await incident.get_by_role("button", name="質問を送信する").is_visible()
+    await page.emulate_media(media="screen")
 
     theirs = max(d["notice_id"] for d in await rows(client, deliveries.c.partner_id == "minato-shoji"))
     for token, notice, status in ((link, theirs, 404), (forged_token(link), question["notice_id"], 403)):
