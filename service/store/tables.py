@@ -113,7 +113,7 @@ notices = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("incident_id", Id, ForeignKey("incidents.id"), nullable=True, index=True),
-    Column("kind", String(24), nullable=False),
+    Column("kind", String(32), nullable=False),  # operator_question_unanswered is 28
     # Position in the incident's sequence of notices (1 = the first thing partners heard).
     Column("version", Integer, nullable=False),
     Column("corrects_id", Id, ForeignKey("notices.id"), nullable=True),
