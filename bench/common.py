@@ -116,6 +116,12 @@ def herald_settings(database_url: str, sink: Sinks, extra: dict[str, Any] | None
     return Settings.model_validate(values)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU this process (and its threads) used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -155,6 +161,7 @@ class HeraldProcess:
     stats_path: Path
     sampled_peak_rss: int = 0
     final_peak_rss: float = 0.0
+    cpu_seconds: float = 0.0  # user + system CPU the process used, read as it is stopped
     stats: dict[str, int] = field(default_factory=dict)  # database round trips, read after it stopped
 
     @property
@@ -164,6 +171,12 @@ class HeraldProcess:
     @property
     def alive(self) -> bool:
         return self.process.returncode is None
+
+    def cpu_used(self) -> float:
+        if not self.alive:
+            return self.cpu_seconds
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
 
     def rss_mb(self) -> float:
         return psutil.Process(self.pid).memory_info().rss / 2**20
@@ -225,6 +238,7 @@ async def herald_processes(settings: Settings, workdir: Path, count: int) -> Asy
     finally:
         for herald in heralds:
             herald.final_peak_rss = herald.peak_rss_mb()
+            herald.cpu_seconds = herald.cpu_used()
         await asyncio.gather(*(_stop(h.process) for h in heralds))
         for herald in heralds:
             if herald.stats_path.exists():

@@ -43,6 +43,7 @@ from bench.common import (
     Sinks,
     backend_name,
     broadcast_figures,
+    cpu_seconds,
     fresh_database,
     herald_processes,
     herald_settings,
@@ -128,6 +129,7 @@ async def herald_broadcast(
             seconds=seconds,
             idle_rss=idle_rss,
             peak_rss=max(h.final_peak_rss for h in heralds),
+            cpu_ms=sum(h.cpu_seconds for h in heralds) * 1000,
             accepted=accepted,
             seeded=seeded,
             log_errors=sum(log_errors(h.log_path) for h in heralds),
@@ -144,14 +146,16 @@ async def raw_runs(sink: Sinks, samples: dict[str, OutboundMessage], expected: d
     """Each lane's raw client alone, checked at the sink like Herald's runs."""
     results: dict[str, Any] = {}
     await sink.reset()
-    started = time.time()
+    started, cpu = time.time(), cpu_seconds()
     email = await run_raw_smtp(sink, expected["email"], 8, samples["email"])
+    email["cpu_ms"] = (cpu_seconds() - cpu) * 1000
     email["wire"] = lane_figures((await sink.counts())["email"], expected["email"], started)
     results["email"] = email
     if expected.get("sms"):
         await sink.reset()
-        started = time.time()
+        started, cpu = time.time(), cpu_seconds()
         sms = await run_raw_sms(sink.twilio_url, expected["sms"], SMS_CONNECTIONS, samples["sms"].text)
+        sms["cpu_ms"] = (cpu_seconds() - cpu) * 1000
         sms["wire"] = lane_figures((await sink.counts())["sms"], expected["sms"], started)
         results["sms"] = sms
     return results
@@ -229,7 +233,7 @@ def report(
     lanes = ["email"] if args.email_only else ["email", "sms"]
     header = ("run (median of repeats)", "deliveries", "email/s", "SMS/s", "all/s", "created→sent p99 ms")
     rows: list[tuple[str, ...]] = [
-        (*header, "peak RSS MB", "round trips/delivery", "log errors"),
+        (*header, "CPU ms/message", "peak RSS MB", "round trips/delivery", "log errors"),
         (
             "raw aiosmtplib, 8 connections",
             str(raws[0]["email"]["deliveries"]),
@@ -237,6 +241,7 @@ def report(
             "-",
             "-",
             "-",
+            f"{median([r['email']['cpu_ms'] / r['email']['deliveries'] for r in raws]):.2f}",
             "-",
             "-",
             "-",
@@ -251,6 +256,7 @@ def report(
                 f"{median([r['sms']['wire']['rate'] for r in raws]):.0f}",
                 "-",
                 "-",
+                f"{median([r['sms']['cpu_ms'] / r['sms']['deliveries'] for r in raws]):.2f}",
                 "-",
                 "-",
                 "-",
@@ -266,6 +272,7 @@ def report(
                 f"{median([f['lanes']['sms']['rate'] for f in figures]):.0f}" if "sms" in lanes else "-",
                 f"{median([f['rate'] for f in figures]):.0f}",
                 f"{median([f['p99'] for f in figures]) * 1000:.0f}",
+                f"{median([f['cpu_ms'] / f['deliveries'] for f in figures]):.2f}",
                 f"{max(f['peak_rss'] for f in figures):.0f}",
                 f"{median([f['round_trips'] / f['deliveries'] for f in figures]):.2f}",
                 str(sum(f["log_errors"] for f in figures)),

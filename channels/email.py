@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -55,6 +57,7 @@ _RESERVED_HEADERS = frozenset(
 _BARE_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
 _LINE_BREAKS = re.compile(r"[\r\n]+")
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")  # RFC 5321 4.5.2 transparency
 _CONNECTION_ERRORS = (
     aiosmtplib.SMTPServerDisconnected,
     aiosmtplib.SMTPConnectError,
@@ -128,7 +131,7 @@ class EmailChannel:
         client = await self._slots.get()
         try:
             client = await self._connected(client)
-            _, reply = await client.sendmail(self.envelope_sender, [recipient], body)
+            reply = await _transact(client, self.envelope_sender, recipient, body, self.timeout)
         except BaseException as exc:
             client = self._keep_after(client, exc)
             if isinstance(exc, Exception):
@@ -136,7 +139,7 @@ class EmailChannel:
             raise
         finally:
             self._slots.put_nowait(client)
-        # sendmail only returns when DATA was answered 250.
+        # _transact only returns when DATA was answered 250.
         return SendResult(provider_id=f"250 {reply}")
 
     async def close(self) -> None:
@@ -184,6 +187,54 @@ class EmailChannel:
             return client
         client.close()
         return None
+
+
+async def _transact(client: aiosmtplib.SMTP, sender: str, recipient: str, body: bytes, reply_wait: float) -> str:
+    """One mail transaction (MAIL, RCPT, DATA) for a message `build_email` made, returning the
+    server's reply to DATA.
+
+    `sendmail` would pass the body through `normalize_message_line_endings` twice (once to size
+    it, once to send it): two regex passes over every byte, about 4% of the CPU a delivery costs
+    in a broadcast. Our bodies already end every line in CRLF, so the DATA payload is written
+    as it is, dot-stuffed only in the unlikely case that a line starts with a period.
+    Like `sendmail`, a refusal resets the envelope so the connection can be reused. `reply_wait`
+    bounds the wait for each of the server's replies.
+    """
+    options = [f"SIZE={len(body)}"] if client.supports_extension("size") else []
+    try:
+        await client.mail(sender, options=options, timeout=reply_wait)
+        try:
+            await client.rcpt(recipient, timeout=reply_wait)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            raise aiosmtplib.SMTPRecipientsRefused([exc]) from exc
+        return await _data(client, body, reply_wait)
+    except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPException):
+            await client.rset(timeout=reply_wait)
+        raise
+
+
+async def _data(client: aiosmtplib.SMTP, body: bytes, reply_wait: float) -> str:
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    if body.startswith(b".") or b"\n." in body:
+        body = _LEADING_PERIOD.sub(b"..", body)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    try:
+        start = await protocol.execute_command(b"DATA", timeout=reply_wait)
+        if start.code != aiosmtplib.SMTPStatus.start_input:
+            raise aiosmtplib.SMTPDataError(start.code, start.message)
+        # read_response marks the reply as expected before the loop can deliver it.
+        protocol.write(body + b".\r\n")
+        reply = await protocol.read_response(timeout=reply_wait)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    if reply.code != aiosmtplib.SMTPStatus.completed:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply.message
 
 
 @dataclass(frozen=True)
@@ -240,7 +291,7 @@ def build_email(message: OutboundMessage, from_address: str) -> bytes:
     if message.subject:
         headers.append(("Subject", _text_header(clean_subject(message.subject))))
     headers += [
-        ("Date", email.utils.formatdate(localtime=True)),
+        ("Date", _date_header(int(time.time()))),
         ("Message-ID", _message_id(message.message_id)),
     ]
     if message.reply_to:
@@ -252,6 +303,12 @@ def build_email(message: OutboundMessage, from_address: str) -> bytes:
     headers.append(("MIME-Version", "1.0"))
     head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
     return head + _body(message)
+
+
+@lru_cache(maxsize=2)
+def _date_header(second: int) -> str:
+    """RFC 5322 Date, formatted once a second rather than once a message."""
+    return email.utils.formatdate(second, localtime=True)
 
 
 def _body(message: OutboundMessage) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, replace
 from datetime import datetime
 from email.utils import parseaddr
@@ -133,7 +134,11 @@ _SLOTS = {
     "ack_url": "\ue000AK\ue000",
     "page_url": "\ue000PG\ue000",
 }
-_shared_parts: dict[tuple[Any, ...], str] = {}
+# A shared part, split once at its slots: literal text at even indexes, slot names at odd ones.
+Pieces = tuple[str, ...]
+_SLOT_NAMES = {marker: name for name, marker in _SLOTS.items()}
+_SLOT_MARKERS = re.compile("(" + "|".join(re.escape(marker) for marker in _SLOTS.values()) + ")")
+_shared_parts: dict[tuple[Any, ...], Pieces] = {}
 _SHARED_LIMIT = 512
 
 
@@ -149,7 +154,7 @@ def _shared_part(
     reminder: bool,
     volume_note: str | None = None,
     has_page: bool = False,
-) -> str:
+) -> Pieces:
     # A dry run's notice is rolled back and SQLite may give its id to the next notice: the
     # publication time tells the two apart.
     key: tuple[Any, ...] = (notice.id, notice.version, notice.published_at, lang, part, has_ack, tier)
@@ -160,23 +165,30 @@ def _shared_part(
         recipient = Recipient(_SLOTS["name"], _SLOTS["partner_name"], tier, page_slot)
         ack_slot = _SLOTS["ack_url"] if has_ack else None
         ctx = context(settings, notice, incident, lang, recipient, ack_slot, corrects_version, reminder, volume_note)
-        cached = renderer(settings).render_part(notice.kind, lang, part, ctx)
+        rendered = _SLOT_MARKERS.split(renderer(settings).render_part(notice.kind, lang, part, ctx))
+        cached = tuple(_SLOT_NAMES[p] if n % 2 else p for n, p in enumerate(rendered))
         if len(_shared_parts) >= _SHARED_LIMIT:
             _shared_parts.pop(next(iter(_shared_parts)))
         _shared_parts[key] = cached
     return cached
 
 
-def _personalise(text: str, part: str, recipient: Recipient, ack_url: str | None) -> str:
-    quote = (lambda v: str(escape(v))) if part == "html" else str
-    for slot, value in (
-        ("name", recipient.name),
-        ("partner_name", recipient.partner_name),
-        ("ack_url", ack_url),
-        ("page_url", recipient.page_url),
-    ):
-        text = text.replace(_SLOTS[slot], quote(value or ""))
-    return text
+def _personalise(pieces: Pieces, part: str, recipient: Recipient, ack_url: str | None) -> str:
+    """The shared part with this recipient's values in its slots, in one pass (a value that
+    happens to contain a slot marker is never filled in again)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    values = {
+        "name": recipient.name or "",
+        "partner_name": recipient.partner_name or "",
+        "ack_url": ack_url or "",
+        "page_url": recipient.page_url or "",
+    }
+    if part == "html":
+        values = {slot: str(escape(value)) for slot, value in values.items()}
+    filled = list(pieces)
+    filled[1::2] = [values[slot] for slot in pieces[1::2]]
+    return "".join(filled)
 
 
 def outbound(

@@ -45,7 +45,6 @@ URGENT_BATCH = 8
 IDLE_SIBLING_POLLS = 20
 # Channels whose provider reports by callback, possibly before we stored its message id.
 REPORTED_BY_CALLBACK = frozenset({"sms"})
-Claimed = tuple[list[Delivery], set[tuple[str, str]]]  # a batch, and its addresses suppressed since planning
 AckLink = Callable[[Delivery], "str | None"]
 PageLink = Callable[[Delivery], "str | None"]
 # The signed Reply-To that turns a partner's reply into a question (None: our responsible contact).
@@ -164,15 +163,15 @@ class Dispatcher:
         an idle Herald does not keep the database busy with empty claims."""
         wakeup = (self._urgent_wakeups if urgent else self._wakeups)[channel]
         idle_wait = self.settings.dispatch.poll_interval * (1 if polls else IDLE_SIBLING_POLLS)
-        claimed: Claimed = ([], set())
-        while claimed[0] or not self._stopping:  # a batch claimed before a stop is still sent
+        claimed: list[Delivery] = []
+        while claimed or not self._stopping:  # a batch claimed before a stop is still sent
             try:
-                if not claimed[0] and not self._stopping:
+                if not claimed and not self._stopping:
                     async with self.store.begin(background=not urgent) as conn:
                         claimed = await self._claim(conn, channel, urgent)
-                    if claimed[0] and not urgent:
+                    if claimed and not urgent:
                         wakeup.set()  # more may be waiting: the lane's sleeping loops claim too
-                if claimed[0]:
+                if claimed:
                     # The outcomes are written in the transaction that claims the next batch.
                     claimed = await self._dispatch(channel, claimed, claim_next=urgent)
                     continue
@@ -180,7 +179,7 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("dispatch lane %s failed; retrying", channel)
-                claimed = ([], set())
+                claimed = []
             if self._stopping:
                 break
             wakeup.clear()
@@ -210,12 +209,12 @@ class Dispatcher:
         delivery in it, record the outcomes."""
         async with self.store.begin(background=not urgent) as conn:
             claimed = await self._claim(conn, channel, urgent)
-        if claimed[0]:
+        if claimed:
             await self._dispatch(channel, claimed, claim_next=None)
-        return len(claimed[0])
+        return len(claimed)
 
-    async def _claim(self, conn: AsyncConnection, channel: str, urgent: bool) -> Claimed:
-        batch = await delivery_store.claim_due(
+    async def _claim(self, conn: AsyncConnection, channel: str, urgent: bool) -> list[Delivery]:
+        return await delivery_store.claim_due(
             conn,
             [channel],
             self._batch_size(channel, urgent),
@@ -223,23 +222,17 @@ class Dispatcher:
             self.settings.dispatch.lease_seconds,
             max_priority=URGENT_MAX_PRIORITY if urgent else None,
         )
-        if not batch:
-            return [], set()
-        return batch, await suppression_store.active_among(conn, [(d.channel, d.address) for d in batch])
 
-    async def _dispatch(self, channel: str, claimed: Claimed, claim_next: bool | None) -> Claimed:
+    async def _dispatch(self, channel: str, batch: list[Delivery], claim_next: bool | None) -> list[Delivery]:
         """Attempt every delivery of a claimed batch and record the outcomes; with `claim_next`
         (urgent or not), the same transaction claims the lane's next batch and returns it."""
-        batch, suppressed = claimed
         heartbeat = asyncio.create_task(self._keep_leases([d.id for d in batch]))
         try:
             loaded = await self._load(batch)
             letters = await self._compose_letters(batch, loaded)
             outcomes = await asyncio.gather(
                 *(
-                    self._not_sent(d)
-                    if (d.channel, d.address) in suppressed
-                    else self._attempt(d, loaded[d.notice_id], letters.get(d.id))
+                    self._not_sent(d) if d.suppressed else self._attempt(d, loaded[d.notice_id], letters.get(d.id))
                     for d in batch
                 )
             )
@@ -247,7 +240,7 @@ class Dispatcher:
             heartbeat.cancel()
         reported = channel in REPORTED_BY_CALLBACK
         sids = [o.provider_id for o in outcomes if o.provider_id] if reported else []
-        following: Claimed = ([], set())
+        following: list[Delivery] = []
         carries_urgent_work = batch[0].priority <= URGENT_MAX_PRIORITY  # the batch is in priority order
         async with self.store.begin(background=not carries_urgent_work) as conn:
             await receipt_store.serialise_provider_ids(conn, sids)

@@ -12,9 +12,10 @@ from sqlalchemy import insert, select
 from service.store import Store
 from service.store import deliveries as outbox
 from service.store import incidents as incident_store
+from service.store import suppressions as suppression_store
 from service.store.engine import WriteTurns, inserted_id
 from service.store.models import Delivery, Outcome
-from service.store.tables import contacts, deliveries, partners
+from service.store.tables import contacts, deliveries, partners, suppressions
 
 
 @pytest.fixture
@@ -98,6 +99,19 @@ async def test_claim_takes_the_most_urgent_due_deliveries_first(store: Store) ->
         batch = await outbox.claim_due(conn, ["sms", "email"], 2, "w1", 30)
     assert [d.priority for d in batch] == [0, 1]
     assert all(d.status == "sending" and d.attempts == 1 and d.worker == "w1" for d in batch)
+
+
+async def test_claim_says_which_addresses_were_suppressed_after_planning(store: Store) -> None:
+    # Both deliveries go to address "x": only the email channel's "x" is suppressed, and a cleared
+    # suppression of the SMS "x" no longer counts.
+    ids = await seed_notice(store, [(0, "sms"), (1, "email")])
+    async with store.begin() as conn:
+        await suppression_store.suppress(conn, "email", "x", "bounced", "5.1.1", "smtp", None)
+        cleared = await suppression_store.suppress(conn, "sms", "x", "stop", "21610", "twilio", None)
+        assert cleared is not None
+        await conn.execute(suppressions.update().where(suppressions.c.id == cleared).values(cleared_at=time.time()))
+        batch = await outbox.claim_due(conn, ["sms", "email"], 10, "w", 30)
+    assert {d.id: d.suppressed for d in batch} == {ids[0]: False, ids[1]: True}
 
 
 async def test_claim_respects_channel_and_due_time(store: Store) -> None:

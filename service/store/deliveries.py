@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, func, select, update
+from sqlalchemy import Column, ColumnElement, Text, bindparam, cast, exists, func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.models import Delivery, Outcome, Recipient
-from service.store.tables import contacts, deliveries, delivery_attempts, partners
+from service.store.tables import contacts, deliveries, delivery_attempts, partners, suppressions
 
 INSERT_CHUNK = 2000
 # Terminal or receipt-driven states a worker's late result must never overwrite.
@@ -33,12 +33,14 @@ async def claim_due(
     max_priority: int | None = None,
 ) -> list[Delivery]:
     """Lease up to `limit` due deliveries, most urgent first (only those of priority ≤
-    `max_priority` when given), each with the `recipient` its text greets. Two processes never get
-    the same row (SKIP LOCKED on PostgreSQL; SQLite has a single writer).
+    `max_priority` when given), each with the `recipient` its text greets and whether its address
+    has been `suppressed` since it was planned. Two processes never get the same row (SKIP LOCKED
+    on PostgreSQL; SQLite has a single writer).
 
     One statement, one round trip: the due ids come from `ix_deliveries_due` alone (its columns are
     the ORDER BY, so the LIMIT stops the index scan early and FOR UPDATE locks only those rows),
-    the UPDATE leases them, and RETURNING brings back the rows with the names the templates greet.
+    the UPDATE leases them, and RETURNING brings back the rows with the names the templates greet
+    and the suppression check (no second query per batch).
     On PostgreSQL the ids are a MATERIALIZED CTE, so the LIMITed, locking SELECT runs exactly once.
     """
     now = time.time() if now is None else now
@@ -68,7 +70,7 @@ async def claim_due(
         claim = claim.where(deliveries.c.id == ids.c.id)
     else:
         claim = claim.where(deliveries.c.id.in_(due.scalar_subquery()))
-    claim = claim.returning(*deliveries.c, _RECIPIENT_NAME, _PARTNER_NAME)
+    claim = claim.returning(*deliveries.c, _RECIPIENT_NAME, _PARTNER_NAME, _SUPPRESSED)
     claimed = [
         Delivery.from_row(r, recipient=Recipient(r["recipient_name"], r["partner_name"], r["tier"]))
         for r in (await conn.execute(claim)).mappings()
@@ -82,6 +84,24 @@ _RECIPIENT_NAME = (
 )
 _PARTNER_NAME = (
     select(partners.c.name).where(partners.c.id == deliveries.c.partner_id).scalar_subquery().label("partner_name")
+)
+
+
+# SQLAlchemy writes RETURNING's columns without their table on SQLite, where `channel = channel`
+# inside the subquery would compare the suppression with itself: the columns are named in full.
+def _qualified(column: Column[Any]) -> ColumnElement[Any]:
+    return literal_column(f"{column.table.name}.{column.name}")
+
+
+_SUPPRESSED = (
+    exists()
+    .where(
+        _qualified(suppressions.c.channel) == _qualified(deliveries.c.channel),
+        _qualified(suppressions.c.address) == _qualified(deliveries.c.address),
+        _qualified(suppressions.c.cleared_at).is_(None),
+    )
+    .select_from(suppressions)
+    .label("suppressed")
 )
 
 

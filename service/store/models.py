@@ -167,6 +167,8 @@ class Delivery(Record):
     question_id: int | None = None  # the question an answer answers
     drill: str | None = None  # sandbox (sent to the sandbox whatever the channel) | real
     recipient: Recipient | None = None
+    # As claimed: its address was suppressed after it was planned (it is skipped, not sent).
+    suppressed: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

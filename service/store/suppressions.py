@@ -18,17 +18,6 @@ async def active(conn: AsyncConnection) -> frozenset[tuple[str, str]]:
     return frozenset((channel, address) for channel, address in await conn.execute(query))
 
 
-async def active_among(conn: AsyncConnection, addresses: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (channel, address) pairs are suppressed now."""
-    wanted = {address for _, address in addresses}
-    if not wanted:
-        return set()
-    query = select(suppressions.c.channel, suppressions.c.address).where(
-        suppressions.c.cleared_at.is_(None), suppressions.c.address.in_(wanted)
-    )
-    return {(channel, address) for channel, address in await conn.execute(query)} & set(addresses)
-
-
 async def find_active(conn: AsyncConnection, channel: str, address: str) -> dict[str, Any] | None:
     query = (
         select(suppressions)
