@@ -5,9 +5,10 @@ does (same factory, same JSON logging at INFO, to stderr), prints `READY <port>`
 and serves until SIGTERM or SIGINT, then shuts down cleanly (dispatcher stopped, store closed).
 
 With STATS.json it counts the database round trips the process made, as SQLAlchemy sees them
-(each statement or batch of an executemany, each BEGIN, COMMIT and ROLLBACK, and each pool
-checkout's liveness ping), and writes them there on exit; with HERALD_BENCH_STATEMENTS=1 also a
-count per statement (its first 90 characters), to see which ones a change saved.
+(each statement or batch of an executemany, each BEGIN, COMMIT and ROLLBACK; pool checkouts too,
+which are no round trip: Herald does not ping a connection on checkout), and writes them there on
+exit; with HERALD_BENCH_STATEMENTS=1 also a count per statement (its first 90 characters), to see
+which ones a change saved.
 """
 
 from __future__ import annotations

@@ -130,7 +130,8 @@ class Dispatcher:
             for n in range(self._loops(name)):
                 lane = self._lane(name, polls=n == 0)
                 self._tasks.append(asyncio.create_task(lane, name=f"lane-{name}-{n}"))
-            self._tasks.append(asyncio.create_task(self._lane(name, urgent=True), name=f"lane-{name}-urgent"))
+            urgent = self._lane(name, urgent=True, polls=False)
+            self._tasks.append(asyncio.create_task(urgent, name=f"lane-{name}-urgent"))
         self._tasks.append(asyncio.create_task(self._reaper(), name="lease-reaper"))
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -158,9 +159,11 @@ class Dispatcher:
             event.set()
 
     async def _lane(self, channel: str, urgent: bool = False, polls: bool = True) -> None:
-        """Claim and send batches until stopped. An idle lane has one loop polling the queue (and
-        the urgent one); its other loops sleep until that one finds work or Herald plans some, so
-        an idle Herald does not keep the database busy with empty claims."""
+        """Claim and send batches until stopped. An idle lane has one loop polling the queue; its
+        other loops sleep until that one finds work or Herald plans some, so an idle Herald does
+        not keep the database busy with empty claims. The urgent loop is one of those sleepers:
+        whoever plans urgent work in this process wakes it, and urgent work planned by another
+        process (or due again after a failure) is what the poller's claim takes first."""
         wakeup = (self._urgent_wakeups if urgent else self._wakeups)[channel]
         idle_wait = self.settings.dispatch.poll_interval * (1 if polls else IDLE_SIBLING_POLLS)
         claimed: list[Delivery] = []
@@ -245,7 +248,6 @@ class Dispatcher:
         async with self.store.begin(background=not carries_urgent_work) as conn:
             await receipt_store.serialise_provider_ids(conn, sids)
             await delivery_store.record_outcomes(conn, outcomes)
-            await delivery_store.record_attempts(conn, outcomes)
             await receipts.apply_early_reports(conn, sids)
             await _suppress_refused(conn, batch, outcomes)
             if claim_next is not None and not self._stopping:

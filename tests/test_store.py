@@ -214,7 +214,48 @@ async def test_a_late_result_from_a_worker_that_lost_its_lease_is_ignored(store:
             ],
         )
         row = await outbox.get_delivery(conn, delivery_id)
+        history = await outbox.attempts_of(conn, delivery_id)
     assert row is not None and row["status"] == "sent" and row["provider_id"] == "SM1"
+    # Both attempts were made, so both are in the history, the late one included.
+    assert [(a["attempt"], a["worker"], a["outcome"], a["provider_id"]) for a in history] == [
+        (1, "slow", "failed", None),
+        (2, "fast", "sent", "SM1"),
+    ]
+
+
+async def test_a_batch_of_outcomes_is_written_row_by_row_with_its_history(store: Store) -> None:
+    ids = await seed_notice(store, [(0, "sms"), (1, "email"), (2, "email")])
+    async with store.begin() as conn:
+        batch = await outbox.claim_due(conn, ["sms", "email"], 3, "w", 30)
+        now = time.time()
+        await outbox.record_outcomes(
+            conn,
+            [
+                Outcome(id=ids[0], worker="w", attempts=1, status="sent", provider_id="SM9", body_hash="h0",
+                        sent_at=now, next_attempt_at=batch[0].next_attempt_at, updated_at=now, send_seconds=0.25),
+                Outcome(id=ids[1], worker="w", attempts=1, status="pending", last_error="busy", error_code="451",
+                        next_attempt_at=now + 2, updated_at=now),
+                Outcome(id=ids[2], worker="w", attempts=1, status="skipped", reason="suppressed",
+                        next_attempt_at=now, updated_at=now),
+            ],
+        )  # fmt: skip
+        rows = {i: await outbox.get_delivery(conn, i) for i in ids}
+        history = {i: await outbox.attempts_of(conn, i) for i in ids}
+    got = {
+        i: (r["status"], r["provider_id"], r["last_error"], r["reason"], r["lease_until"]) for i, r in rows.items() if r
+    }
+    assert got == {
+        ids[0]: ("sent", "SM9", None, None, None),
+        ids[1]: ("pending", None, "busy", None, None),
+        ids[2]: ("skipped", None, None, "suppressed", None),
+    }
+    assert rows[ids[0]] is not None and rows[ids[0]]["body_hash"] == "h0"
+    assert rows[ids[1]] is not None and rows[ids[1]]["next_attempt_at"] == pytest.approx(now + 2)
+    assert [(a["outcome"], a["error_code"], a["send_seconds"]) for i in ids for a in history[i]] == [
+        ("sent", None, 0.25),
+        ("retry", "451", None),
+        ("skipped", None, None),
+    ]
 
 
 async def test_an_outcome_from_an_earlier_claim_of_the_same_worker_is_ignored(store: Store) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Text, bindparam, cast, exists, func, literal_column, select, update
+from sqlalchemy import Column, ColumnElement, Text, bindparam, cast, exists, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.models import Delivery, Outcome, Recipient
@@ -158,35 +158,85 @@ OUTCOME_KEYS = (
 )  # fmt: skip
 
 
-async def record_outcomes(conn: AsyncConnection, outcomes: Iterable[Outcome]) -> None:
-    """Write a batch of attempt results; a row no longer leased by this worker is left alone."""
-    params = [{f"b_{k}": getattr(o, k) for k in OUTCOME_KEYS} for o in outcomes]
-    if params:
-        await conn.execute(_record, params)
+async def record_outcomes(conn: AsyncConnection, outcomes: Sequence[Outcome]) -> None:
+    """Write a batch of attempt results and one history row per attempt made. A row no longer
+    leased by this worker is left alone; its attempt is still in the history.
+
+    On PostgreSQL both writes are one statement (the batch as arrays, unnested once: a
+    data-modifying CTE inserts the history, the UPDATE writes the outcomes), so a batch costs one
+    round trip whatever its size. SQLite runs in-process: two executemany.
+    """
+    if not outcomes:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_RECORD_POSTGRES, _as_arrays(outcomes))
+        return
+    await conn.execute(_record, [{f"b_{k}": getattr(o, k) for k in OUTCOME_KEYS} for o in outcomes])
+    await conn.execute(delivery_attempts.insert(), [_attempt_row(o) for o in outcomes])
 
 
 # What an attempt's outcome says about the attempt itself (the delivery's status after it).
 ATTEMPT_OUTCOME = {"sent": "sent", "pending": "retry", "failed": "failed", "dead": "dead"}
 
 
-async def record_attempts(conn: AsyncConnection, outcomes: Iterable[Outcome]) -> None:
-    """One history row per attempt made, whether or not the worker still held the delivery."""
-    rows = [
-        {
-            "delivery_id": o.id,
-            "attempt": o.attempts,
-            "worker": o.worker,
-            "at": o.updated_at,
-            "outcome": ATTEMPT_OUTCOME.get(o.status, o.status),
-            "error": o.last_error,
-            "error_code": o.error_code,
-            "provider_id": o.provider_id,
-            "send_seconds": o.send_seconds,
-        }
-        for o in outcomes
-    ]
-    if rows:
-        await conn.execute(delivery_attempts.insert(), rows)
+def _attempt_row(o: Outcome) -> dict[str, Any]:
+    return {
+        "delivery_id": o.id,
+        "attempt": o.attempts,
+        "worker": o.worker,
+        "at": o.updated_at,
+        "outcome": ATTEMPT_OUTCOME.get(o.status, o.status),
+        "error": o.last_error,
+        "error_code": o.error_code,
+        "provider_id": o.provider_id,
+        "send_seconds": o.send_seconds,
+    }
+
+
+# The batch's columns, in the order `_RECORD_POSTGRES` unnests them.
+_ARRAYS = (
+    "id", "worker", "attempts", "status", "provider_id", "provider_status", "last_error", "error_code",
+    "next_attempt_at", "body_hash", "sent_at", "failed_at", "updated_at", "reason", "send_seconds", "outcome",
+)  # fmt: skip
+_RECORD_POSTGRES = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:id AS bigint[]), CAST(:worker AS text[]), CAST(:attempts AS integer[]),
+            CAST(:status AS text[]), CAST(:provider_id AS text[]), CAST(:provider_status AS text[]),
+            CAST(:last_error AS text[]), CAST(:error_code AS text[]), CAST(:next_attempt_at AS float8[]),
+            CAST(:body_hash AS text[]), CAST(:sent_at AS float8[]), CAST(:failed_at AS float8[]),
+            CAST(:updated_at AS float8[]), CAST(:reason AS text[]), CAST(:send_seconds AS float8[]),
+            CAST(:outcome AS text[])
+        ) AS v(id, worker, attempts, status, provider_id, provider_status, last_error, error_code,
+               next_attempt_at, body_hash, sent_at, failed_at, updated_at, reason, send_seconds, outcome)
+    ),
+    history AS (
+        INSERT INTO delivery_attempts
+            (delivery_id, attempt, worker, at, outcome, error, error_code, provider_id, send_seconds)
+        SELECT id, attempts, worker, updated_at, outcome, last_error, error_code, provider_id, send_seconds FROM v
+    )
+    UPDATE deliveries SET
+        status = v.status, provider_id = v.provider_id, provider_status = v.provider_status,
+        last_error = v.last_error, error_code = v.error_code, next_attempt_at = v.next_attempt_at,
+        body_hash = v.body_hash, sent_at = v.sent_at, failed_at = v.failed_at,
+        reason = coalesce(v.reason, deliveries.reason), lease_until = NULL, updated_at = v.updated_at
+    FROM v
+    WHERE deliveries.id = v.id AND deliveries.status = 'sending' AND deliveries.worker = v.worker
+        AND deliveries.attempts = v.attempts
+    """
+)
+
+
+def _as_arrays(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """The batch column by column, as `_RECORD_POSTGRES` takes it (same conditions as `_record`)."""
+    arrays: dict[str, list[Any]] = {name: [] for name in _ARRAYS}
+    for o in outcomes:
+        for name in OUTCOME_KEYS:
+            arrays[name].append(getattr(o, name))
+        arrays["send_seconds"].append(o.send_seconds)
+        arrays["outcome"].append(ATTEMPT_OUTCOME.get(o.status, o.status))
+    return arrays
 
 
 async def attempts_of(conn: AsyncConnection, delivery_id: int) -> list[dict[str, Any]]:

@@ -226,7 +226,11 @@ def _sqlite_can_write(path: str, timeout: float) -> None:
 
 def _create_engine(url: str, pool_size: int, busy_timeout: float) -> AsyncEngine:
     if not url.startswith("sqlite"):
-        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # No liveness ping on each checkout: it is a round trip per transaction, as many as the
+        # dispatcher's batches make themselves. A connection lost meanwhile (a PostgreSQL restart)
+        # fails the one transaction using it, as Unavailable (a 503, or a batch the dispatcher
+        # retries after its lease), and SQLAlchemy then renews every pooled connection.
+        return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
     engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine.sync_engine, "connect")
