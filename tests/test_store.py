@@ -239,18 +239,17 @@ async def test_a_batch_of_outcomes_is_written_row_by_row_with_its_history(store:
                         next_attempt_at=now, updated_at=now),
             ],
         )  # fmt: skip
-        rows = {i: await outbox.get_delivery(conn, i) for i in ids}
+        found = {i: await outbox.get_delivery(conn, i) for i in ids}
         history = {i: await outbox.attempts_of(conn, i) for i in ids}
-    got = {
-        i: (r["status"], r["provider_id"], r["last_error"], r["reason"], r["lease_until"]) for i, r in rows.items() if r
-    }
+    rows = {i: r for i, r in found.items() if r is not None}
+    got = {i: (r["status"], r["provider_id"], r["last_error"], r["reason"], r["lease_until"]) for i, r in rows.items()}
     assert got == {
         ids[0]: ("sent", "SM9", None, None, None),
         ids[1]: ("pending", None, "busy", None, None),
         ids[2]: ("skipped", None, None, "suppressed", None),
     }
-    assert rows[ids[0]] is not None and rows[ids[0]]["body_hash"] == "h0"
-    assert rows[ids[1]] is not None and rows[ids[1]]["next_attempt_at"] == pytest.approx(now + 2)
+    assert rows[ids[0]]["body_hash"] == "h0"
+    assert rows[ids[1]]["next_attempt_at"] == pytest.approx(now + 2)
     assert [(a["outcome"], a["error_code"], a["send_seconds"]) for i in ids for a in history[i]] == [
         ("sent", None, 0.25),
         ("retry", "451", None),
