@@ -325,6 +325,16 @@ class DeliveryLog:
             result = await conn.execute(text(f"SELECT * FROM deliveries WHERE {where}"), params)
             return [dict(r) for r in result.mappings()]
 
+    async def send_seconds(self, delivery_id: int) -> float | None:
+        """How long the delivery's last attempt spent in its channel's send (delivery_attempts)."""
+        async with self.store.read() as conn:
+            result = await conn.execute(
+                text("SELECT send_seconds FROM delivery_attempts WHERE delivery_id = :id ORDER BY id DESC LIMIT 1"),
+                {"id": delivery_id},
+            )
+            value = result.scalar()
+            return None if value is None else float(value)
+
     async def wait_until_settled(self, timeout: float, heralds: Sequence[HeraldProcess] = ()) -> None:
         deadline = time.monotonic() + timeout
         while left := await self.unsettled():

@@ -161,6 +161,7 @@ async def measure(log: DeliveryLog, broadcast_id: int, sent_posts: list[tuple[in
                     "incident": incident_id,
                     "lag": (row["sent_at"] or float("inf")) - posted_at,
                     "answer": answered_at - posted_at,
+                    "send": await log.send_seconds(row["id"]),
                     "backlog": backlog,
                     "status": row["status"],
                 }
@@ -182,6 +183,7 @@ def report(figures: dict[str, Any]) -> tuple[str, bool]:
     under_load, samples = figures["under_load"], figures["samples"]
     lags = [s["lag"] * 1000 for s in under_load]
     answers = list({s["incident"]: s["answer"] * 1000 for s in under_load}.values())
+    sends = [s["send"] * 1000 for s in under_load if s["send"] is not None]
     backlogs = [s["backlog"] for s in under_load]
     rows = [
         ("measure (posts made while broadcast SMS were queued)", "p50 ms", "p99 ms", "max ms", "samples"),
@@ -198,6 +200,13 @@ def report(figures: dict[str, Any]) -> tuple[str, bool]:
             f"{percentile(answers, 0.99):.0f}",
             f"{max(answers, default=float('nan')):.0f}",
             len(answers),
+        ),
+        (
+            "the SMS's own send (request to Twilio API answered)",
+            f"{percentile(sends, 0.5):.0f}",
+            f"{percentile(sends, 0.99):.0f}",
+            f"{max(sends, default=float('nan')):.0f}",
+            len(sends),
         ),
     ]
     p99 = percentile(lags, 0.99)

@@ -158,6 +158,44 @@ class Dispatcher:
         for event in (*self._wakeups.values(), *self._urgent_wakeups.values()):
             event.set()
 
+    async def lease_urgent(self, conn: AsyncConnection) -> list[Delivery]:
+        """Inside the transaction that planned work: lease the critical tier-1 deliveries due now
+        (the ones it planned among them), to be handed to the lanes with `hand_over` once it has
+        committed. They leave without another transaction first: no wait for SQLite's writer
+        behind the next request or a broadcast's batch, no claim round trip. A rollback undoes
+        the lease with the plan; a process that dies before sending leaves them to lease expiry."""
+        if not self._tasks or self._stopping:
+            return []
+        return await delivery_store.claim_due(
+            conn,
+            list(self.channels),
+            URGENT_BATCH * len(self.channels),
+            self.worker_id,
+            self.settings.dispatch.lease_seconds,
+            max_priority=URGENT_MAX_PRIORITY,
+        )
+
+    def hand_over(self, leased: list[Delivery]) -> None:
+        """Send what `lease_urgent` leased, each channel's share at once in a task of its own:
+        never behind a batch already on the wire, the lane's urgent claimer's included."""
+        by_channel: dict[str, list[Delivery]] = {}
+        for delivery in leased:
+            by_channel.setdefault(delivery.channel, []).append(delivery)
+        for channel, batch in by_channel.items():
+            task = asyncio.create_task(self._send_handed(channel, batch), name=f"lane-{channel}-handed")
+            self._tasks.append(task)
+            task.add_done_callback(self._forget)
+
+    async def _send_handed(self, channel: str, batch: list[Delivery]) -> None:
+        try:
+            await self._dispatch(channel, batch, claim_next=None)
+        except Exception:
+            log.exception("sending urgent deliveries on %s failed; their lease expires and they are retried", channel)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
     async def _lane(self, channel: str, urgent: bool = False, polls: bool = True) -> None:
         """Claim and send batches until stopped. An idle lane has one loop polling the queue; its
         other loops sleep until that one finds work or Herald plans some, so an idle Herald does

@@ -47,3 +47,21 @@ async def test_a_critical_sms_leaves_while_every_broadcast_batch_is_still_on_the
         released.set()
     await wait_until(lambda: all_settled(client), timeout=60)
     assert {r["status"] for r in await rows(client, deliveries.c.channel == "sms")} == {"sent"}
+
+
+async def test_a_critical_incident_is_leased_by_its_own_request_and_handed_to_the_lanes(
+    aiohttp_client: Any, db_url: str, smtp_sink: SmtpSink, twilio_fake: TwilioFake
+) -> None:
+    # Every claimer is asleep for a minute: only the hand-over from the request can send it now.
+    settings = make_settings(db_url, **wired_sections(smtp_sink.port, twilio_fake), dispatch={"poll_interval": 60.0})
+    client = await start(aiohttp_client, settings)
+    await asyncio.sleep(0)  # the lanes start and go to sleep
+    opened = await post_sample(client)  # critical: tier-1 SMS and email at priority 0-9
+    # By the time the request answers, its most urgent deliveries (the tier-1 SMS, priority 0)
+    # are leased (or already sent); the rest follow through the woken lanes.
+    sms = await rows(client, deliveries.c.notice_id == opened["notice_id"], deliveries.c.priority == 0)
+    assert sms and all(r["channel"] == "sms" and r["status"] in ("sending", "sent") for r in sms)
+    await wait_until(lambda: len(twilio_fake.messages) == len(sms), timeout=5)
+    await wait_until(lambda: all_settled(client), timeout=30)
+    assert {r["status"] for r in await rows(client, deliveries.c.tier == 1)} == {"sent"}
+    assert [r["attempts"] for r in await rows(client, deliveries.c.priority == 0)] == [1] * len(sms)

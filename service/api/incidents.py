@@ -29,6 +29,7 @@ from service.promises import promise_json
 from service.settings import Severity
 from service.store import incidents as incident_store
 from service.store import promises as promise_store
+from service.store.models import Delivery
 from service.store.records import record_inbound
 
 routes = web.RouteTableDef()
@@ -51,6 +52,14 @@ INCIDENT_EXAMPLE = {
 }
 
 
+async def _lease_urgent(request: web.Request, conn: AsyncConnection, outcome: Outcome) -> list[Delivery]:
+    """Critical tier-1 work the request planned is leased in its own transaction and handed to
+    the dispatcher as it commits (see Dispatcher.lease_urgent)."""
+    if outcome.plan is None or not outcome.plan.total:
+        return []
+    return await request.app[appkeys.DISPATCHER].lease_urgent(conn)
+
+
 def _accepted(request: web.Request, outcome: Outcome, status: int = 202) -> web.Response:
     if outcome.plan is not None and outcome.plan.total:
         request.app[appkeys.DISPATCHER_WAKE]()
@@ -66,6 +75,8 @@ async def write_or_preview(
     if not dry_run_arg(request):
         async with store.begin() as conn:
             outcome = await work(conn)
+            urgent = await _lease_urgent(request, conn, outcome)
+        request.app[appkeys.DISPATCHER].hand_over(urgent)
         return _accepted(request, outcome, status(outcome))
     settings = request.app[appkeys.SETTINGS]
     links = ack_link(settings, request.app[appkeys.ACK_SIGNER])
@@ -269,6 +280,8 @@ async def correct_notice(request: web.Request) -> web.Response:
         await record_inbound(
             conn, "api", raw, actor, request.content_type, incident_id=outcome.incident_id, notice_id=outcome.notice_id
         )
+        urgent = await _lease_urgent(request, conn, outcome)
+    request.app[appkeys.DISPATCHER].hand_over(urgent)
     return _accepted(request, outcome)
 
 
