@@ -145,15 +145,16 @@ async def run(
     async with sinks() as sink:
         with tempfile.TemporaryDirectory() as tmp:
             url = await fresh_database(database, Path(tmp))
-            latencies, outcomes, elapsed = await measure(
+            latencies, outcomes, elapsed, cpu = await measure(
                 bench_settings(url, sink), posts, concurrency, groups, new_share, preopen
             )
-    return print_table(backend_name(url), posts, concurrency, latencies, outcomes, elapsed)
+    return print_table(backend_name(url), posts, concurrency, latencies, outcomes, elapsed, cpu)
 
 
 async def measure(
     settings: Settings, posts: int, concurrency: int, groups: int, new_share: float, preopen: bool
-) -> tuple[list[float], Counter[str], float]:
+) -> tuple[list[float], Counter[str], float, float]:
+    """Latencies, actions, elapsed seconds, and the CPU seconds Herald's process spent meanwhile."""
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -168,17 +169,25 @@ async def measure(
         client = multiprocessing.get_context("spawn").Process(
             target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
         )
+        cpu_before = time.process_time()
         client.start()
         await asyncio.to_thread(receiver.poll, None)  # until the client process reports
         latencies, outcomes, elapsed = receiver.recv()
+        cpu = time.process_time() - cpu_before
         client.join()
     finally:
         await runner.cleanup()
-    return latencies, Counter(outcomes), elapsed
+    return latencies, Counter(outcomes), elapsed, cpu
 
 
 def print_table(
-    backend: str, posts: int, concurrency: int, latencies: list[float], outcomes: Counter[str], elapsed: float
+    backend: str,
+    posts: int,
+    concurrency: int,
+    latencies: list[float],
+    outcomes: Counter[str],
+    elapsed: float,
+    cpu: float,
 ) -> int:
     errors = sum(n for action, n in outcomes.items() if action.startswith("error"))
     rate, p99 = posts / elapsed, percentile(latencies, 0.99) * 1000
@@ -190,6 +199,8 @@ def print_table(
         ("p50 latency", f"{percentile(latencies, 0.50) * 1000:.1f} ms"),
         ("p99 latency", f"{percentile(latencies, 0.99) * 1000:.1f} ms"),
         ("max latency", f"{max(latencies) * 1000:.1f} ms"),
+        # What the work costs whatever else the machine runs: the rate a free core would allow.
+        ("Herald CPU", f"{cpu:.2f} s, {cpu / posts * 1e6:,.0f} µs a post ({posts / cpu:,.0f} posts per CPU-second)"),
         ("actions", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()) if not k.startswith("error"))),
         ("errors", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()) if k.startswith("error")) or "0"),
     ]

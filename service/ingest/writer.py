@@ -1,11 +1,16 @@
-"""The ingest writer: webhooks are written in batches, one transaction per batch (group commit).
+"""The ingest writer: re-sends are written in batches; a webhook that changes something is applied
+in a transaction of its own, right after.
 
-Each webhook still gets its effect and its raw body in the same transaction, committed before the
-reply. Batching is what lets SQLite (one writer) keep up with a monitoring storm: the expensive
-part of a write is the round trips to the database thread, and a batch of repeat_interval re-sends
-costs four of them in all — begin, one read of every group it names, one insert of every raw body,
-commit — however many webhooks it holds. A webhook that changes something runs inside its own
-savepoint, so one failing webhook fails alone.
+Every webhook's raw body is stored with its effect, committed before the reply. Batching is what
+lets SQLite (one writer) keep up with a monitoring storm: the expensive part of a write is the
+round trips to the database, and a batch of repeat_interval re-sends costs one read of every
+group it names and one write transaction inserting every raw body, however many webhooks it
+holds. A webhook that opens, widens or resolves an incident (milliseconds: the incident, its
+notice, maybe its plan) goes to the change queue instead and is applied there with its raw body
+in one transaction, one webhook at a time, in arrival order; the batch of re-sends around it is
+committed and answered without waiting for it. While a group has a change queued, every later
+webhook naming that group joins the queue behind it, so a group's webhooks take effect in the
+order they came.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,26 +61,33 @@ class IngestWriter:
         self._settings = settings
         self._max_batch = max_batch
         self._queue: asyncio.Queue[Webhook] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._changes: asyncio.Queue[Webhook] = asyncio.Queue()
+        self._changing: Counter[str] = Counter()  # group keys with a change queued or being applied
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def submit(self, webhook: Webhook) -> list[IngestResult]:
-        """Queue the webhook and wait until its batch is committed."""
-        if self._task is None:
+        """Queue the webhook and wait until its effect and its raw body are committed."""
+        if not self._tasks:
             raise Unavailable("Herald is starting or stopping; retry shortly", retry_after=2)
         self._queue.put_nowait(webhook)
         return await webhook.reply
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="herald-ingest-writer")
+        self._tasks = [
+            asyncio.create_task(self._run(), name="herald-ingest-writer"),
+            asyncio.create_task(self._run_changes(), name="herald-ingest-changes"),
+        ]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while not self._queue.empty():
-            _answer(self._queue.get_nowait(), Unavailable("Herald is stopping; retry shortly", retry_after=2))
+        for queue in (self._queue, self._changes):
+            while not queue.empty():
+                _answer(queue.get_nowait(), Unavailable("Herald is stopping; retry shortly", retry_after=2))
 
     async def _run(self) -> None:
         while True:
@@ -85,33 +98,67 @@ class IngestWriter:
 
     async def _write(self, batch: list[Webhook]) -> None:
         try:
-            outcomes = await self._write_batch(batch)
+            repeats = await self._write_repeats(batch)
         except Exception as exc:
             log.exception("writing a batch of %d webhooks failed", len(batch))
-            outcomes = [exc] * len(batch)
-        for webhook, outcome in zip(batch, outcomes, strict=True):
+            for webhook in batch:
+                _answer(webhook, exc)
+            return
+        for webhook, outcome in repeats:
             _answer(webhook, outcome)
 
-    async def _write_batch(self, batch: list[Webhook]) -> list[list[IngestResult] | Exception]:
-        async with self._store.begin() as conn:
-            known = await alert_store.get_groups(conn, (e.key for w in batch for e in w.events))
-            changed: set[str] = set()  # groups an earlier webhook of this batch wrote: read them afresh
-            outcomes: list[list[IngestResult] | Exception] = []
-            rows = []
-            for webhook in batch:
-                outcome = await self._apply(conn, webhook, known, changed)
-                outcomes.append(outcome)
-                rows.append(_inbound_row(webhook, outcome))
-            await alert_store.insert_inbound_events(conn, rows)
-        return outcomes
+    async def _write_repeats(self, batch: list[Webhook]) -> list[tuple[Webhook, list[IngestResult]]]:
+        """Answer the batch's plain re-sends with one write; queue the others as changes.
 
-    async def _apply(
-        self, conn: AsyncConnection, webhook: Webhook, known: dict[str, dict[str, Any]], changed: set[str]
-    ) -> list[IngestResult] | Exception:
-        events = webhook.events
-        if all(e.key not in changed and plain_repeat(known.get(e.key), e) for e in events):
-            return [_duplicate(known.get(e.key)) for e in events]
-        changed.update(e.key for e in events)
+        The groups are read before the write transaction (on SQLite, without the writer's turn): a
+        re-send writes nothing but its raw body, so judging it against the groups as they were
+        just before is the same as having written it then. A group with a change of ours still
+        queued is not judged here at all (`_changing` is read before the groups are).
+        """
+        changing = set(self._changing)
+        async with self._store.read() as conn:
+            known = await alert_store.get_groups(conn, (e.key for w in batch for e in w.events))
+        repeats = []
+        for webhook in batch:
+            keys = [e.key for e in webhook.events]
+            if any(key in changing for key in keys) or not all(
+                plain_repeat(known.get(e.key), e) for e in webhook.events
+            ):
+                changing.update(keys)
+                self._changing.update(keys)
+                self._changes.put_nowait(webhook)
+                continue
+            repeats.append((webhook, [_duplicate(known.get(key)) for key in keys]))
+        if repeats:
+            async with self._store.begin() as conn:
+                await alert_store.insert_inbound_events(conn, [_inbound_row(w, outcome) for w, outcome in repeats])
+        return repeats
+
+    async def _run_changes(self) -> None:
+        while True:
+            webhook = await self._changes.get()
+            try:
+                outcome: list[IngestResult] | Exception = await self._write_change(webhook)
+            except Exception as exc:
+                log.exception("writing a %s webhook failed", webhook.source)
+                outcome = exc
+            finally:
+                self._done_changing(webhook)
+            _answer(webhook, outcome)
+
+    def _done_changing(self, webhook: Webhook) -> None:
+        for event in webhook.events:
+            self._changing[event.key] -= 1
+            if self._changing[event.key] <= 0:
+                del self._changing[event.key]
+
+    async def _write_change(self, webhook: Webhook) -> list[IngestResult] | Exception:
+        async with self._store.begin() as conn:
+            outcome = await self._apply(conn, webhook)
+            await alert_store.insert_inbound_events(conn, [_inbound_row(webhook, outcome)])
+        return outcome
+
+    async def _apply(self, conn: AsyncConnection, webhook: Webhook) -> list[IngestResult] | Exception:
         try:
             return await self._apply_in_savepoint(conn, webhook)
         except ValidationError as exc:  # a value the edge let through that an incident cannot hold
