@@ -38,6 +38,8 @@ _ALLOWED_CONTROLS = frozenset("\n\t")
 
 def text_problem(value: str, *, multiline: bool = True) -> str | None:
     """Why `value` cannot be sent as message text, or None when it can."""
+    if value.isprintable():  # no Cc, Cs, Zl or Zp character: the usual case, checked in C
+        return None
     for char in value:
         category = unicodedata.category(char)
         if category == "Cs":
@@ -107,9 +109,27 @@ def normalise_email(value: str) -> str:
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*\Z")
 
 
-@lru_cache(maxsize=4096)
+# An ASCII letter-digit-hyphen DNS label, not Punycode, not another two-letter-two-dash "R-LDH" label.
+_PLAIN_LABEL = re.compile(r"(?!..--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_DOMAIN_MAX = 253
+
+
 def _normalised_domain(domain: str) -> str | None:
-    """The domain as email-validator normalises it, or None where it would refuse it."""
+    """The domain as email-validator normalises it, or None where it would refuse it.
+
+    A directory gives most partners a domain of their own (`tokai-logi.co.jp`), and the checks
+    that cost are per character, so the verdict is that of the domain's parent with a plain first
+    label: a plain ASCII label changes nothing email-validator decides but its case and the length.
+    """
+    first, dot, parent = domain.partition(".")
+    if dot and len(domain) <= _DOMAIN_MAX and _PLAIN_LABEL.match(first):
+        normalised_parent = _normalised_domain_of(f"a.{parent}")
+        return None if normalised_parent is None else first.lower() + normalised_parent[1:]
+    return _normalised_domain_of(domain)
+
+
+@lru_cache(maxsize=4096)
+def _normalised_domain_of(domain: str) -> str | None:
     try:
         return validate_email(f"postmaster@{domain}", check_deliverability=False).domain
     except EmailNotValidError:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import email
 import email.policy
 import itertools
+import unicodedata
 from typing import Any
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic_core import PydanticCustomError
 
 from channels.email import build_email
 from service import compose
@@ -21,7 +24,7 @@ from service.errors import InvalidInput
 from service.notices import NoticeFields
 from service.segments import sms_segments
 from service.store.models import Delivery, Notice, Recipient
-from service.validation import parse_model, text_problem
+from service.validation import normalise_email, parse_model, text_problem
 from tests.helpers import make_settings
 
 SETTINGS = make_settings("sqlite+aiosqlite:///unused.db")
@@ -158,3 +161,62 @@ def test_text_that_cannot_be_encoded_is_refused_and_naming_the_field(text: str) 
 def test_the_text_rule_names_what_is_wrong(text: str, problem: str | None) -> None:
     found = text_problem(text)
     assert (found is None) if problem is None else (problem in (found or ""))
+
+
+def _text_problem_char_by_char(text: str, multiline: bool) -> bool:
+    """The rule as the module's docstring states it, one character at a time."""
+    refused = {"Cs", "Cc"} | (set() if multiline else {"Zl", "Zp"})
+    allowed = "\n\t" if multiline else ""
+    return any(unicodedata.category(c) in refused and c not in allowed for c in text)
+
+
+@given(st.text(ANY_CHAR, max_size=40), st.booleans())
+def test_the_text_rule_refuses_exactly_the_characters_it_names(text: str, multiline: bool) -> None:
+    assert (text_problem(text, multiline=multiline) is not None) == _text_problem_char_by_char(text, multiline)
+
+
+DOMAIN_CHAR = st.sampled_from("abcXYZ019-.")
+LABEL = st.text(DOMAIN_CHAR, min_size=1, max_size=8)
+TRICKY_DOMAINS = [
+    "partner1.example.jp",
+    "Tokai-Logi.CO.JP",
+    "a.b",
+    "mail.localhost",
+    "x.test",
+    "host.home.arpa",
+    "ab--cd.example.com",
+    "xn--bcher-kva.example",
+    "-lead.example.com",
+    "trail-.example.com",
+    "x.123",
+    "x..example.com",
+    "nodot",
+    f"{'a' * 63}.example.com",
+    f"{'a' * 64}.example.com",
+    ".".join(["abcdefghi"] * 25) + ".jp",  # 253 characters
+    ".".join(["abcdefghi"] * 25) + ".com",  # 254
+]
+
+
+def _email_validator_verdict(address: str) -> str | None:
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return None
+
+
+def _herald_verdict(address: str) -> str | None:
+    try:
+        return normalise_email(address)
+    except PydanticCustomError:
+        return None
+
+
+@pytest.mark.parametrize("domain", TRICKY_DOMAINS)
+def test_an_email_domain_is_judged_as_email_validator_judges_it(domain: str) -> None:
+    assert _herald_verdict(f"ops@{domain}") == _email_validator_verdict(f"ops@{domain}")
+
+
+@given(st.lists(LABEL, min_size=1, max_size=4).map(".".join))
+def test_any_ascii_email_domain_is_judged_as_email_validator_judges_it(domain: str) -> None:
+    assert _herald_verdict(f"ops@{domain}") == _email_validator_verdict(f"ops@{domain}")

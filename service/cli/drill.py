@@ -15,7 +15,6 @@ from typing import Any
 from service.cli import exits
 from service.cli.client import HeraldApi, add_connection_options, remote
 from service.cli.output import as_json
-from service.drills import check_scenario, load_scenario
 from service.errors import HeraldError
 
 
@@ -32,6 +31,10 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Loaded here, not at import: it brings the planner and the composer, which every other verb
+    # (`herald directory import` among them) would otherwise load at start for nothing.
+    from service.drills import check_scenario, load_scenario
+
     path = Path(args.file)
     try:
         text = path.read_text(encoding="utf-8")

@@ -94,8 +94,9 @@ class ContactSpec(_Reachable):
     phone: Phone | None = None
     # The partner's system: signed JSON notices (Standard Webhooks) are POSTed here.
     webhook_url: WebhookUrl | None = None
-    # Ordered preferences; empty means "whatever the policy says, in its order".
-    channels: Channels = []
+    # Ordered preferences; empty means "whatever the policy says, in its order". (A factory, not
+    # `= []`: pydantic deep-copies a mutable default for every contact.)
+    channels: Channels = Field(default_factory=list)
     language: Language | None = None
 
 
@@ -107,7 +108,7 @@ class AccountOwnerSpec(_Reachable):
     name: Name
     email: Email | None = None
     phone: Phone | None = None
-    channels: Channels = ["email"]
+    channels: Channels = Field(default_factory=lambda: list[ContactChannel](["email"]))
     language: Language = "ja"
 
 
@@ -117,7 +118,7 @@ class PartnerFields(_Spec):
     id: Slug
     name: Name
     language: Language
-    components: Components = []
+    components: Components = Field(default_factory=list)
     policy: Policy | None = None
     # The partner's time zone for quiet hours; omitted = the company's.
     timezone: TimeZone | None = None
@@ -127,8 +128,8 @@ class PartnerFields(_Spec):
 
 
 class PartnerSpec(PartnerFields):
-    contacts: list[ContactSpec] = []
-    account_owners: list[AccountOwnerSpec] = []
+    contacts: list[ContactSpec] = Field(default_factory=list)
+    account_owners: list[AccountOwnerSpec] = Field(default_factory=list)
 
     def row_with_contacts(self) -> dict[str, Any]:
         return {
