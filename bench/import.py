@@ -4,7 +4,9 @@ For each size, writes a directory file of that many partners (3 contacts each: t
 phone, tier-2 email, tier-3 email; Japanese and English partners; national and E.164 numbers)
 and runs `herald directory import FILE` as an operator would, in a process of its own, on a fresh
 database (`--database`, default a fresh SQLite file; a PostgreSQL URL is emptied first). Measured:
-the command's wall time and its peak RSS (the kernel's count for that child, from wait4).
+the command's wall time, its CPU time (user + system) and its peak RSS (the kernel's counts for
+that child, from wait4): on a shared machine the wall time grows with the others' load, the CPU
+time much less.
 
 Then, on the same database, the same file with one bad phone number in its last partner: the
 command must fail naming FILE:LINE, and the directory must be exactly as before (all or nothing).
@@ -73,9 +75,9 @@ def write_directory(path: Path, partners: int, bad_last: bool = False) -> int:
     return bad_line
 
 
-def run_import(file: Path, database_url: str) -> tuple[int, float, float, str]:
-    """`herald directory import FILE`: exit code, wall seconds, peak RSS MB (wait4's count for
-    this child alone), stderr."""
+def run_import(file: Path, database_url: str) -> tuple[int, float, float, float, str]:
+    """`herald directory import FILE`: exit code, wall seconds, CPU seconds, peak RSS MB (wait4's
+    counts for this child alone), stderr."""
     env = {**os.environ, "HERALD_DATABASE__URL": database_url, "HERALD_DIRECTORY__IMPORT_ON_START": "false"}
     with tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
@@ -91,7 +93,7 @@ def run_import(file: Path, database_url: str) -> tuple[int, float, float, str]:
         process.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         stderr = errors.read().decode(errors="replace")
-    return process.returncode, elapsed, usage.ru_maxrss / 1024, stderr
+    return process.returncode, elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stderr
 
 
 async def directory_state(url: str) -> tuple[int, int, str]:
@@ -109,7 +111,19 @@ async def directory_state(url: str) -> tuple[int, int, str]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    rows = [("partners", "contacts", "seconds", "peak RSS MB", "imported", "bad file refused at", "unchanged after")]
+    rows = [
+        (
+            "partners",
+            "contacts",
+            "seconds",
+            "CPU s",
+            "peak RSS MB",
+            "imported",
+            "bad file refused at",
+            "its peak RSS MB",
+            "unchanged after",
+        )
+    ]
     ok = True
     with tempfile.TemporaryDirectory(prefix="herald-import-") as tmp:
         workdir = Path(tmp)
@@ -118,12 +132,12 @@ async def main(args: argparse.Namespace) -> int:
             good, bad = workdir / f"partners-{size}.yaml", workdir / f"partners-{size}-bad.yaml"
             write_directory(good, size)
             bad_line = write_directory(bad, size, bad_last=True)
-            code, seconds, peak, stderr = run_import(good, url)
+            code, seconds, cpu, peak, stderr = run_import(good, url)
             if code != 0:
                 print(stderr, file=sys.stderr)
             before = await directory_state(url)
             imported = code == 0 and before[:2] == (size, size * 3)
-            refused_code, _, _, refused = run_import(bad, url)
+            refused_code, _, _, refused_peak, refused = run_import(bad, url)
             named = f"{bad}:{bad_line}:" in refused
             after = await directory_state(url)
             unchanged = refused_code != 0 and after == before
@@ -136,13 +150,15 @@ async def main(args: argparse.Namespace) -> int:
                     f"{size:,}",
                     f"{before[1]:,}",
                     f"{seconds:.2f}",
+                    f"{cpu:.2f}",
                     f"{peak:.0f}",
                     str(imported) if imported else f"NO: {stderr.strip()[-200:]}",
                     f"line {bad_line}" if named else f"NOT NAMED: {refused.strip()[-200:]}",
+                    f"{refused_peak:.0f}",
                     str(unchanged),
                 )
             )
-            print(f"  {size:,} partners: {seconds:.2f} s, {peak:.0f} MB", file=sys.stderr, flush=True)
+            print(f"  {size:,} partners: {seconds:.2f} s ({cpu:.2f} s CPU), {peak:.0f} MB", file=sys.stderr, flush=True)
     print(table(rows))
     print(
         f"\n{backend_name(url)}: 10,000 partners ≤ {AIM_SECONDS_AT_10K:.0f} s, every size ≤ {AIM_RSS_MB} MB peak RSS,"
