@@ -90,7 +90,8 @@ async def test_a_question_from_the_partner_page_is_listed_reported_and_reminded_
     [entry] = report["questions"]
     assert entry["source"] == "partner_page" and entry["contact_name"] == "佐藤 花子" and entry["notice_version"] == 1
     html_report = await client.get(f"/v1/incidents/{incident_id}/report?format=html", headers=auth("operator"))
-    assert QUESTION in await html_report.text() and "partner_page" in await html_report.text()
+    printable = await html_report.text()
+    assert QUESTION in printable and "Partner page / 取引先ページ" in printable  # where it was asked, in words
 
     def reminder() -> Any:
         return next((m.message for m in smtp_sink.messages if m.message["To"].addresses[0].addr_spec == ON_CALL), None)
