@@ -41,6 +41,7 @@ from service.promises import promise_ctx
 from service.questions import ReplyTokens, questions_ctx
 from service.scheduled import scheduler_ctx
 from service.settings import Settings, SettingsError
+from service.snapshot_refresh import snapshot_ctx
 from service.store import Store
 from service.store import sandbox as sandbox_store
 from service.template_check import check_templates
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(promise_ctx)
     app.cleanup_ctx.append(questions_ctx)
     app.cleanup_ctx.append(scheduler_ctx)
+    app.cleanup_ctx.append(snapshot_ctx)
     return app
 
 

@@ -22,6 +22,7 @@ from service.policy import delivery_row, fallback_channels, planned_channels, pr
 from service.settings import Settings
 from service.store import audience as audience_store
 from service.store import deliveries as delivery_store
+from service.store import directory_snapshot
 from service.store import incidents as incident_store
 from service.store import owners as owner_store
 from service.store import suppressions as suppression_store
@@ -29,7 +30,6 @@ from service.store.engine import rehearsing
 from service.store.models import Contact, Incident, Notice, Partner
 
 PARTNERS_PER_PAGE = 1000
-OWNER_ADDRESS = {"email": "email", "sms": "phone"}
 
 
 NO_TIER1_LISTED = 50
@@ -106,14 +106,14 @@ class PlanSummary:
             if row.channel == "sms":
                 self.sms[language, tier] += contacts
 
-    def add_partner(self, partner: Partner, reached: bool, tier1_missing: bool) -> None:
+    def add_partner(self, partner_id: str, name: str, reached: bool, tier1_missing: bool) -> None:
         """After a partner's contacts are counted: whether any is reached now, and whether the
         partner lacks a tier-1 row (a tier-1 row held for quiet hours or capped still reaches it)."""
         self.partners += reached
         if tier1_missing:
             self.without_tier1 += 1
             if len(self.without_tier1_listed) < NO_TIER1_LISTED:
-                self.without_tier1_listed.append({"id": partner.id, "name": partner.name})
+                self.without_tier1_listed.append({"id": partner_id, "name": name})
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -160,13 +160,16 @@ async def publish(
         conn, notice["id"], {"state": "published", "published_at": now, "rendered": rendered}
     )
     await promises.on_published(conn, settings, notice, now)
-    summary = PlanSummary()
-    # A dry run counts the plan in the summary without building its rows: the transaction is
-    # rolled back anyway, and the decisions and counts are the same code either way.
-    async for rows in plan_deliveries(conn, settings, notice, incident, now, summary, write=not rehearsing()):
-        await delivery_store.insert_deliveries(conn, rows)
-        pending = [r for r in rows if r["status"] == "pending" and r["purpose"] == "partner"]
-        await escalation.schedule_for_notice(conn, settings, notice, pending, now)
+    if rehearsing():
+        # A dry run counts the plan without building its rows (the transaction is rolled back
+        # anyway), one kind of partner at a time; the decisions are the same code either way.
+        summary = await count_plan(conn, settings, notice, incident, now)
+    else:
+        summary = PlanSummary()
+        async for rows in plan_deliveries(conn, settings, notice, incident, now, summary):
+            await delivery_store.insert_deliveries(conn, rows)
+            pending = [r for r in rows if r["status"] == "pending" and r["purpose"] == "partner"]
+            await escalation.schedule_for_notice(conn, settings, notice, pending, now)
     if not notice.get("allow_language_fallback"):
         check_languages(notice, summary.readers)
     return summary
@@ -197,16 +200,11 @@ async def plan_deliveries(
     incident: dict[str, Any] | None,
     now: float,
     summary: PlanSummary,
-    write: bool = True,
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """The notice's deliveries a page of partners at a time, so a broadcast to the whole directory
-    holds one page in memory, not every row; `summary` counts what was planned. With `write`
-    false nothing is yielded or written: the plan is only counted (a dry run)."""
-    audience = notice["audience"] or {}
-    situation = await volume.situation_of(conn, notice, await suppression_store.active(conn))
-    partner_ids, components, tiers = audience_filter(audience, incident)
-    tier1_asked = tiers is None or 1 in tiers
-    planning = ContactPlanning(settings, situation, now)
+    holds one page in memory, not every row; `summary` counts what was planned."""
+    planning, partner_ids, components, tiers = await _planning(conn, settings, notice, incident, now)
+    bearing = await volume.contacts_history_may_bear(conn, settings, planning.situation, now)
     after = None
     while True:
         page = await audience_store.partners_with_contacts(
@@ -214,40 +212,109 @@ async def plan_deliveries(
         )
         if not page:
             return
-        contact_ids = [c.id for p in page for c in p.contacts]
-        history = await delivery_store.contact_history(conn, notice["incident_id"], contact_ids)
+        history = await _history(conn, notice, page, bearing)
         rows: list[dict[str, Any]] = []
         superseded: list[tuple[int, str]] = []
         told: list[str] = []
         alike: Counter[tuple[int, str, ContactShape]] = Counter()  # counted once per page
         for partner in page:
-            reached = tier1_planned = False
-            for contact in partner.contacts:
-                language = contact.language or partner.language
-                planned = planning.plan(partner, contact, history.get(contact.id))
-                shape = planned.shape
-                if planned.rows is None:
-                    alike[contact.tier, language, shape] += 1
-                else:
-                    summary.count(contact.tier, language, shape)
-                    superseded.extend(planned.superseded)
-                reached = reached or shape.reached
-                tier1_planned = tier1_planned or (contact.tier == 1 and bool(shape.rows))
-                if write:
-                    rows.extend(planning.rows_of(partner, contact, planned))
-            summary.add_partner(partner, reached, tier1_asked and not tier1_planned)
-            if reached:
+            planned = planning.plan_partner(partner, history, alike, summary)
+            tier1_missing = planning.tier1_asked(tiers) and not planned.tier1_planned
+            summary.add_partner(partner.id, partner.name, planned.reached, tier1_missing)
+            if planned.reached:
                 told.append(partner.id)
+            for contact, contact_plan in planned.contacts:
+                rows.extend(planning.rows_of(partner, contact, contact_plan))
+                superseded.extend(contact_plan.superseded)
         for (tier, language, shape), contacts in alike.items():
             summary.count(tier, language, shape, contacts)
         copies = await owner_copies(conn, settings, notice, told, now)
         summary.internal += len(copies)
-        if write:
-            await delivery_store.mark_merged(conn, superseded, now)
-            yield rows + copies
+        await delivery_store.mark_merged(conn, superseded, now)
+        yield rows + copies
         if len(page) < PARTNERS_PER_PAGE:
             return
         after = page[-1].id
+
+
+async def count_plan(
+    conn: AsyncConnection, settings: Settings, notice: dict[str, Any], incident: dict[str, Any] | None, now: float
+) -> PlanSummary:
+    """Count the plan `plan_deliveries` would make, without its rows: a dry run.
+
+    Each kind of partner in the directory (service/store/directory_snapshot.py) is planned once
+    and counted once per partner of that kind in the audience. A partner with a suppressed address
+    or a contact whose history may bear on the plan is planned from its own rows, as a publish would."""
+    summary = PlanSummary()
+    snapshot = await directory_snapshot.current(conn)
+    if snapshot is None:  # a schema without the directory version: plan page by page
+        async for _ in plan_deliveries(conn, settings, notice, incident, now, summary):
+            pass
+        return summary
+    planning, partner_ids, components, tiers = await _planning(conn, settings, notice, incident, now)
+    selected = await audience_store.audience_ids(conn, partner_ids, components)
+    bearing = await volume.contacts_history_may_bear(conn, settings, planning.situation, now)
+    bearing_partners = set(bearing.values())
+    # Planned from their own rows: partners the snapshot cannot stand for (a suppressed address,
+    # a history that may bear, or added since the snapshot's version was read).
+    suppressed = await audience_store.with_address_in(conn, planning.situation.suppressed)
+    own = {pid for pid in selected if pid in suppressed or pid in bearing_partners or pid not in snapshot.kind_of}
+    planned_alone: dict[str, tuple[str, PartnerPlan]] = {}
+    alike: Counter[tuple[int, str, ContactShape]] = Counter()
+    alone = sorted(own)
+    for start in range(0, len(alone), PARTNERS_PER_PAGE):
+        page = await audience_store.partners_with_contacts(conn, alone[start : start + PARTNERS_PER_PAGE], tiers=tiers)
+        history = await _history(conn, notice, page, bearing)
+        for partner in page:
+            planned_alone[partner.id] = partner.name, planning.plan_partner(partner, history, alike, summary)
+    in_audience: Counter[int] = Counter(snapshot.kind_of[pid] for pid in selected if pid not in own)
+    by_kind: dict[int, PartnerPlan] = {}
+    for kind, partners in in_audience.items():
+        by_kind[kind] = planning.plan_partner(snapshot.of_tiers(kind, tiers), None, alike, summary, partners)
+    for (tier, language, shape), contacts in alike.items():
+        summary.count(tier, language, shape, contacts)
+    tier1_asked = planning.tier1_asked(tiers)
+    told_alone = []
+    for pid in selected:
+        if pid in own:
+            if pid not in planned_alone:  # deleted since it was selected
+                continue
+            name, planned = planned_alone[pid]
+            if planned.reached:
+                told_alone.append(pid)
+        else:
+            name, planned = snapshot.names[pid], by_kind[snapshot.kind_of[pid]]
+            if planned.reached:
+                summary.internal += snapshot.owner_copies.get(pid, 0)
+        summary.add_partner(pid, name, planned.reached, tier1_asked and not planned.tier1_planned)
+    summary.internal += len(await owner_copies(conn, settings, notice, told_alone, now))
+    return summary
+
+
+async def _planning(
+    conn: AsyncConnection, settings: Settings, notice: dict[str, Any], incident: dict[str, Any] | None, now: float
+) -> tuple[ContactPlanning, list[str] | None, list[str] | None, list[int] | None]:
+    audience = notice["audience"] or {}
+    situation = await volume.situation_of(conn, notice, await suppression_store.active(conn))
+    return ContactPlanning(settings, situation, now), *audience_filter(audience, incident)
+
+
+async def _history(
+    conn: AsyncConnection, notice: dict[str, Any], page: Sequence[Partner], bearing: dict[int, str]
+) -> dict[int, list[dict[str, Any]]]:
+    """The incident history of the page's contacts that may bear on the plan (none for the rest)."""
+    ids = [c.id for p in page for c in p.contacts if c.id in bearing]
+    return await delivery_store.contact_history(conn, notice["incident_id"], ids)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerPlan:
+    """A partner's plan: each contact's, whether any contact is reached, and whether a tier-1
+    contact has a row (a tier-1 row held for quiet hours or capped still reaches the partner)."""
+
+    contacts: list[tuple[Contact, PlannedContact]]
+    reached: bool
+    tier1_planned: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +363,36 @@ class ContactPlanning:
             found = self._shapes[key] = PlannedContact(ContactShape.of(decided.rows))
         return found
 
+    def plan_partner(
+        self,
+        partner: Partner,
+        history: dict[int, list[dict[str, Any]]] | None,
+        alike: Counter[tuple[int, str, ContactShape]],
+        summary: PlanSummary,
+        partners: int = 1,
+    ) -> PartnerPlan:
+        """Plan each contact of the partner (or of `partners` partners just like it). Contacts
+        planned like their peers are tallied in `alike`, for the caller to count once; contacts
+        decided alone are counted in `summary` now."""
+        reached = tier1_planned = False
+        contacts = []
+        for contact in partner.contacts:
+            language = contact.language or partner.language
+            planned = self.plan(partner, contact, history.get(contact.id) if history else None)
+            shape = planned.shape
+            if planned.rows is None:
+                alike[contact.tier, language, shape] += partners
+            else:
+                summary.count(contact.tier, language, shape, partners)
+            reached = reached or shape.reached
+            tier1_planned = tier1_planned or (contact.tier == 1 and bool(shape.rows))
+            contacts.append((contact, planned))
+        return PartnerPlan(contacts, reached, tier1_planned)
+
+    @staticmethod
+    def tier1_asked(tiers: Sequence[int] | None) -> bool:
+        return tiers is None or 1 in tiers
+
     def rows_of(self, partner: Partner, contact: Contact, planned: PlannedContact) -> list[dict[str, Any]]:
         """The contact's delivery rows: as decided for it, or its policy rows shaped like its peers'."""
         if planned.rows is not None:
@@ -341,10 +438,7 @@ async def owner_copies(
     copies = []
     for partner_id, owners in (await owner_store.owners_of(conn, partner_ids)).items():
         for owner in owners:
-            for channel in owner["channels"] or ["email"]:
-                address = owner.get(OWNER_ADDRESS.get(channel, channel))
-                if not address:
-                    continue
+            for channel, address in owner_store.copy_channels(owner):
                 row = internal_row(
                     settings,
                     notice,

@@ -306,6 +306,9 @@ class ScheduleSettings(_Section):
 class DirectorySettings(_Section):
     path: str = str(ROOT / "config" / "partners.example.yaml")
     import_on_start: bool = True
+    # How often a process looks whether the directory changed, to rebuild the summary its dry runs
+    # count from before an operator asks (0 = only when a dry run finds it out of date).
+    preview_refresh_seconds: float = Field(5.0, ge=0)
 
 
 class TemplatesSettings(_Section):

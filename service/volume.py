@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.render import STATUS_LABELS
 from service.settings import Settings
+from service.store import deliveries as delivery_store
 from service.store import incidents as incident_store
 from service.store.models import Contact, Partner
 
@@ -156,6 +157,32 @@ def history_bears(settings: Settings, situation: IncidentSituation, history: lis
         if may_wait and sent and now - (h["sent_at"] or h["next_attempt_at"]) < window:
             return True
     return False
+
+
+async def contacts_history_may_bear(
+    conn: AsyncConnection, settings: Settings, situation: IncidentSituation, now: float
+) -> dict[int, str]:
+    """Contact id -> partner id of every contact whose history in the notice's incident could make
+    `history_bears` true: the database names them in one statement, and a plan reads the history
+    of those alone (the others are planned as if they had none, which is what `history_bears`
+    false means). The conditions are those of `history_bears`, each loosened (a held row of any
+    notice kind), never tightened: a contact named here needlessly costs a read, one missed would
+    be planned wrong (tests/test_plan_shapes.py plans both ways)."""
+    notice = situation.notice
+    if notice["incident_id"] is None:
+        return {}
+    cap, window = settings.volume.sms_cap, settings.volume.merge_window_seconds
+    may_wait = window > 0 and not situation.urgent and notice["kind"] in MERGEABLE_KINDS
+    return await delivery_store.contacts_with_history(
+        conn,
+        notice["incident_id"],
+        capped=True,
+        sms_cap=cap,
+        sms_since=now - settings.volume.sms_cap_window_seconds,
+        held_after=now if window > 0 else None,
+        sent_since=now - window if may_wait else None,
+        not_sent=NOT_SENT,
+    )
 
 
 def _skipped(row: dict[str, Any], reason: str, detail: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, cast, select
+from sqlalchemy import ColumnElement, Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.models import Contact, Partner
@@ -58,6 +58,35 @@ class _Decoded:
             return value
 
 
+def _chosen(partner_ids: Sequence[str] | None, components: Sequence[str] | None) -> list[ColumnElement[bool]]:
+    chosen: list[ColumnElement[bool]] = []
+    if partner_ids is not None:
+        chosen.append(partners.c.id.in_(list(partner_ids)))
+    if components is not None:
+        chosen.append(subscribed_to(components))
+    return chosen
+
+
+async def audience_ids(
+    conn: AsyncConnection, partner_ids: Sequence[str] | None = None, components: Sequence[str] | None = None
+) -> list[str]:
+    """The ids of the partners `partners_with_contacts` would select, in its order."""
+    query = select(partners.c.id).where(*_chosen(partner_ids, components)).order_by(partners.c.id)
+    return list((await conn.execute(query)).scalars())
+
+
+async def with_address_in(conn: AsyncConnection, addresses: Iterable[tuple[str, str]]) -> set[str]:
+    """Ids of partners with a contact reached at any of these (channel, address)."""
+    by_channel: dict[str, list[str]] = {}
+    for channel, address in addresses:
+        by_channel.setdefault(channel, []).append(address)
+    column = {"email": contacts.c.email, "sms": contacts.c.phone, "webhook": contacts.c.webhook_url}
+    matches = [column[channel].in_(found) for channel, found in by_channel.items() if channel in column]
+    if not matches:
+        return set()
+    return set((await conn.execute(select(contacts.c.partner_id).where(or_(*matches)).distinct())).scalars())
+
+
 async def partners_with_contacts(
     conn: AsyncConnection,
     partner_ids: Sequence[str] | None = None,
@@ -71,11 +100,7 @@ async def partners_with_contacts(
     Filtering happens in SQL: a critical incident on one component must not read the whole
     directory inside its write transaction. Two statements a page, whatever its size: the contacts
     are selected by the same conditions as the partners, not by a list of their ids."""
-    chosen: list[ColumnElement[bool]] = []
-    if partner_ids is not None:
-        chosen.append(partners.c.id.in_(list(partner_ids)))
-    if components is not None:
-        chosen.append(subscribed_to(components))
+    chosen = _chosen(partner_ids, components)
     if after is not None:
         chosen.append(partners.c.id > after)
     page = select(partners.c.id).where(*chosen).order_by(partners.c.id).limit(limit)

@@ -7,7 +7,21 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Text, bindparam, cast, exists, func, literal_column, select, text, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Text,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.models import Delivery, Outcome, Recipient
@@ -307,6 +321,51 @@ async def contact_history(
         delivery["detail"] = None if row.detail in (None, "null") else json.loads(row.detail)
         found.setdefault(int(row.contact_id), []).append(delivery)
     return found
+
+
+async def contacts_with_history(
+    conn: AsyncConnection,
+    incident_id: int,
+    *,
+    capped: bool,
+    sms_cap: int,
+    sms_since: float,
+    held_after: float | None,
+    sent_since: float | None,
+    not_sent: Sequence[str],
+) -> dict[int, str]:
+    """Contact id -> partner id of the incident's contacts with a delivery row of these sorts: an
+    SMS the cap skipped (`capped`), `sms_cap` or more SMS sent since `sms_since` (0 = none), a held
+    row not yet attempted and due after `held_after`, a row sent since `sent_since`. One grouped
+    statement, so a plan reads the history only of the contacts it may concern
+    (volume.contacts_history_may_bear)."""
+    sent = deliveries.c.status.not_in(list(not_sent))
+    sms = deliveries.c.channel == "sms"
+    any_of: list[ColumnElement[bool]] = []
+    if capped:
+        any_of.append(sms & (deliveries.c.status == "skipped") & (deliveries.c.reason == "capped"))
+    if held_after is not None:
+        any_of.append(
+            (deliveries.c.status == "pending")
+            & (deliveries.c.attempts == 0)
+            & (deliveries.c.next_attempt_at > held_after)
+            & deliveries.c.reason.in_(["held", "merged"])
+        )
+    if sent_since is not None:
+        any_of.append(sent & (func.coalesce(deliveries.c.sent_at, deliveries.c.next_attempt_at) > sent_since))
+    having: list[ColumnElement[bool]] = [func.max(case((or_(*any_of), 1), else_=0)) == 1] if any_of else []
+    if sms_cap:
+        recent = case((sms & sent & (deliveries.c.created_at >= sms_since), 1), else_=0)
+        having.append(func.sum(recent) >= sms_cap)
+    if not having:
+        return {}
+    query = (
+        select(deliveries.c.contact_id, func.min(deliveries.c.partner_id))
+        .where(deliveries.c.incident_id == incident_id, deliveries.c.contact_id != 0)
+        .group_by(deliveries.c.contact_id)
+        .having(or_(*having))
+    )
+    return {int(contact_id): partner_id for contact_id, partner_id in await conn.execute(query)}
 
 
 async def mark_merged(conn: AsyncConnection, superseded: Sequence[tuple[int, str]], now: float) -> None:

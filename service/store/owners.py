@@ -11,6 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.store.models import Notice
 from service.store.tables import account_owners, acknowledgements, contacts, deliveries, notices, partners
 
+ADDRESS_FIELD = {"email": "email", "sms": "phone"}
+
+
+def copy_channels(owner: dict[str, Any]) -> list[tuple[str, str]]:
+    """(channel, address) of each copy of a notice the owner gets: each of their channels (email
+    when none is set) that has an address."""
+    found = []
+    for channel in owner["channels"] or ["email"]:
+        address = owner.get(ADDRESS_FIELD.get(channel, channel))
+        if address:
+            found.append((channel, address))
+    return found
+
 
 async def get_owner(conn: AsyncConnection, owner_id: int) -> dict[str, Any] | None:
     row = (await conn.execute(select(account_owners).where(account_owners.c.id == owner_id))).mappings().first()

@@ -84,6 +84,16 @@ account_owners = Table(
     UniqueConstraint("partner_id", "key", name="uq_account_owners_partner_key"),
 )
 
+# One row whose `version` the database raises on every write to partners, contacts or account
+# owners (triggers, migration 0013): a process keeps a summary of the directory for dry runs and
+# knows it is current by reading one number (service/store/directory_snapshot.py).
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False, default=0),
+)
+
 incidents = Table(
     "incidents",
     metadata,

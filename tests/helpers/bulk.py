@@ -103,3 +103,45 @@ async def insert_directory(
         for start in range(0, len(contact_list), 5000):
             await conn.execute(tables.contacts.insert(), contact_list[start : start + 5000])
     await store.close()
+
+
+ZONES = [None, "Asia/Tokyo", "America/New_York", "Europe/London", "Pacific/Auckland", "America/Los_Angeles"]
+POLICIES = [None, {"major": {"1": ["sms"]}, "critical": {"2": ["sms", "email"]}}]
+
+
+def varied_directory(count: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Partners in six time zones, with and without a policy override, whose contacts differ in
+    tier, channel preferences, addresses and language."""
+    now = time.time()
+    partners, contacts = [], []
+    kinds: list[dict[str, Any]] = [
+        {"tier": 1, "email": "a", "channels": ["email"]},
+        {"tier": 1, "phone": True, "channels": ["sms"]},
+        {"tier": 2, "email": "b", "phone": True, "channels": ["sms", "email"]},
+        {"tier": 3, "email": "c", "webhook": True, "channels": ["webhook", "email"], "language": "en"},
+        {"tier": 1, "email": "d", "phone": True, "channels": []},
+        {"tier": 2, "email": "e", "channels": ["sms"]},  # prefers SMS but has no number
+    ]
+    for p in range(count):
+        pid = f"shape-{p:03d}"
+        language = "ja" if p % 3 else "en"
+        partners.append(
+            partner_row(pid, f"Partner {p}", language, now, policy=POLICIES[p % 2], timezone=ZONES[p % len(ZONES)])
+        )
+        for k, kind in enumerate(kinds[: 3 + p % 4]):
+            contacts.append(
+                {
+                    "partner_id": pid,
+                    "key": f"c{k}",
+                    "name": f"Contact {k}",
+                    "tier": kind["tier"],
+                    "email": f"{kind['email']}{p}@shape{p}.example.jp" if "email" in kind else None,
+                    "phone": f"+8190{p:04d}{k:04d}" if kind.get("phone") else None,
+                    "webhook_url": f"https://hooks.example.com/{pid}/{k}" if kind.get("webhook") else None,
+                    "channels": kind["channels"],
+                    "language": kind.get("language"),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    return partners, contacts
