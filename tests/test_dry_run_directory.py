@@ -5,6 +5,7 @@ directory, however it was changed, and the preview must still say exactly what p
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import delete, insert, select, text, update
@@ -14,7 +15,7 @@ from service.app import create_app
 from service.store import directory_snapshot
 from service.store.tables import account_owners, contacts, deliveries
 from tests.helpers import auth, make_settings, wait_until
-from tests.helpers.bulk import insert_directory, varied_directory
+from tests.helpers.bulk import insert_directory, partner_row, varied_directory
 
 BODY: dict[str, Any] = {
     "kind": "custom",
@@ -188,3 +189,51 @@ async def test_the_process_rebuilds_the_snapshot_after_a_change_before_anyone_pr
     assert changed.status == 200, await changed.text()
     assert await database_version() > before
     await wait_until(snapshot_is_current)
+
+
+async def test_partners_that_differ_in_one_contact_detail_are_not_counted_alike(
+    aiohttp_client: Any, db_url: str
+) -> None:
+    # Eight partners alike; then one contact of one of them at a time differs in one detail.
+    settings = make_settings(db_url, dispatch={"enabled": False})
+    now = time.time()
+    partners = [partner_row(f"alike-{n}", f"Partner {n}", "ja", now) for n in range(8)]
+    contact_rows: list[dict[str, Any]] = [
+        {
+            "partner_id": f"alike-{n}",
+            "key": f"c{k}",
+            "name": f"Contact {k}",
+            "tier": 1 + k,
+            "email": f"c{k}@alike{n}.example.jp",
+            "phone": f"+81901234{n:02d}{k:02d}",
+            "webhook_url": None,
+            "channels": [],  # whatever the policy offers and an address reaches
+            "language": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for n in range(8)
+        for k in range(2)
+    ]
+    await insert_directory(settings, partners, contact_rows)
+    client = await aiohttp_client(create_app(settings))
+    store = client.server.app[appkeys.STORE]
+    changes: list[dict[str, Any]] = [
+        {"tier": 3},
+        {"channels": ["email"]},
+        {"phone": None},
+        {"email": None},
+        {"language": "en"},
+        {"webhook_url": "https://hooks.example.com/x"},
+    ]
+    for n, change in enumerate(changes, start=1):
+        async with store.begin() as conn:
+            await conn.execute(
+                update(contacts).where(contacts.c.partner_id == f"alike-{n}", contacts.c.key == "c0").values(**change)
+            )
+        found = await preview(client, {"all_partners": True})
+        planned, rows = await publish(client, {"all_partners": True})
+        for figure in FIGURES:
+            assert found["audience"][figure] == planned[figure], (change, figure)
+        reached = {(r["contact_id"], r["language"]) for r in rows if r["status"] == "pending"}
+        assert found["audience"]["languages"] == dict(Counter(language for _, language in reached)), change

@@ -16,22 +16,20 @@ plan, and plans those partners from their own rows.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Engine, Text, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store import audience as audience_store
 from service.store import owners as owner_store
 from service.store.models import Partner
-from service.store.tables import account_owners, directory_version
-
-PAGE = 2000
+from service.store.tables import account_owners, contacts, directory_version, partners
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +49,42 @@ class DirectorySnapshot:
 
 
 _kept: WeakKeyDictionary[Engine, DirectorySnapshot] = WeakKeyDictionary()
+_building: WeakKeyDictionary[Engine, tuple[int, asyncio.Future[DirectorySnapshot]]] = WeakKeyDictionary()
 
 
-def kind_key(partner: Partner) -> tuple[Any, ...]:
-    """What the planner reads of a partner and its contacts, apart from who they are and their
-    addresses (only whether each kind of address is there)."""
-    policy = None if partner.policy is None else json.dumps(partner.policy, sort_keys=True)
-    return (
-        policy,
-        partner.timezone,
-        partner.language,
-        tuple((c.tier, tuple(c.channels), c.reachable(), c.language) for c in partner.contacts),
-    )
+def _flag(column: Any) -> ColumnElement[str]:
+    return case((func.coalesce(column, "") != "", "1"), else_="0")
+
+
+# What the planner reads of a partner and its contacts, apart from who they are and their
+# addresses (only whether each kind of address is there, as `Contact.reachable`): partners with
+# equal values are planned alike. JSON is compared as its text. A partner's contacts are one text,
+# aggregated by the database; their order in it does not matter to a plan (each contact is planned
+# on its own), so an order that differs only makes two kinds of one.
+_CONTACT_KIND = (
+    cast(contacts.c.tier, Text)
+    + "|"
+    + cast(contacts.c.channels, Text)
+    + "|"
+    + _flag(contacts.c.email)
+    + _flag(contacts.c.phone)
+    + _flag(contacts.c.webhook_url)
+    + "|"
+    + func.coalesce(contacts.c.language, "")
+)
+_CONTACTS_BY_PARTNER = (
+    select(contacts.c.partner_id, func.aggregate_strings(_CONTACT_KIND, ";").label("kinds"))
+    .group_by(contacts.c.partner_id)
+    .subquery()
+)
+_PARTNER_KIND = (
+    partners.c.id,
+    partners.c.name,
+    cast(partners.c.policy, Text),
+    partners.c.timezone,
+    partners.c.language,
+    _CONTACTS_BY_PARTNER.c.kinds,
+)
 
 
 def kept_version(engine: Engine) -> int | None:
@@ -85,34 +107,48 @@ async def current(conn: AsyncConnection) -> DirectorySnapshot | None:
     kept = _kept.get(engine)
     if kept is not None and kept.version == seen:
         return kept
-    built = await _build(conn, seen)
-    _kept[engine] = built
+    building = _building.get(engine)
+    if building is not None and building[0] == seen:  # the refresher (or another dry run) is at it
+        await asyncio.wait([building[1]])
+        if not building[1].cancelled() and building[1].exception() is None:
+            return building[1].result()
+    future: asyncio.Future[DirectorySnapshot] = asyncio.get_running_loop().create_future()
+    _building[engine] = seen, future
+    try:
+        built = await _build(conn, seen)
+    except BaseException:
+        future.cancel()  # whoever waits builds for itself
+        raise
+    finally:
+        if _building.get(engine, (None, None))[1] is future:
+            del _building[engine]
+    future.set_result(built)
+    if (kept := _kept.get(engine)) is None or kept.version < seen:
+        _kept[engine] = built
     return built
 
 
 async def _build(conn: AsyncConnection, seen: int) -> DirectorySnapshot:
-    kinds: list[Partner] = []
-    index: dict[tuple[Any, ...], int] = {}
+    """One row a partner, its kind told by text the database puts together; then only each kind's
+    first partner is read as a record."""
+    index: dict[tuple[Any, ...], int] = {}  # kind -> its index
+    first: list[str] = []  # the first partner of each kind
     kind_of: dict[str, int] = {}
     names: dict[str, str] = {}
-    after = None
-    while True:
-        page = await audience_store.partners_with_contacts(conn, after=after, limit=PAGE)
-        for partner in page:
-            key = kind_key(partner)
-            found = index.get(key)
-            if found is None:
-                found = index[key] = len(kinds)
-                kinds.append(_anonymous(partner))
-            kind_of[partner.id] = found
-            names[partner.id] = partner.name
-        if len(page) < PAGE:
-            break
-        after = page[-1].id
+    query = select(*_PARTNER_KIND).outerjoin(_CONTACTS_BY_PARTNER, _CONTACTS_BY_PARTNER.c.partner_id == partners.c.id)
+    for pid, name, *kind in await conn.execute(query.order_by(partners.c.id)):
+        key = tuple(kind)
+        found = index.get(key)
+        if found is None:
+            found = index[key] = len(first)
+            first.append(pid)
+        kind_of[pid] = found
+        names[pid] = name
+    kinds = {p.id: p for p in await audience_store.partners_with_contacts(conn, first)}
     copies: dict[str, int] = {}
     for row in (await conn.execute(select(account_owners))).mappings():
         copies[row["partner_id"]] = copies.get(row["partner_id"], 0) + len(owner_store.copy_channels(dict(row)))
-    return DirectorySnapshot(seen, tuple(kinds), kind_of, names, copies)
+    return DirectorySnapshot(seen, tuple(_anonymous(kinds[pid]) for pid in first), kind_of, names, copies)
 
 
 def _anonymous(partner: Partner) -> Partner:
