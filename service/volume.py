@@ -169,8 +169,10 @@ async def contacts_history_may_bear(
     notice kind), never tightened: a contact named here needlessly costs a read, one missed would
     be planned wrong (tests/test_plan_shapes.py plans both ways)."""
     notice = situation.notice
-    if notice["incident_id"] is None:
-        return {}
+    if notice["incident_id"] is None or not any(
+        n["state"] == "published" and n["id"] != notice["id"] for n in situation.notices_by_id.values()
+    ):
+        return {}  # only published notices have deliveries: the incident's first has no history
     cap, window = settings.volume.sms_cap, settings.volume.merge_window_seconds
     may_wait = window > 0 and not situation.urgent and notice["kind"] in MERGEABLE_KINDS
     return await delivery_store.contacts_with_history(
