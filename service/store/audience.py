@@ -38,6 +38,11 @@ _CONTACT_COLUMNS = (
 )
 
 
+# Up to this many partners, their contacts are selected by a list of ids (an index lookup each);
+# beyond it, by the partners' own conditions again (a list of a thousand ids costs more to build).
+FEW = 50
+
+
 async def known_partner_ids(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
     rows = await conn.execute(select(partners.c.id).where(partners.c.id.in_(list(ids))))
     return {r[0] for r in rows}
@@ -99,7 +104,8 @@ async def partners_with_contacts(
     (of `tiers`, when given), ordered by id; `after` and `limit` page through them.
     Filtering happens in SQL: a critical incident on one component must not read the whole
     directory inside its write transaction. Two statements a page, whatever its size: the contacts
-    are selected by the same conditions as the partners, not by a list of their ids."""
+    of a large page are selected by the same conditions as the partners, of a small one (`FEW`) by
+    their partners' ids."""
     chosen = _chosen(partner_ids, components)
     if after is not None:
         chosen.append(partners.c.id > after)
@@ -111,7 +117,9 @@ async def partners_with_contacts(
     if not found:
         return []
     contact_query = select(*_CONTACT_COLUMNS).order_by(contacts.c.partner_id, contacts.c.tier, contacts.c.id)
-    if chosen or limit is not None:
+    if len(found) <= FEW:  # a critical incident's few partners: their ids, not a second scan
+        contact_query = contact_query.where(contacts.c.partner_id.in_(list(found)))
+    elif chosen or limit is not None:
         contact_query = contact_query.where(contacts.c.partner_id.in_(page.scalar_subquery()))
     if tiers is not None:
         contact_query = contact_query.where(contacts.c.tier.in_(list(tiers)))
