@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import io
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -371,6 +373,10 @@ READ_HERE = [
     "    policy:\n      minor: {1: x}\n",
     '  - id: b\n    name: "plain"\n    contacts:\n    - key: k\n      phone: 090-1234-5678\n    timezone:\n',
     "  - id: g\n    url: https://status.example.com/a?b=c\n    tier: 0\n",
+    "- id: i\n  contacts:\n  -\n    key: k\n  -\n  - {key: j, tier: 2}\n  empty: []\n  none: {}\n# the end",
+    "  - id: j\n\n    # a comment\n    name:   spaced out   inside\n    list:\n      - x\n"
+    "      - [a b, 'c d', \"e\"]\n",
+    "  - id: k\n    name: 東海 (Tokai) [JP], a-b\n    key:\n    next: 1\n",
 ]
 HANDED_OVER = [
     "  - id: c\n    name: yes\n",  # YAML 1.1 reads a boolean: the safe loader's own rules decide
@@ -378,15 +384,89 @@ HANDED_OVER = [
     "  - id: e\n    name: a: b\n",  # not valid YAML at all
     "  - id: f\n    name: &x anchored\n    alias: *x\n    text: |\n      block\n",
     "  - id: h\n    note: 取引先 # a comment\n",
+    "  - id: l\n    name: trailing space \n",
+    "  - id: m\n    name: a\u2028b\n",  # a line break to YAML, not to Python's file reader
+    "  - id: n\n    name: a\u0085b\n",
+    "  - id: o\n    \ufeffname: bom\n",
+    "  - id: p\n    name: bell\u0007\n",  # a character YAML refuses
+    "  - id: q\n    name: first\n      continued\n",  # a plain scalar on two lines
+    '  - id: r\n    "quoted": key\n',
+    "  - id: s\n    name : spaced key\n",
+    "  - id: t\n    components: [a, [b]]\n",
+    "  - id: u\n    components: [a:b, c?]\n",
+    "  - id: v\n    name: x\n    name: y\n",  # a repeated key: the careful parse names it
+    "  - id: w\n\tname: tab\n",
 ]
 
 
 @pytest.mark.parametrize("block", READ_HERE)
 def test_the_quick_reader_reads_plain_directory_yaml_exactly_as_the_safe_loader(block: str) -> None:
-    assert parsing._BlockReader(block).read() == yaml.safe_load(block)
+    assert parsing.read_plain(block.splitlines(keepends=True)) == yaml.safe_load(block)
 
 
 @pytest.mark.parametrize("block", HANDED_OVER)
 def test_the_quick_reader_hands_over_what_only_the_safe_loader_reads_right(block: str) -> None:
     with pytest.raises(parsing.NeedsACarefulLook):
-        parsing._BlockReader(block).read()
+        parsing.read_plain(block.splitlines(keepends=True))
+
+
+@pytest.mark.parametrize("block", READ_HERE + HANDED_OVER)
+def test_a_partner_beyond_the_plain_reader_is_read_by_libyaml_or_left_to_the_careful_parse(block: str) -> None:
+    text = "partners:\n" + block
+    try:  # as the careful parse reads it: libyaml, where PyYAML's own parser may differ
+        expected = yaml.load(text, Loader=parsing._LibYamlLoader)["partners"]  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError:
+        expected = None
+    lines = io.StringIO(text)  # cut at "\n" only, as a file is read
+    try:
+        items = [parsing._partner_item(item) for _, item in parsing._partner_item_lines(lines)]
+    except parsing.NeedsACarefulLook:
+        items = None
+    repeats_a_key = block.count("name:") > 1
+    assert items == (None if repeats_a_key else expected)
+
+
+def test_the_quick_way_and_the_careful_way_read_the_same_directory(tmp_path: Path) -> None:
+    example = EXAMPLE_DIRECTORY.read_text(encoding="utf-8")
+    large = many_partners(directory.PARTNERS_A_PART + 3)
+    for text in (example, large, GOOD):
+        quick, errors = parse_directory(text)
+        careful, careful_errors = parsing._careful_parse(text, "<string>")
+        assert errors == careful_errors == []
+        assert quick.rows() == careful.rows()
+    assert len(parse_directory(large)[0].partners) == directory.PARTNERS_A_PART + 3
+
+
+def test_errors_in_several_parts_are_each_named_as_the_whole_file_names_them(tmp_path: Path) -> None:
+    count = directory.PARTNERS_A_PART * 2 + 10
+    lines = many_partners(count, bad_phone_at=3).splitlines(keepends=True)
+    first = 2 + 7 * (directory.PARTNERS_A_PART + 1)  # the second part's second partner
+    lines[first] = "  - id: partner-00007\n"  # the id of a partner in the first part
+    lines[first + 2] = "    language: fr\n"
+    lines[-1] = lines[-1].replace("tier: 2", "tier: 5").removesuffix("\n")  # the very last line
+    path = write(tmp_path, "".join(lines))
+    _, errors = load_directory(path)
+    assert errors == parsing._careful_parse(path.read_text(encoding="utf-8"), str(path))[1]
+    assert [(e.line, e.field) for e in errors] == [
+        (2 + 3 * 7 + 6, "partners[3].contacts[0].phone"),
+        (first + 1, f"partners[{directory.PARTNERS_A_PART + 1}].id"),
+        (first + 3, f"partners[{directory.PARTNERS_A_PART + 1}].language"),
+        (len(lines), f"partners[{count - 1}].contacts[1].tier"),
+    ]
+    assert "duplicate partner id 'partner-00007'" in errors[1].message
+    assert all(str(e).startswith(f"{path}:{e.line}:") for e in errors)
+
+
+async def test_a_bad_last_line_changes_nothing_and_is_named(tmp_path: Path, db_url: str, store: Store) -> None:
+    settings = make_settings(db_url)
+    assert await import_file(settings, str(write(tmp_path, GOOD))) == 0
+    before = await snapshot(store)
+    bad = write(tmp_path, GOOD.rstrip("\n").replace("channels: [sms]", "channels: [sms, fax]"), "bad.yaml")
+    counts, errors = await directory.import_directory_file(store, bad, "test")
+    assert counts == {}
+    assert [(f"{e.path}:{e.line}", e.field) for e in errors] == [
+        (f"{bad}:{len(GOOD.splitlines())}", "partners[1].contacts[0].channels[1]")
+    ]
+    assert await import_file(settings, str(bad)) == 1
+    assert await snapshot(store) == before
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # the import's pause of the collector is over

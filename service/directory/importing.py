@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.directory.parsing import NeedsACarefulLook, lines_of, load_directory, quick_partners
+from service.directory.parsing import NeedsACarefulLook, lines_of, load_directory, read_parts
 from service.directory.validation import Directory, DirectoryError
 from service.store import Store
 from service.store import partners as partner_store
@@ -34,16 +34,25 @@ async def import_directory_file(
 ) -> tuple[dict[str, int], list[DirectoryError]]:
     """Replace the directory from a file, all or nothing: counts, or the file's errors (then
     nothing changed). Read, validated and written a few hundred partners at a time in one
-    transaction, so memory stays bounded whatever the file's size; a file the quick reader does not
-    take whole (an error, unusual formatting) is rolled back and read carefully instead."""
+    transaction, so memory stays bounded whatever the file's size; once a part has errors the rest
+    is only checked, for every error, and the transaction rolled back. A file the part reader does
+    not take (a YAML syntax error, another shape) is read whole and carefully instead."""
     try:
         async with store.begin() as conn:
             replacement = await partner_store.DirectoryReplacement.begin(conn)
-            parts = quick_partners(lines_of(path))  # read and parsed in a thread, a part at a time
+            parts = read_parts(lines_of(path), str(path))  # read and parsed in a thread, a part at a time
+            errors: list[DirectoryError] = []
             while (part := await asyncio.to_thread(next, parts, None)) is not None:
-                await replacement.add(conn, [p.row_with_contacts() for p in part])
+                partners, part_errors = part
+                errors += part_errors
+                if not errors:
+                    await replacement.add(conn, [p.row_with_contacts() for p in partners])
+            if errors:
+                raise _Refused(errors)
             counts = await replacement.finish(conn)
             await audit(conn, "directory.imported", "directory", None, actor, counts)
+    except _Refused as refused:
+        return {}, refused.errors
     except (NeedsACarefulLook, OSError, UnicodeDecodeError):
         directory, errors = load_directory(path)
         if errors:
@@ -51,6 +60,14 @@ async def import_directory_file(
         return await import_directory(store, directory, actor), []
     log.info("directory imported: %(partners)s partners, %(contacts)s contacts", counts)
     return counts, []
+
+
+class _Refused(Exception):
+    """The file has errors: the import's transaction is rolled back."""
+
+    def __init__(self, errors: list[DirectoryError]) -> None:
+        super().__init__(f"{len(errors)} error(s) in the directory file")
+        self.errors = errors
 
 
 class DirectoryFileInvalid(Exception):

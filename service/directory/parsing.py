@@ -1,13 +1,16 @@
-"""The directory file read, two ways. The quick way (a file without errors, the usual case): libyaml
-straight to values, a few hundred partners at a time, validated as they come, so a large file is
-never held whole. The careful way (any error, or formatting the quick reader does not take): YAML
+"""The directory file read a part at a time (PARTNERS_A_PART partners), so a large file is never
+held whole, in two ways. The quick way, for a part without errors (the usual case): a plain reader
+of the block YAML directory files are written in (libyaml for an item beyond it), straight to
+values, validated as they come. The careful way, for a part the quick way refuses: the part's YAML
 composed into PyYAML's node tree first, so every error names the file, the line, the column and
-the field path (`partners[3].contacts[0].phone`)."""
+the field path (`partners[3].contacts[0].phone`). What a part cannot say alone (a YAML syntax
+error, anything but one `partners:` list) the careful parse of the whole file says."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +36,26 @@ PARTNERS_A_PART = 500
 def load_directory(path: str | Path) -> tuple[Directory, list[DirectoryError]]:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return _parse(lines_of(path), source, whole=lambda: Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         return Directory(), [DirectoryError(source, 0, 0, "", f"cannot read the file: {exc.strerror or exc}")]
-    return parse_directory(text, source)
 
 
 def parse_directory(text: str, source: str = "<string>") -> tuple[Directory, list[DirectoryError]]:
     """The directory in `text`, or every error in it located by line and column."""
+    return _parse(text.splitlines(keepends=True), source, whole=lambda: text)
+
+
+def _parse(lines: Iterable[str], source: str, whole: Callable[[], str]) -> tuple[Directory, list[DirectoryError]]:
+    partners: list[PartnerSpec] = []
+    errors: list[DirectoryError] = []
     try:
-        return Directory([p for part in quick_partners(text.splitlines(keepends=True)) for p in part]), []
+        for part, part_errors in read_parts(lines, source):
+            partners += part
+            errors += part_errors
     except NeedsACarefulLook:
-        return _careful_parse(text, source)
+        return _careful_parse(whole(), source)
+    return (Directory(), errors) if errors else (Directory(partners), [])
 
 
 class NeedsACarefulLook(Exception):
@@ -91,158 +102,288 @@ class _QuickLoader(_LibYamlLoader):  # type: ignore[valid-type, misc]
         return mapping
 
 
-def quick_partners(lines: Iterable[str]) -> Iterator[list[PartnerSpec]]:
-    """The validated partners of a directory file's lines, PARTNERS_A_PART at a time. Raises
-    NeedsACarefulLook at anything short of a plain, valid `partners:` block list."""
-    seen: set[str] = set()
-    for block in _partner_blocks(lines):
+def read_parts(lines: Iterable[str], source: str) -> Iterator[tuple[list[PartnerSpec], list[DirectoryError]]]:
+    """A directory file's partners, PARTNERS_A_PART at a time, each part with its errors (then no
+    partners). Raises NeedsACarefulLook where only the whole file's careful parse can tell."""
+    ids: set[str] = set()  # the partner ids of the parts before
+    part: list[list[str]] = []
+    first_line = start = 0
+    for line, item_lines in _partner_item_lines(lines):
+        if not part:
+            first_line = line
+        part.append(item_lines)
+        if len(part) == PARTNERS_A_PART:
+            yield _read_part(part, _Where(source, first_line, start), ids)
+            start += len(part)
+            part = []
+    if part:
+        yield _read_part(part, _Where(source, first_line, start), ids)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a part sits in its file: the file, the line it starts on, its first partner's index."""
+
+    source: str
+    first_line: int
+    start: int
+
+    def in_file(self, error: DirectoryError) -> DirectoryError:
+        """An error located in the part's own text, located in the file."""
+        index, _, rest = error.field.removeprefix("partners[").partition("]")
+        return replace(error, line=error.line + self.first_line - 1, field=f"partners[{int(index) + self.start}]{rest}")
+
+
+def _read_part(part: list[list[str]], where: _Where, ids: set[str]) -> tuple[list[PartnerSpec], list[DirectoryError]]:
+    try:
+        partners = _quick_part(part, ids)
+    except NeedsACarefulLook:
+        return _careful_part("".join(line for item in part for line in item), where, ids)
+    ids.update(p.id for p in partners)
+    return partners, []
+
+
+def _quick_part(part: list[list[str]], ids: set[str]) -> list[PartnerSpec]:
+    items = [_partner_item(item_lines) for item_lines in part]
+    if duplicate_issues({"partners": items}):
+        raise NeedsACarefulLook
+    partners = []
+    for item in items:
         try:
-            items = _BlockReader(block).read()
-        except NeedsACarefulLook:  # beyond the plain reader: libyaml, still without positions
-            try:
-                items = yaml.load(block, Loader=_QuickLoader)  # noqa: S506 (a SafeLoader)
-            except yaml.YAMLError:
-                raise NeedsACarefulLook from None
-        if not isinstance(items, list) or duplicate_issues({"partners": items}):
+            partner = PartnerSpec.model_validate(item)
+        except ValidationError:
+            raise NeedsACarefulLook from None
+        if partner.id in ids:
             raise NeedsACarefulLook
-        part = []
-        for item in items:
-            try:
-                partner = PartnerSpec.model_validate(item)
-            except ValidationError:
-                raise NeedsACarefulLook from None
-            if partner.id in seen:
-                raise NeedsACarefulLook
-            seen.add(partner.id)
-            part.append(partner)
-        yield part
+        partners.append(partner)
+    return partners
 
 
-class _BlockReader:
-    """Plain block YAML as directory files are written (`key: value` mappings, `- ` lists, one-line
-    `[a, b]` and `{k: v}` collections, plain and simply quoted scalars), read line by line as the
-    safe loader would read it. Anything else (anchors, block scalars, escapes, comments after a
-    value, ...) raises NeedsACarefulLook, for libyaml or the careful parse."""
+def _careful_part(text: str, where: _Where, ids: set[str]) -> tuple[list[PartnerSpec], list[DirectoryError]]:
+    """The part composed with positions: its partners, or its errors located in the file."""
+    try:
+        root, data = _compose(text)
+    except yaml.YAMLError:
+        raise NeedsACarefulLook from None
+    if not isinstance(root, SequenceNode) or not isinstance(data, list):
+        raise NeedsACarefulLook
+    file = {"partners": data}
+    found = list(_repeated_yaml_keys(root, ("partners",)))
+    spec = None
+    try:
+        spec = DirectoryFile.model_validate(file)
+    except ValidationError as exc:
+        found += issues(exc)
+    found += duplicate_issues(file, ids)
+    ids.update(item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str))
+    # The part as the file's `partners:` list, so errors are located as in the whole file.
+    top = MappingNode("tag:yaml.org,2002:map", [(ScalarNode(_STR, "partners", root.start_mark), root)])
+    errors = sorted((where.in_file(_located(where.source, top, loc, message)) for loc, message in found), key=_position)
+    if errors or spec is None:
+        return [], errors
+    return spec.partners, []
 
-    def __init__(self, text: str) -> None:
-        self.lines: list[tuple[int, str]] = []
-        for line in text.split("\n"):
-            content = line.lstrip(" ")
-            if not content or content.startswith("#"):
-                continue
-            if "#" in content or "\t" in content or content.rstrip() != content:
-                raise NeedsACarefulLook
-            self.lines.append((len(line) - len(content), content))
-        self.at = 0
 
-    def read(self) -> Any:
-        if not self.lines:
+def _partner_item(lines: list[str]) -> Any:
+    """One item of the `partners:` list: the plain reader's value, else libyaml's (without positions)."""
+    try:
+        items = read_plain(lines)
+    except NeedsACarefulLook:
+        try:
+            items = yaml.load("".join(lines), Loader=_QuickLoader)  # noqa: S506 (a SafeLoader)
+        except yaml.YAMLError:
+            raise NeedsACarefulLook from None
+    if not isinstance(items, list) or len(items) != 1:
+        raise NeedsACarefulLook
+    return items[0]
+
+
+def read_plain(lines: Iterable[str]) -> Any:
+    """Plain block YAML as directory files are written, read as the safe loader reads it, or
+    NeedsACarefulLook. See _PlainReader for what it takes."""
+    reader = _PlainReader()
+    for line in lines:
+        reader.feed(line)
+    return reader.value()
+
+
+# Characters a plain line may hold: not those YAML refuses or reads as a line break (or a BOM),
+# not `#` (a comment after a value, for libyaml to tell).
+_BEYOND_ASCII = "\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff"
+_PLAIN = "\x20-\x22\x24-\x7e" + _BEYOND_ASCII
+_NOT_PLAIN = re.compile("[^" + _PLAIN + r"]| \Z")  # or trailing space
+_NOT_YAML = re.compile("[^\t\x20-\x7e" + _BEYOND_ASCII + "]")  # in a comment
+# `key: value` or `key:` after the indentation: a plain key, without a colon in it or a space at
+# its end, and the value without trailing space.
+_ENTRY = re.compile(
+    r"( *)((?=[" + _PLAIN + r"])[^\s'\"\[\]{},&*!|>%@`?:-]"
+    "[\x20-\x22\x24-\x39\x3b-\x7e" + _BEYOND_ASCII + "]*(?<! ))"
+    ":(?: +([" + _PLAIN + "]*[\x21\x22\x24-\x7e" + _BEYOND_ASCII + r"]))?\n?\Z"
+)
+_MAX_KEY = 1000  # YAML's simple keys are shorter than 1024 characters
+
+
+class _PlainReader:
+    """Block YAML a line at a time: `key: value` mappings, `- ` lists (also at their key's
+    indentation), one-line `[a, b]` and `{k: v}` collections of plain or quoted scalars, plain
+    scalars, 'single' and "double" quoted scalars without escapes, whole-line comments. Anything
+    else (anchors, tags, block scalars, multi-line scalars, comments after a value, tabs, ...)
+    raises NeedsACarefulLook: the plain reader never guesses."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, Any]] = []  # (indentation, the open mapping or list)
+        # A `key:` or `-` whose value is on the next lines: (its indentation, its container, key or index).
+        self.pending: tuple[int, Any, Any] | None = None
+
+    def value(self) -> Any:
+        if not self.stack:
             raise NeedsACarefulLook
-        value = self._node(self.lines[0][0])
-        if self.at != len(self.lines):
+        return self.stack[0][1]
+
+    def feed(self, line: str) -> None:
+        entry = _ENTRY.match(line)  # most lines: `key: value`, checked and cut by one match
+        if entry is not None:
+            lead, content, is_item = entry.end(1), "", False
+        else:
+            text = line.rstrip("\n")
+            content = text.lstrip(" ")
+            if not content or content[0] == "#":
+                if _NOT_YAML.search(content):
+                    raise NeedsACarefulLook
+                return
+            is_item = content[0] == "-" and (len(content) == 1 or content[1] == " ")
+            if not is_item or _NOT_PLAIN.search(content):
+                raise NeedsACarefulLook
+            lead = len(text) - len(content)
+        node = self._node_at(lead, is_item)
+        if is_item:
+            self._item(node, lead, content)
+        elif entry is not None and type(node) is dict:
+            self._entry(node, lead, entry)
+        else:
             raise NeedsACarefulLook
-        return value
 
-    def _node(self, indent: int) -> Any:
-        if self.lines[self.at][1].startswith("-"):
-            return self._sequence(indent)
-        return self._mapping(indent)
+    def _node_at(self, lead: int, is_item: bool) -> Any:
+        """The open mapping (or, for `- `, list) a line at `lead` belongs to."""
+        stack = self.stack
+        if not stack:
+            stack.append((lead, [] if is_item else {}))
+        elif self.pending is not None:
+            self._open(self.pending, lead, is_item)
+            self.pending = None
+        if lead < stack[0][0]:
+            raise NeedsACarefulLook
+        while stack[-1][0] > lead:
+            stack.pop()
+        indent, node = stack[-1]
+        if not is_item and indent == lead and type(node) is list and len(stack) > 1:
+            stack.pop()  # a list at its key's indentation ends; the key's mapping goes on
+            indent, node = stack[-1]
+        if indent != lead or (is_item and type(node) is not list):
+            raise NeedsACarefulLook
+        return node
 
-    def _sequence(self, indent: int) -> list[Any]:
-        items = []
-        while self.at < len(self.lines):
-            lead, content = self.lines[self.at]
-            if lead < indent or (lead == indent and not content.startswith("-")):
-                break  # the list ends; what follows belongs to the enclosing block
-            if lead > indent or not (content.startswith("- ") or content == "-"):
-                raise NeedsACarefulLook
-            rest = content[1:].lstrip(" ")
-            if not rest:
-                self.at += 1
-                items.append(self._nested(indent))
-                continue
-            column = lead + len(content) - len(rest)
-            if _is_entry(rest):  # a mapping starting on the item's line
-                self.lines[self.at] = (column, rest)
-                items.append(self._mapping(column))
-            else:
-                self.at += 1
-                items.append(_scalar_or_flow(rest))
-        return items
+    def _open(self, pending: tuple[int, Any, Any], lead: int, is_item: bool) -> None:
+        """The first line after `key:` or `-`: deeper, it starts the value; otherwise the value is null."""
+        indent, container, key = pending
+        if lead > indent or (lead == indent and is_item and type(container) is dict):
+            node: Any = [] if is_item else {}
+            container[key] = node
+            self.stack.append((lead, node))
 
-    def _mapping(self, indent: int) -> dict[Any, Any]:
-        mapping: dict[Any, Any] = {}
-        while self.at < len(self.lines):
-            lead, content = self.lines[self.at]
-            if lead < indent:
-                break
-            if lead > indent or not _is_entry(content):
-                raise NeedsACarefulLook
-            key_text, _, value_text = content.partition(":")
-            key = _scalar(key_text)
-            if key in mapping or isinstance(key, (list, dict)) or key is None:
-                raise NeedsACarefulLook
-            self.at += 1
-            value_text = value_text.strip(" ")
-            mapping[key] = _scalar_or_flow(value_text) if value_text else self._nested(indent, in_mapping=True)
-        return mapping
+    def _item(self, items: list[Any], lead: int, content: str) -> None:
+        rest = content[1:].lstrip(" ")
+        if not rest:
+            items.append(None)
+            self.pending = (lead, items, len(items) - 1)
+            return
+        entry = _ENTRY.match(rest)
+        if entry is None:
+            items.append(_value(rest))
+            return
+        mapping: dict[Any, Any] = {}  # a mapping starting on the item's line
+        items.append(mapping)
+        column = lead + len(content) - len(rest)
+        self.stack.append((column, mapping))
+        self._entry(mapping, column, entry)
 
-    def _nested(self, indent: int, in_mapping: bool = False) -> Any:
-        """The block under `key:` or `-`: deeper lines, or a `- ` list at a key's own indent."""
-        if self.at < len(self.lines):
-            lead, content = self.lines[self.at]
-            if lead > indent or (in_mapping and lead == indent and content.startswith("- ")):
-                return self._node(lead)
-        return None
-
-
-_ENTRY = re.compile(r"[^\s'\"\[\]{},&*!|>%@`?:-][^:]*:(?: |$)")
-
-
-def _is_entry(content: str) -> bool:
-    """`key: value` or `key:`, with no second `: ` except inside a one-line `{k: v}` mapping."""
-    if not _ENTRY.match(content):
-        return False
-    value = content.partition(":")[2].strip(" ")
-    return value.startswith("{") or (": " not in value and not value.endswith(":"))
+    def _entry(self, mapping: dict[Any, Any], indent: int, entry: re.Match[str]) -> None:
+        _, key_text, value_text = entry.groups()
+        key = _KEYS.get(key_text)
+        if key is None:
+            key = _key(key_text)
+        if key in mapping:
+            raise NeedsACarefulLook  # a repeated key: the careful parse names it
+        if value_text:
+            mapping[key] = _scalar(value_text) if value_text[0] not in "[{" else _value(value_text)
+            return
+        mapping[key] = None
+        self.pending = (indent, mapping, key)
 
 
-def _scalar_or_flow(text: str) -> Any:
-    if text.startswith("[") and text.endswith("]"):
+_KEYS: dict[str, str | int] = {}  # a directory file's few keys, read once
+
+
+def _key(text: str) -> str | int:
+    if len(text) > _MAX_KEY or text[-1] == " ":
+        raise NeedsACarefulLook
+    key = _scalar(text)
+    if not isinstance(key, (str, int)):
+        raise NeedsACarefulLook
+    if len(_KEYS) < 256:
+        _KEYS[text] = key
+    return key
+
+
+def _value(text: str) -> Any:
+    """A scalar, or a one-line `[a, b]` or `{k: v}` of scalars."""
+    if text[0] == "[" and text[-1] == "]":
         inner = text[1:-1].strip(" ")
-        return [_scalar(item.strip(" ")) for item in inner.split(",")] if inner else []
-    if text.startswith("{") and text.endswith("}"):
+        return [_flow_scalar(item.strip(" ")) for item in inner.split(",")] if inner else []
+    if text[0] == "{" and text[-1] == "}":
         mapping: dict[Any, Any] = {}
-        for pair in text[1:-1].split(","):
+        inner = text[1:-1].strip(" ")
+        for pair in inner.split(",") if inner else []:
             key_text, colon, value_text = pair.strip(" ").partition(": ")
-            key = _scalar(key_text)
-            if not colon or key in mapping or key is None:
+            key = _flow_scalar(key_text)
+            if not colon or not isinstance(key, (str, int)) or key in mapping:
                 raise NeedsACarefulLook
-            mapping[key] = _scalar(value_text.strip(" "))
+            mapping[key] = _flow_scalar(value_text.strip(" "))
         return mapping
     return _scalar(text)
 
 
-def _scalar(text: str) -> Any:
-    if not text or text[0] in "[]{},&*!|>%@`?#" or text.startswith(("- ", "-\n")) or ": " in text:
+# Characters that end or break a plain scalar inside `[...]` or `{...}`.
+_FLOW_BREAK = re.compile(r"[\[\]{}:?]")
+
+
+def _flow_scalar(text: str) -> Any:
+    if not text or (text[0] not in "'\"" and _FLOW_BREAK.search(text)):
         raise NeedsACarefulLook
-    if text[0] == "'":
+    return _scalar(text)
+
+
+def _scalar(text: str) -> Any:
+    """One scalar on one line, as the safe loader reads it: a string, a small integer, or
+    NeedsACarefulLook for the rest (booleans, nulls, floats, dates, escapes...)."""
+    first = text[0]
+    if first == "'":
         inner = text[1:-1]
         if len(text) < 2 or text[-1] != "'" or "'" in inner.replace("''", ""):
             raise NeedsACarefulLook
         return inner.replace("''", "'")
-    if text[0] == '"':
+    if first == '"':
         inner = text[1:-1]
         if len(text) < 2 or text[-1] != '"' or '"' in inner or "\\" in inner:
             raise NeedsACarefulLook
         return inner
-    if text.endswith(":"):
+    if first in "-?:,[]{}#&*!|>'\"%@`" or ": " in text or text[-1] == ":":
         raise NeedsACarefulLook
-    if text[0] not in _MAYBE_NOT_TEXT:
+    if first not in _MAYBE_NOT_TEXT:
         return text
-    for tag, pattern in yaml.SafeLoader.yaml_implicit_resolvers.get(text[0], []):
+    for tag, pattern in yaml.SafeLoader.yaml_implicit_resolvers[first]:
         if pattern.match(text):
-            if tag == _INT and text.isdigit() and (text == "0" or text[0] != "0"):
+            if tag == _INT and text.isdigit() and (text == "0" or first != "0"):
                 return int(text)
             raise NeedsACarefulLook  # a bool, null, float, date...: the safe loader's own rules
     return text
@@ -256,43 +397,44 @@ def lines_of(path: str | Path) -> Iterator[str]:
 _PARTNERS_KEY = re.compile(r"partners:[ \t]*(#.*)?\n?\Z")
 
 
-def _partner_blocks(lines: Iterable[str]) -> Iterator[str]:
-    """The `partners:` list's items, PARTNERS_A_PART at a time, as YAML block sequences.
+def _partner_item_lines(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """The `partners:` list's items, one at a time: the line each starts on, and its lines.
 
     An item starts with `- ` at the list's indentation, and everything indented deeper belongs to
     it (YAML's own rule for block collections), so the list can be cut between items.
     """
     lines = iter(lines)
+    number = 1  # of the line the item starts on
     for line in lines:
+        number += 1
         if _PARTNERS_KEY.match(line):
             break
-        if line.strip() and not line.lstrip().startswith("#"):
+        content = line.rstrip("\n").lstrip(" ")
+        if (content and content[0] != "#") or _NOT_YAML.search(content):
             raise NeedsACarefulLook  # something else before the list
     else:
         raise NeedsACarefulLook
     indent: int | None = None
-    block: list[str] = []
-    items = 0
+    item: list[str] = []  # blank lines and comments before the first item go with it
     for line in lines:
         content = line.lstrip(" ")
-        if not content.strip() or content.startswith("#"):
-            block.append(line)
+        if not content.strip(" \n") or content[0] == "#":
+            item.append(line)  # the plain reader or libyaml checks it
             continue
         lead = len(line) - len(content)
-        starts_item = content.startswith("- ") or content.rstrip() == "-"
+        starts_item = content[0] == "-" and content[1:2] in (" ", "\n", "")
         if indent is None and starts_item:
             indent = lead
-        if indent is None or lead < indent or content.startswith("\t") or (lead == indent and not starts_item):
+        elif indent is None or lead < indent or (lead == indent and not starts_item):
             raise NeedsACarefulLook  # another key, a flow list, a tab: beyond the quick reader
-        if lead == indent:
-            items += 1
-            if items > PARTNERS_A_PART:
-                yield "".join(block)
-                block, items = [], 1
-        block.append(line)
+        elif lead == indent:
+            yield number, item
+            number += len(item)
+            item = []
+        item.append(line)
     if indent is None:
         raise NeedsACarefulLook
-    yield "".join(block)
+    yield number, item
 
 
 def _careful_parse(text: str, source: str) -> tuple[Directory, list[DirectoryError]]:

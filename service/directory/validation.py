@@ -132,11 +132,7 @@ class PartnerSpec(PartnerFields):
     account_owners: list[AccountOwnerSpec] = Field(default_factory=list)
 
     def row_with_contacts(self) -> dict[str, Any]:
-        return {
-            **self.row(),
-            "contacts": [c.row() for c in self.contacts],
-            "account_owners": [o.row() for o in self.account_owners],
-        }
+        return self.model_dump(mode="json")
 
 
 class DirectoryFile(_Spec):
@@ -199,11 +195,11 @@ def _message(error: Any, is_key: bool) -> str:
     return f"not a valid key: {message}" if is_key else message
 
 
-def duplicates(items: Any, key: str) -> list[tuple[int, str]]:
-    """(index, value) of every item whose `key` repeats an earlier item's."""
+def duplicates(items: Any, key: str, seen: set[str] | None = None) -> list[tuple[int, str]]:
+    """(index, value) of every item whose `key` repeats an earlier item's (or one of `seen`)."""
     if not isinstance(items, list):
         return []
-    seen: set[str] = set()
+    seen = set(seen or ())
     repeated = []
     for index, item in enumerate(items):
         value = item.get(key) if isinstance(item, dict) else None
@@ -215,10 +211,11 @@ def duplicates(items: Any, key: str) -> list[tuple[int, str]]:
     return repeated
 
 
-def duplicate_issues(data: Any) -> list[tuple[Loc, str]]:
+def duplicate_issues(data: Any, ids: set[str] | None = None) -> list[tuple[Loc, str]]:
+    """Repeated partner ids (`ids`: those of the file's partners before these) and contact keys."""
     partners = data.get("partners") if isinstance(data, dict) else None
     found: list[tuple[Loc, str]] = [
-        (("partners", i, "id"), f"duplicate partner id {value!r}") for i, value in duplicates(partners, "id")
+        (("partners", i, "id"), f"duplicate partner id {value!r}") for i, value in duplicates(partners, "id", ids)
     ]
     for i, partner in enumerate(partners if isinstance(partners, list) else []):
         contacts = partner.get("contacts") if isinstance(partner, dict) else None

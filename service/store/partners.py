@@ -168,11 +168,12 @@ class DirectoryReplacement:
     async def add(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         now = self.now
         self.wanted.update(r["id"] for r in rows)
-        partner_rows = [{"id": r["id"], **_partner_columns(r), "updated_at": now} for r in rows]
-        await _insert(conn, partners, [{**r, "created_at": now} for r in partner_rows if r["id"] not in self.existing])
+        # Each row once, with both times: an update sets only its fields and updated_at.
+        partner_rows = [{"id": r["id"], **_partner_columns(r), "created_at": now, "updated_at": now} for r in rows]
+        await _insert(conn, partners, [r for r in partner_rows if r["id"] not in self.existing])
         await _update(conn, partners, [r for r in partner_rows if r["id"] in self.existing], PARTNER_FIELDS)
         contact_rows = [
-            {"partner_id": r["id"], "key": c["key"], **_contact_columns(c), "updated_at": now}
+            {"partner_id": r["id"], "key": c["key"], **_contact_columns(c), "created_at": now, "updated_at": now}
             for r in rows
             for c in r.get("contacts", [])
         ]
@@ -180,8 +181,7 @@ class DirectoryReplacement:
         # Contacts of these partners that their new rows no longer list.
         gone = [i for r in rows for i in self.known.pop(r["id"], {}).values()]
         await _delete_ids(conn, contacts, gone)
-        new = [{**c, "created_at": now} for c, i in zip(contact_rows, ids, strict=True) if i is None]
-        await _insert(conn, contacts, new)
+        await _insert(conn, contacts, [c for c, i in zip(contact_rows, ids, strict=True) if i is None])
         staying = [{**c, "id": i} for c, i in zip(contact_rows, ids, strict=True) if i is not None]
         await _update(conn, contacts, staying, CONTACT_FIELDS)
         # Account owners are replaced as a whole, a page of partners per statement.
