@@ -6,7 +6,23 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, Text, bindparam, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Row,
+    Select,
+    Table,
+    Text,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.store.engine import inserted_id
@@ -144,48 +160,45 @@ class DirectoryReplacement:
     """The directory replaced by rows that arrive in parts, in the caller's one transaction.
 
     Partners and contacts that stay keep their row (and a contact its id, which deliveries and
-    acknowledgements refer to); the rest are deleted at `finish`, the new ones inserted. A few
-    statements per thousand rows whatever the size: the existing ids are read once and the changes
-    go in batches, so a large file needs neither all its rows in memory nor a statement a row.
+    acknowledgements refer to); the rest are deleted (a part's partners' dropped contacts with the
+    part, the partners no part listed at `finish`), the new ones inserted. A few statements per
+    thousand rows whatever the size: the rows a part replaces are read with the part and the changes
+    go in batches, so neither the file nor the directory it replaces is ever held whole.
     """
 
-    def __init__(self, existing: set[str], known: dict[str, dict[str, int]]) -> None:
+    def __init__(self) -> None:
         self.now = time.time()
-        self.existing = existing
-        self.known = known  # partner id -> contact key -> contact id, for contacts not yet listed again
         self.wanted: set[str] = set()
 
     @classmethod
     async def begin(cls, conn: AsyncConnection) -> DirectoryReplacement:
-        existing = set((await conn.execute(select(partners.c.id))).scalars())
-        known: dict[str, dict[str, int]] = {}
-        for contact_id, partner_id, key in await conn.execute(
-            select(contacts.c.id, contacts.c.partner_id, contacts.c.key)
-        ):
-            known.setdefault(partner_id, {})[key] = contact_id
-        return cls(existing, known)
+        return cls()
 
     async def add(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         now = self.now
-        self.wanted.update(r["id"] for r in rows)
+        listed = [r["id"] for r in rows]
+        self.wanted.update(listed)
+        existing = {row.id for row in await _rows_in(conn, select(partners.c.id), partners.c.id, listed)}
         # Each row once, with both times: an update sets only its fields and updated_at.
         partner_rows = [{"id": r["id"], **_partner_columns(r), "created_at": now, "updated_at": now} for r in rows]
-        await _insert(conn, partners, [r for r in partner_rows if r["id"] not in self.existing])
-        await _update(conn, partners, [r for r in partner_rows if r["id"] in self.existing], PARTNER_FIELDS)
+        await _insert(conn, partners, [r for r in partner_rows if r["id"] not in existing])
+        await _update(conn, partners, [r for r in partner_rows if r["id"] in existing], PARTNER_FIELDS)
+        known_contacts = select(contacts.c.id, contacts.c.partner_id, contacts.c.key)
+        known = {
+            (c.partner_id, c.key): c.id for c in await _rows_in(conn, known_contacts, contacts.c.partner_id, listed)
+        }
         contact_rows = [
             {"partner_id": r["id"], "key": c["key"], **_contact_columns(c), "created_at": now, "updated_at": now}
             for r in rows
             for c in r.get("contacts", [])
         ]
-        ids = [self.known.get(c["partner_id"], {}).pop(c["key"], None) for c in contact_rows]
-        # Contacts of these partners that their new rows no longer list.
-        gone = [i for r in rows for i in self.known.pop(r["id"], {}).values()]
-        await _delete_ids(conn, contacts, gone)
+        ids = [known.pop((c["partner_id"], c["key"]), None) for c in contact_rows]
+        await _delete_in(conn, contacts.c.id, list(known.values()))  # contacts the new rows no longer list
         await _insert(conn, contacts, [c for c, i in zip(contact_rows, ids, strict=True) if i is None])
         staying = [{**c, "id": i} for c, i in zip(contact_rows, ids, strict=True) if i is not None]
         await _update(conn, contacts, staying, CONTACT_FIELDS)
         # Account owners are replaced as a whole, a page of partners per statement.
-        await conn.execute(delete(account_owners).where(account_owners.c.partner_id.in_([r["id"] for r in rows])))
+        await _delete_in(conn, account_owners.c.partner_id, listed)
         owners = [
             {**o, "partner_id": r["id"], "created_at": now, "updated_at": now}
             for r in rows
@@ -195,10 +208,11 @@ class DirectoryReplacement:
 
     async def finish(self, conn: AsyncConnection) -> dict[str, int]:
         """Delete the partners (and their contacts) no part listed; counts of what is left."""
-        await _delete_ids(conn, contacts, [i for keys in self.known.values() for i in keys.values()])
-        gone = sorted(self.existing - self.wanted)
-        await conn.execute(delete(account_owners).where(account_owners.c.partner_id.in_(gone)))
-        await _delete_ids(conn, partners, gone)
+        present = (await conn.execute(select(partners.c.id))).scalars()
+        gone = sorted(partner_id for partner_id in present if partner_id not in self.wanted)
+        await _delete_in(conn, contacts.c.partner_id, gone)
+        await _delete_in(conn, account_owners.c.partner_id, gone)
+        await _delete_in(conn, partners.c.id, gone)
         return await counts(conn)
 
 
@@ -214,9 +228,19 @@ def _contact_columns(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row.get(k, _DEFAULTS.get(k)) for k in CONTACT_FIELDS}
 
 
-async def _delete_ids(conn: AsyncConnection, table: Table, ids: Sequence[Any]) -> None:
-    for start in range(0, len(ids), _BATCH):
-        await conn.execute(delete(table).where(table.c.id.in_(ids[start : start + _BATCH])))
+async def _rows_in(
+    conn: AsyncConnection, query: Select[Any], column: Column[Any], values: Sequence[Any]
+) -> list[Row[Any]]:
+    """The rows of `query` whose `column` is one of `values`, a batch of values per statement."""
+    found: list[Row[Any]] = []
+    for start in range(0, len(values), _BATCH):
+        found += (await conn.execute(query.where(column.in_(values[start : start + _BATCH])))).all()
+    return found
+
+
+async def _delete_in(conn: AsyncConnection, column: Column[Any], values: Sequence[Any]) -> None:
+    for start in range(0, len(values), _BATCH):
+        await conn.execute(delete(column.table).where(column.in_(values[start : start + _BATCH])))
 
 
 async def _insert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
