@@ -166,27 +166,29 @@ class DirectoryReplacement:
     go in batches, so neither the file nor the directory it replaces is ever held whole.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, replacing: bool) -> None:
         self.now = time.time()
+        self.replacing = replacing  # False: the directory was empty, no part has rows to look up
         self.wanted: set[str] = set()
 
     @classmethod
     async def begin(cls, conn: AsyncConnection) -> DirectoryReplacement:
-        return cls()
+        if conn.dialect.name == "postgresql":
+            # The tables grow within this one transaction: each part's lookups are planned for the
+            # size they have now, not once for the size they had (a plan for a few rows scans
+            # the whole table for every part once it holds a hundred thousand).
+            await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+        return cls(replacing=(await conn.execute(select(partners.c.id).limit(1))).first() is not None)
 
     async def add(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         now = self.now
         listed = [r["id"] for r in rows]
         self.wanted.update(listed)
-        existing = {row.id for row in await _rows_in(conn, select(partners.c.id), partners.c.id, listed)}
+        existing, known = await self._replaced(conn, listed)
         # Each row once, with both times: an update sets only its fields and updated_at.
         partner_rows = [{"id": r["id"], **_partner_columns(r), "created_at": now, "updated_at": now} for r in rows]
         await _insert(conn, partners, [r for r in partner_rows if r["id"] not in existing])
         await _update(conn, partners, [r for r in partner_rows if r["id"] in existing], PARTNER_FIELDS)
-        known_contacts = select(contacts.c.id, contacts.c.partner_id, contacts.c.key)
-        known = {
-            (c.partner_id, c.key): c.id for c in await _rows_in(conn, known_contacts, contacts.c.partner_id, listed)
-        }
         contact_rows = [
             {"partner_id": r["id"], "key": c["key"], **_contact_columns(c), "created_at": now, "updated_at": now}
             for r in rows
@@ -205,6 +207,15 @@ class DirectoryReplacement:
             for o in r.get("account_owners", [])
         ]
         await _insert(conn, account_owners, owners)
+
+    async def _replaced(self, conn: AsyncConnection, listed: list[str]) -> tuple[set[str], dict[tuple[str, str], int]]:
+        """Which of these partners exist, and the ids of their contacts by (partner id, key)."""
+        if not self.replacing:
+            return set(), {}
+        existing = {row.id for row in await _rows_in(conn, select(partners.c.id), partners.c.id, listed)}
+        known_contacts = select(contacts.c.id, contacts.c.partner_id, contacts.c.key)
+        found = await _rows_in(conn, known_contacts, contacts.c.partner_id, listed)
+        return existing, {(c.partner_id, c.key): c.id for c in found}
 
     async def finish(self, conn: AsyncConnection) -> dict[str, int]:
         """Delete the partners (and their contacts) no part listed; counts of what is left."""
