@@ -12,8 +12,9 @@ from sqlalchemy import delete, insert, select, text, update
 
 from service import appkeys
 from service.app import create_app
-from service.store import directory_snapshot
+from service.store import Store, directory_snapshot
 from service.store.tables import account_owners, contacts, deliveries
+from service.store.tables import partners as partner_table
 from tests.helpers import auth, make_settings, wait_until
 from tests.helpers.bulk import insert_directory, partner_row, varied_directory
 
@@ -237,3 +238,34 @@ async def test_partners_that_differ_in_one_contact_detail_are_not_counted_alike(
             assert found["audience"][figure] == planned[figure], (change, figure)
         reached = {(r["contact_id"], r["language"]) for r in rows if r["status"] == "pending"}
         assert found["audience"]["languages"] == dict(Counter(language for _, language in reached)), change
+
+
+async def test_the_directory_version_rises_with_each_committed_change_and_not_with_a_rolled_back_one(
+    db_url: str,
+) -> None:
+    store = Store(db_url)
+    await store.upgrade()
+
+    async def version() -> int:
+        async with store.read() as conn:
+            return int((await conn.execute(text("SELECT version FROM directory_version"))).scalar_one())
+
+    try:
+        now = time.time()
+        start = await version()
+        async with store.begin() as conn:  # many statements, one transaction
+            for n in range(20):
+                await conn.execute(insert(partner_table), partner_row(f"v-{n}", f"Partner {n}", "ja", now))
+        after_insert = await version()
+        assert after_insert > start
+
+        async with store.begin() as conn:
+            await conn.execute(update(partner_table).where(partner_table.c.id == "v-3").values(language="en"))
+        assert await version() > after_insert
+
+        before_rollback = await version()
+        async with store.rehearse() as conn:
+            await conn.execute(delete(partner_table).where(partner_table.c.id == "v-4"))
+        assert await version() == before_rollback
+    finally:
+        await store.close()
