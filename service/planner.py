@@ -283,11 +283,15 @@ async def count_plan(
             if planned.reached:
                 told_alone.append(pid)
         else:
-            name, planned = snapshot.names[pid], by_kind[snapshot.kind_of[pid]]
+            name, planned = "", by_kind[snapshot.kind_of[pid]]  # named below if listed
             if planned.reached:
                 summary.internal += snapshot.owner_copies.get(pid, 0)
         summary.add_partner(pid, name, planned.reached, tier1_asked and not planned.tier1_planned)
     summary.internal += len(await owner_copies(conn, settings, notice, told_alone, now))
+    unnamed = [listed["id"] for listed in summary.without_tier1_listed if not listed["name"]]
+    names = await audience_store.names_of(conn, unnamed) if unnamed else {}
+    for listed in summary.without_tier1_listed:
+        listed["name"] = listed["name"] or names.get(listed["id"], listed["id"])
     return summary
 
 

@@ -43,6 +43,11 @@ _CONTACT_COLUMNS = (
 FEW = 50
 
 
+async def names_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, str]:
+    rows = await conn.execute(select(partners.c.id, partners.c.name).where(partners.c.id.in_(list(ids))))
+    return {row.id: row.name for row in rows}
+
+
 async def known_partner_ids(conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
     rows = await conn.execute(select(partners.c.id).where(partners.c.id.in_(list(ids))))
     return {r[0] for r in rows}

@@ -4,7 +4,7 @@ A preview plans the notice's whole audience: at 10,000 partners that meant readi
 into records for each request, most of a dry run's time. Yet a plan depends on few things about a
 contact (its partner's policy, time zone and language; its tier, channel order, language and which
 kinds of address it has), so a directory holds a handful of *kinds* of partner. The snapshot keeps
-one partner of each kind, each partner's kind and name, and how many copies its account owners
+one partner of each kind, each partner's kind, and how many copies its account owners
 get; a dry run
 plans each kind once and counts it as many times as it has partners in the audience.
 
@@ -37,7 +37,6 @@ class DirectorySnapshot:
     version: int
     kinds: tuple[Partner, ...]  # one partner (with its contacts) per kind of partner
     kind_of: dict[str, int]  # partner id -> index in `kinds`
-    names: dict[str, str]  # partner id -> name
     owner_copies: dict[str, int]  # partner id -> copies of a notice its account owners get
 
     def of_tiers(self, kind: int, tiers: Sequence[int] | None) -> Partner:
@@ -72,19 +71,22 @@ _CONTACT_KIND = (
     + "|"
     + func.coalesce(contacts.c.language, "")
 )
-_CONTACTS_BY_PARTNER = (
-    select(contacts.c.partner_id, func.aggregate_strings(_CONTACT_KIND, ";").label("kinds"))
-    .group_by(contacts.c.partner_id)
-    .subquery()
+# A partner's contacts' kinds as one text, looked up by the partner's id (an index range each), so
+# the directory is read a page at a time.
+_CONTACT_KINDS = (
+    select(func.aggregate_strings(_CONTACT_KIND, ";"))
+    .where(contacts.c.partner_id == partners.c.id)
+    .correlate(partners)
+    .scalar_subquery()
 )
 _PARTNER_KIND = (
     partners.c.id,
-    partners.c.name,
     cast(partners.c.policy, Text),
     partners.c.timezone,
     partners.c.language,
-    _CONTACTS_BY_PARTNER.c.kinds,
+    _CONTACT_KINDS,
 )
+PAGE = 5000
 
 
 def kept_version(engine: Engine) -> int | None:
@@ -129,31 +131,37 @@ async def current(conn: AsyncConnection) -> DirectorySnapshot | None:
 
 
 async def _build(conn: AsyncConnection, seen: int) -> DirectorySnapshot:
-    """One row a partner, its kind told by text the database puts together; then only each kind's
-    first partner is read as a record."""
+    """One row a partner, its kind told by text the database puts together, a page at a time;
+    then only each kind's first partner is read as a record."""
     index: dict[tuple[Any, ...], int] = {}  # kind -> its index
     first: list[str] = []  # the first partner of each kind
     kind_of: dict[str, int] = {}
-    names: dict[str, str] = {}
-    query = select(*_PARTNER_KIND).outerjoin(_CONTACTS_BY_PARTNER, _CONTACTS_BY_PARTNER.c.partner_id == partners.c.id)
-    for pid, name, *kind in await conn.execute(query.order_by(partners.c.id)):
-        key = tuple(kind)
-        found = index.get(key)
-        if found is None:
-            found = index[key] = len(first)
-            first.append(pid)
-        kind_of[pid] = found
-        names[pid] = name
+    after = None
+    while True:
+        query = select(*_PARTNER_KIND).order_by(partners.c.id).limit(PAGE)
+        if after is not None:
+            query = query.where(partners.c.id > after)
+        rows = (await conn.execute(query)).all()
+        for pid, *kind in rows:
+            key = tuple(kind)
+            found = index.get(key)
+            if found is None:
+                found = index[key] = len(first)
+                first.append(pid)
+            kind_of[pid] = found
+        if len(rows) < PAGE:
+            break
+        after = rows[-1][0]
     kinds = {p.id: p for p in await audience_store.partners_with_contacts(conn, first)}
     copies: dict[str, int] = {}
     for row in (await conn.execute(select(account_owners))).mappings():
         copies[row["partner_id"]] = copies.get(row["partner_id"], 0) + len(owner_store.copy_channels(dict(row)))
-    return DirectorySnapshot(seen, tuple(_anonymous(kinds[pid]) for pid in first), kind_of, names, copies)
+    return DirectorySnapshot(seen, tuple(_anonymous(kinds[pid]) for pid in first), kind_of, copies)
 
 
 def _anonymous(partner: Partner) -> Partner:
     """The kind's partner as kept: only whether each address is there, not the address itself
-    (a snapshot holds no personal data beyond the names the preview lists)."""
+    (a snapshot holds no personal data)."""
     contacts = tuple(
         dataclasses.replace(
             c,
