@@ -205,6 +205,7 @@ async def plan_deliveries(
     holds one page in memory, not every row; `summary` counts what was planned."""
     planning, partner_ids, components, tiers = await _planning(conn, settings, notice, incident, now)
     bearing = await volume.contacts_history_may_bear(conn, settings, planning.situation, now)
+    tier1_asked = _tier1_asked(tiers)
     after = None
     while True:
         page = await audience_store.partners_with_contacts(
@@ -219,8 +220,7 @@ async def plan_deliveries(
         alike: Counter[tuple[int, str, ContactShape]] = Counter()  # counted once per page
         for partner in page:
             planned = planning.plan_partner(partner, history, alike, summary)
-            tier1_missing = planning.tier1_asked(tiers) and not planned.tier1_planned
-            summary.add_partner(partner.id, partner.name, planned.reached, tier1_missing)
+            summary.add_partner(partner.id, partner.name, planned.reached, tier1_asked and not planned.tier1_planned)
             if planned.reached:
                 told.append(partner.id)
             for contact, contact_plan in planned.contacts:
@@ -273,7 +273,7 @@ async def count_plan(
         by_kind[kind] = planning.plan_partner(snapshot.of_tiers(kind, tiers), None, alike, summary, partners)
     for (tier, language, shape), contacts in alike.items():
         summary.count(tier, language, shape, contacts)
-    tier1_asked = planning.tier1_asked(tiers)
+    tier1_asked = _tier1_asked(tiers)
     told_alone = []
     for pid in selected:
         if pid in own:
@@ -293,6 +293,10 @@ async def count_plan(
     for listed in summary.without_tier1_listed:
         listed["name"] = listed["name"] or names.get(listed["id"], listed["id"])
     return summary
+
+
+def _tier1_asked(tiers: Sequence[int] | None) -> bool:
+    return tiers is None or 1 in tiers
 
 
 async def _planning(
@@ -392,10 +396,6 @@ class ContactPlanning:
             tier1_planned = tier1_planned or (contact.tier == 1 and bool(shape.rows))
             contacts.append((contact, planned))
         return PartnerPlan(contacts, reached, tier1_planned)
-
-    @staticmethod
-    def tier1_asked(tiers: Sequence[int] | None) -> bool:
-        return tiers is None or 1 in tiers
 
     def rows_of(self, partner: Partner, contact: Contact, planned: PlannedContact) -> list[dict[str, Any]]:
         """The contact's delivery rows: as decided for it, or its policy rows shaped like its peers'."""
