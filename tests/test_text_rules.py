@@ -12,6 +12,7 @@ import itertools
 import unicodedata
 from typing import Any
 
+import phonenumbers
 import pytest
 from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
@@ -24,7 +25,7 @@ from service.errors import InvalidInput
 from service.notices import NoticeFields
 from service.segments import sms_segments
 from service.store.models import Delivery, Notice, Recipient
-from service.validation import normalise_email, parse_model, text_problem
+from service.validation import normalise_email, normalise_phone, parse_model, text_problem
 from tests.helpers import make_settings
 
 SETTINGS = make_settings("sqlite+aiosqlite:///unused.db")
@@ -220,3 +221,67 @@ def test_an_email_domain_is_judged_as_email_validator_judges_it(domain: str) -> 
 @given(st.lists(LABEL, min_size=1, max_size=4).map(".".join))
 def test_any_ascii_email_domain_is_judged_as_email_validator_judges_it(domain: str) -> None:
     assert _herald_verdict(f"ops@{domain}") == _email_validator_verdict(f"ops@{domain}")
+
+
+def _phonenumbers_verdict(number: str) -> str | None:
+    """phonenumbers' own reading, as Herald reads phone numbers (a national number is Japanese)."""
+    try:
+        parsed = phonenumbers.parse(number, None if number.strip().startswith("+") else "JP")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _herald_phone_verdict(number: str) -> str | None:
+    try:
+        return normalise_phone(number)
+    except PydanticCustomError:
+        return None
+
+
+TRICKY_PHONES = [
+    "+81 90-1234-5678",
+    "090-1234-5678",
+    "09012345678",
+    "+819012345678",
+    "+81-90-1234-5678",
+    "+81 090-1234-5678",  # a trunk 0 after the country code
+    "010-1234-5678",  # Japan's international prefix
+    "01-0123-4567",  # 010 once the hyphen is gone
+    "0120-123-456",
+    "0570-012-345",
+    "050-1234-5678",
+    "03-1234-5678",
+    "011-234-5678",
+    "00-1234-5678",
+    "0081-90-1234-5678",
+    "+8 190-1234-5678",
+    "+1 212-555-0100",
+    " 090-1234-5678",
+    "090-1234-5678 ",
+    "090--1234-5678",
+    "090 1234 5678",
+    "+81 12",
+    "+81 0",
+    "0",
+    "+81",
+]
+
+
+@pytest.mark.parametrize("number", TRICKY_PHONES)
+def test_a_phone_number_is_judged_as_phonenumbers_judges_it(number: str) -> None:
+    assert _herald_phone_verdict(number) == _phonenumbers_verdict(number)
+
+
+def test_every_japanese_number_shape_is_judged_as_phonenumbers_judges_it() -> None:
+    for national in (f"{prefix:03d}{rest}" for prefix in range(1000) for rest in ("1234567", "12345678", "123456789")):
+        shapes = (national, f"{national[:3]}-{national[3:7]}-{national[7:]}", f"+81 {national[1:]}", f"+81{national}")
+        for number in shapes:
+            assert _herald_phone_verdict(number) == _phonenumbers_verdict(number), number
+
+
+@given(st.text(alphabet="+0123456789 -", min_size=1, max_size=20))
+def test_any_phone_number_of_digits_is_judged_as_phonenumbers_judges_it(number: str) -> None:
+    assert _herald_phone_verdict(number) == _phonenumbers_verdict(number)
