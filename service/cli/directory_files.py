@@ -3,10 +3,7 @@ when such a verb runs, so the operator verbs (`herald incident ...`) start witho
 
 from __future__ import annotations
 
-import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from service import directory
 from service.settings import Settings
@@ -26,8 +23,7 @@ async def import_file(settings: Settings, file: str) -> int:
     store = Store(settings.database.url)
     try:
         await store.upgrade()
-        with _cycle_collector_paused():
-            counts, errors = await directory.import_directory_file(store, file, actor="cli")
+        counts, errors = await directory.import_directory_file(store, file, actor="cli")
         if errors:
             _print_errors(errors)
             print(f"{file}: nothing imported", file=sys.stderr)
@@ -39,22 +35,6 @@ async def import_file(settings: Settings, file: str) -> int:
         await store.close()
     print(f"imported: {counts['partners']} partners, {counts['contacts']} contacts")
     return 0
-
-
-@contextmanager
-def _cycle_collector_paused() -> Iterator[None]:
-    """Python's cycle collector walks every live object again and again as a large file's objects
-    come and go: most of a one-shot import's time once the code is loaded. The file's objects hold
-    no cycles (reference counting frees each part once written), so the collector rests meanwhile."""
-    was_enabled = gc.isenabled()
-    gc.freeze()  # what is loaded by now (the code, the schema) stays to the end anyway
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        gc.unfreeze()
 
 
 async def show_coverage(settings: Settings) -> int:
