@@ -7,7 +7,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect
 
 from service.store import Store
-from service.store.engine import alembic_config
+from service.store.engine import alembic_config, newest_migrations
 from service.store.tables import metadata
 
 
@@ -43,3 +43,28 @@ async def test_the_schema_downgrades_one_migration_at_a_time_and_upgrades_again(
         assert await table_names(store) == set(metadata.tables)
     finally:
         await store.close()
+
+
+def test_the_newest_migration_is_read_from_the_files_as_alembic_reads_it() -> None:
+    assert newest_migrations() == frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+async def test_a_database_one_migration_behind_is_upgraded_and_one_at_the_newest_is_left_as_it_is(db_url: str) -> None:
+    store = Store(db_url)
+    try:
+        await store.upgrade()
+        await migrate(store, "downgrade", "-1")
+        await store.upgrade()
+        assert await applied_revisions(store) == newest_migrations()
+        assert await table_names(store) == set(metadata.tables)
+
+        await store.upgrade()
+        assert await applied_revisions(store) == newest_migrations()
+    finally:
+        await store.close()
+
+
+async def applied_revisions(store: Store) -> frozenset[str]:
+    async with store.engine.connect() as conn:
+        rows = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+        return frozenset(row[0] for row in rows)
