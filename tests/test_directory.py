@@ -339,9 +339,12 @@ async def test_a_directory_larger_than_one_part_imports_whole_and_keeps_contacts
         [],
     )
     async with store.read() as conn:
-        kept = (await partner_store.get_contact(conn, "partner-00900", "owner"))["id"]  # type: ignore[index]
+        kept = await partner_store.get_contact(conn, "partner-00900", "owner")
+        created = await partner_store.get_partner(conn, "partner-00900", with_contacts=False)
+    assert kept is not None and created is not None
 
-    # Fewer partners, renamed: the rest go, a contact that stays keeps its id and takes the change.
+    # Fewer partners, renamed: the rest go, a contact that stays keeps its id and takes the change;
+    # what stays keeps the time it was created and shows when it was updated.
     smaller = write(tmp_path, many_partners(count - 5, renamed=" 株式会社"), "smaller.yaml")
     assert await directory.import_directory_file(store, smaller, "test") == (
         {"partners": count - 5, "contacts": (count - 5) * 2},
@@ -349,8 +352,13 @@ async def test_a_directory_larger_than_one_part_imports_whole_and_keeps_contacts
     )
     async with store.read() as conn:
         assert await partner_store.get_partner(conn, f"partner-{count - 1:05d}") is None
-        assert (await partner_store.get_contact(conn, "partner-00900", "owner"))["id"] == kept  # type: ignore[index]
-        assert (await partner_store.get_partner(conn, "partner-00900"))["name"] == "取引先 900 株式会社"  # type: ignore[index]
+        contact = await partner_store.get_contact(conn, "partner-00900", "owner")
+        partner = await partner_store.get_partner(conn, "partner-00900", with_contacts=False)
+    assert contact is not None and partner is not None
+    assert contact["id"] == kept["id"]
+    assert contact["created_at"] == kept["created_at"] < contact["updated_at"]
+    assert partner["name"] == "取引先 900 株式会社"
+    assert partner["created_at"] == created["created_at"] < partner["updated_at"]
 
 
 async def test_an_error_in_the_last_part_of_a_large_file_changes_nothing_and_names_its_line(

@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Insert,
     Row,
     Select,
     Table,
     Text,
+    Update,
     bindparam,
     case,
     cast,
@@ -258,7 +260,8 @@ async def _delete_in(conn: AsyncConnection, column: Column[Any], values: Sequenc
 async def _insert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
-    if conn.dialect.name == "sqlite" and await _insert_through_driver(conn, table, rows):
+    parameters = {key: key for key in rows[0]}
+    if conn.dialect.name == "sqlite" and await _executemany_through_driver(conn, insert(table), rows, parameters):
         return
     # On PostgreSQL, with RETURNING SQLAlchemy sends a batch as one multi-row INSERT
     # ("insertmanyvalues"), not a statement a row: the directory_version trigger (once a statement)
@@ -268,20 +271,41 @@ async def _insert(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, 
         await conn.execute(statement, list(rows[start : start + _BATCH]))
 
 
-async def _insert_through_driver(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> bool:
-    """SQLite: the rows as tuples to the driver's executemany, each value through its column
-    type's own bind processor (JSON to text), so what is stored is what SQLAlchemy would store.
-    SQLAlchemy's parameter handling a row was a fifth of a 10,000-partner import's time; SQLite's
-    triggers run once a row either way. False (nothing done) where the statement would need a
-    value the rows do not carry (a column default)."""
+async def _update(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+    """Each row's `fields` and updated_at, by its id."""
+    if not rows:
+        return
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({name: bindparam(f"b_{name}") for name in (*fields, "updated_at")})
+    )
+    keys = ("id", *fields, "updated_at")
+    parameters = {f"b_{key}": key for key in keys}
+    if conn.dialect.name == "sqlite" and await _executemany_through_driver(conn, statement, rows, parameters):
+        return
+    for start in range(0, len(rows), _BATCH):
+        await conn.execute(statement, [{f"b_{k}": r[k] for k in keys} for r in rows[start : start + _BATCH]])
+
+
+async def _executemany_through_driver(
+    conn: AsyncConnection, statement: Insert | Update, rows: Sequence[dict[str, Any]], parameters: dict[str, str]
+) -> bool:
+    """SQLite: `statement` for each row, the rows as tuples to the driver's executemany, each value
+    through its parameter type's own bind processor (JSON to text), so what is stored is what
+    SQLAlchemy would store. SQLAlchemy's parameter handling a row was a fifth of a 10,000-partner
+    import's time; SQLite's triggers run once a row either way. `parameters`: the names SQLAlchemy
+    would be given (they decide what an INSERT or UPDATE sets), each with the key of its value in a
+    row. False (nothing done) where the statement needs a value the rows do not carry (a column
+    default)."""
     dialect = conn.dialect
-    keys = list(rows[0])
-    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
-    order = compiled.positiontup
-    if order is None or len(order) < 2 or sorted(order) != sorted(keys):
+    compiled = statement.compile(dialect=dialect, column_keys=list(parameters))
+    names = compiled.positiontup or []
+    if len(names) < 2 or any(name not in parameters for name in names):
         return False
-    values_of = itemgetter(*order)  # a row's values in the statement's order, as a tuple
-    processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order]
+    keys = [parameters[name] for name in names]
+    values_of = itemgetter(*keys)  # a row's values in the statement's order, as a tuple
+    processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
     converted = [(i, process) for i, process in enumerate(processors) if process is not None]
     for start in range(0, len(rows), _BATCH):
         batch = []
@@ -292,19 +316,6 @@ async def _insert_through_driver(conn: AsyncConnection, table: Table, rows: Sequ
             batch.append(tuple(values))
         await conn.exec_driver_sql(compiled.string, batch)
     return True
-
-
-async def _update(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
-    if not rows:
-        return
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values({name: bindparam(f"b_{name}") for name in (*fields, "updated_at")})
-    )
-    keys = ("id", *fields, "updated_at")
-    for start in range(0, len(rows), _BATCH):
-        await conn.execute(statement, [{f"b_{k}": r[k] for k in keys} for r in rows[start : start + _BATCH]])
 
 
 async def tier1_coverage(conn: AsyncConnection) -> list[dict[str, Any]]:
