@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
 
 from service.store import Store
 from service.store import deliveries as outbox
@@ -334,3 +335,64 @@ async def test_a_request_writes_to_sqlite_before_the_broadcast_batches_already_w
         assert order == []
     await asyncio.gather(*waiting)
     assert order == ["incident", "batch-2", "batch-3"]
+
+
+async def test_on_sqlite_a_statement_is_one_call_on_the_connection_thread_with_its_rows_and_counts(
+    sqlite_url: str,
+) -> None:
+    """Each call on aiosqlite's thread is a round trip through the event loop; a statement makes one,
+    and still brings back its rows, the new row's id, the rows it changed and the database's errors."""
+    store = Store(sqlite_url)
+    await store.upgrade()
+    hops = 0
+    try:
+        async with store.begin() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            queue = raw._tx
+
+            class Counted:
+                def put_nowait(self, item: object) -> None:
+                    nonlocal hops
+                    hops += 1
+                    queue.put_nowait(item)
+
+            raw._tx = Counted()
+            now = time.time()
+            made = await conn.execute(
+                insert(partners).values(
+                    id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now
+                )
+            )
+            assert made.rowcount == 1 and hops == 1
+            contact_id = inserted_id(
+                await conn.execute(
+                    insert(contacts).values(
+                        partner_id="p1",
+                        key="c",
+                        name="C",
+                        tier=1,
+                        email="c@example.com",
+                        channels=["email"],
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            )
+            assert contact_id > 0 and hops == 2
+            rows = (await conn.execute(select(contacts.c.id, contacts.c.key).order_by(contacts.c.id))).all()
+            assert [tuple(r) for r in rows] == [(contact_id, "c")] and hops == 3
+            changed = await conn.execute(contacts.update().where(contacts.c.partner_id == "p1").values(name="C2"))
+            assert changed.rowcount == 1 and hops == 4
+            with pytest.raises(IntegrityError):
+                async with conn.begin_nested():
+                    await conn.execute(
+                        insert(partners).values(
+                            id="p1", name="again", language="ja", components=[], created_at=now, updated_at=now
+                        )
+                    )
+            raw._tx = queue
+        async with store.read() as conn:
+            assert (await conn.execute(select(contacts.c.name))).scalar_one() == "C2"
+    finally:
+        await store.close()

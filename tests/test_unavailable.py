@@ -7,7 +7,7 @@ import contextlib
 import copy
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,11 +70,15 @@ def through(relay: TcpRelay, dsn: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-@contextlib.contextmanager
-def sqlite_locked_by_another_process(path: str) -> Iterator[None]:
-    """Another program holds SQLite's write lock (what `sqlite3 herald.db` with an open write does)."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
+@contextlib.asynccontextmanager
+async def sqlite_locked_by_another_process(path: str) -> AsyncIterator[None]:
+    """Another program holds SQLite's write lock (what `sqlite3 herald.db` with an open write does).
+
+    It is taken from a thread: Herald's own event loop keeps running meanwhile, so a transaction
+    Herald has in flight (its dispatcher sending the incident just opened) finishes and lets go.
+    """
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    await asyncio.to_thread(holder.execute, "BEGIN EXCLUSIVE")
     try:
         yield
     finally:
@@ -116,7 +120,7 @@ async def test_sqlite_locked_past_its_busy_timeout_is_503_and_readyz_says_so(
     client = await aiohttp_client(create_app(make_settings(sqlite_url, database={"busy_timeout": 0.3})))
     assert (await client.get("/readyz")).status == 200
     incident_id = await open_incident(client)
-    with sqlite_locked_by_another_process(str(tmp_path / "herald.db")):
+    async with sqlite_locked_by_another_process(str(tmp_path / "herald.db")):
         await assert_unavailable(await client.get("/readyz"))
         for method, path, headers, body in every_kind_of_write(incident_id):
             await assert_unavailable(await client.request(method, path, json=body, headers=headers))

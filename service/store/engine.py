@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from service.errors import Unavailable
+from service.store import sqlite_driver
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -238,7 +239,7 @@ def _create_engine(url: str, pool_size: int, busy_timeout: float) -> AsyncEngine
         # fails the one transaction using it, as Unavailable (a 503, or a batch the dispatcher
         # retries after its lease), and SQLAlchemy then renews every pooled connection.
         return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
-    engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
+    engine = create_async_engine(url, module=sqlite_driver.dbapi(), connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,132 @@
+"""SQLite through aiosqlite at one thread hop a statement.
+
+aiosqlite runs each call on the connection's own thread; SQLAlchemy's adapter makes three or four
+such calls a statement (open a cursor, execute, fetch the rows, close the cursor), and each is a
+round trip between the event loop and that thread: a queue put, a wake-up, the GIL changing hands,
+a callback through the loop's self-pipe. Under load the hand-offs cost more than SQLite itself
+(opening an incident: 13 statements, 45 hops), and every hop of a transaction waits for a turn of a
+busy event loop while the transaction holds SQLite's single writer. This cursor does the whole
+statement in one call on that thread and keeps the rows, description and counts it brought back.
+
+Everything else (transactions, pragmas, the pool, errors, server-side cursors) is SQLAlchemy's own
+aiosqlite dialect, which `engine_options()` hands this DB-API module to.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
+
+_Outcome = tuple[Any, int, int | None, list[Any]]
+
+
+def _execute(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+    """Run on the connection's thread: the statement, its rows and what the cursor tells of it."""
+    cursor = conn.cursor()
+    try:
+        if parameters is None:
+            cursor.execute(operation)
+        else:
+            cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+def _executemany(conn: sqlite3.Connection, operation: str, rows: Sequence[Any]) -> _Outcome:
+    cursor = conn.cursor()
+    try:
+        cursor.executemany(operation, rows)
+        return cursor.description, cursor.rowcount, cursor.lastrowid, []
+    finally:
+        cursor.close()
+
+
+class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose statement runs in a single call on aiosqlite's thread."""
+
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
+        # Opening a cursor costs no hop: the statement opens its own on the thread.
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = collections.deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return 1
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        pass
+
+    async def _async_soft_close(self) -> None:
+        pass  # nothing is open on the thread between statements
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        try:
+            await_(self._run(_execute, operation, parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        try:
+            await_(self._run(_executemany, operation, seq_of_parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+
+    async def _run(self, fn: Any, operation: Any, parameters: Any) -> None:
+        connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        async with self._adapt_connection._execute_mutex:
+            outcome: _Outcome = await connection._execute(fn, connection._conn, operation, parameters)  # type: ignore[no-untyped-call]
+        self._description, self._rowcount, self._lastrowid, rows = outcome
+        self._rows = collections.deque(rows)
+
+
+class OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = OneHopCursor  # type: ignore[assignment]
+
+
+class OneHopDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> OneHopConnection:
+        adapted = super().connect(*arg, **kw)
+        return OneHopConnection(self, adapted._connection)
+
+
+def dbapi() -> OneHopDBAPI:
+    """The DB-API module to give SQLAlchemy's aiosqlite dialect (`create_async_engine(module=…)`)."""
+    return OneHopDBAPI(aiosqlite, sqlite3)
