@@ -271,12 +271,7 @@ class Dispatcher:
         try:
             loaded = await self._load(batch)
             letters = await self._compose_letters(batch, loaded)
-            outcomes = await asyncio.gather(
-                *(
-                    self._not_sent(d) if d.suppressed else self._attempt(d, loaded[d.notice_id], letters.get(d.id))
-                    for d in batch
-                )
-            )
+            outcomes = await asyncio.gather(*await self._start_attempts(batch, loaded, letters))
         finally:
             heartbeat.cancel()
         reported = channel in REPORTED_BY_CALLBACK
@@ -295,6 +290,34 @@ class Dispatcher:
                 if delivery.purpose == "partner":  # owners' copies and answers are no partner figure
                     self.observer(delivery, outcome)
         return following
+
+    async def _start_attempts(
+        self,
+        batch: list[Delivery],
+        loaded: dict[int, Composable],
+        letters: dict[int, internal_mail.Composed | Exception],
+    ) -> list[asyncio.Task[Outcome]]:
+        """Start the batch's attempts one a turn of the event loop.
+
+        An attempt composes its message (templates, signed links: about half a millisecond) before
+        its first await. Started together, a batch of 32 composes in a single turn, and a request
+        or urgent delivery that is waiting on the database for its next statement waits for all
+        of them, at every statement: under a 30,000-delivery broadcast that made the p99 of a
+        critical SMS 116-140 ms instead of 73-78 ms, for no gain in throughput.
+        """
+        attempts: list[asyncio.Task[Outcome]] = []
+        try:
+            for d in batch:
+                attempt = (
+                    self._not_sent(d) if d.suppressed else self._attempt(d, loaded[d.notice_id], letters.get(d.id))
+                )
+                attempts.append(asyncio.create_task(attempt))
+                await asyncio.sleep(0)
+        except BaseException:
+            for task in attempts:
+                task.cancel()
+            raise
+        return attempts
 
     async def _keep_leases(self, ids: list[int]) -> None:
         """Renew the batch's lease while it is being sent, so only a dead worker's rows expire."""
