@@ -117,6 +117,27 @@ async def test_unknown_mailbox_550_at_rcpt_is_permanent_with_the_code(channel, s
     assert smtp_sink.messages == []
 
 
+async def test_later_messages_on_a_kept_connection_carry_their_own_envelope_and_refusals(smtp_sink):
+    """A connection kept for later messages: each names its own sender and recipient, a refused
+    recipient is refused for good and the connection carries the next message."""
+    channel = EmailChannel("127.0.0.1", smtp_sink.port, "障害窓口 <herald+ops@sample.example.com>", pool_size=1)
+    await channel.send(notice(1))
+    await channel.send(notice(2, to="o'brien+jp@partner.example.jp"))
+    smtp_sink.fail_next(1, code=550, text="5.1.1 no such user", on="RCPT")
+    with pytest.raises(PermanentError) as refused:
+        await channel.send(notice(3, to="gone@partner.example.jp"))
+    await channel.send(notice(4, to="Yamada Taro <yamada@partner.example.jp>"))
+    await channel.close()
+
+    assert refused.value.code == "550"
+    assert [(m.mail_from, m.rcpt_tos) for m in smtp_sink.messages] == [
+        ("herald+ops@sample.example.com", ["yamada@partner.example.jp"]),
+        ("herald+ops@sample.example.com", ["o'brien+jp@partner.example.jp"]),
+        ("herald+ops@sample.example.com", ["yamada@partner.example.jp"]),
+    ]
+    assert smtp_sink.connections == 1
+
+
 async def test_rejected_content_554_at_data_is_permanent(channel, smtp_sink):
     smtp_sink.fail_next(1, code=554, text="5.7.1 rejected")
 
