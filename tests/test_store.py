@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.store import Store
@@ -27,27 +27,32 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     await store.close()
 
 
+def partner_and_contact(now: float) -> tuple[Insert, Insert]:
+    """Partner p1 and its tier-1 contact c, reached by SMS and email."""
+    partner = insert(partners).values(
+        id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now
+    )
+    contact = insert(contacts).values(
+        partner_id="p1",
+        key="c",
+        name="C",
+        tier=1,
+        email="c@example.jp",
+        phone="+819012345678",
+        channels=["sms", "email"],
+        created_at=now,
+        updated_at=now,
+    )
+    return partner, contact
+
+
 async def seed_notice(store: Store, rows: list[tuple[int, str]], now: float | None = None) -> list[int]:
     """One partner, one contact, one notice, and a delivery per (priority, channel)."""
     now = time.time() if now is None else now
     async with store.begin() as conn:
-        await conn.execute(
-            insert(partners).values(id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now)
-        )
-        contact = await conn.execute(
-            insert(contacts).values(
-                partner_id="p1",
-                key="c",
-                name="C",
-                tier=1,
-                email="c@example.jp",
-                phone="+819012345678",
-                channels=["sms", "email"],
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        contact_id = inserted_id(contact)
+        partner, contact = partner_and_contact(now)
+        await conn.execute(partner)
+        contact_id = inserted_id(await conn.execute(contact))
         incident_id = await incident_store.insert_incident(
             conn, {"title": "t", "severity": "critical", "status": "investigating", "components": ["x"]}
         )
@@ -358,27 +363,10 @@ async def test_on_sqlite_a_statement_is_one_call_on_the_connection_thread_with_i
                     queue.put_nowait(item)
 
             raw._tx = Counted()
-            now = time.time()
-            made = await conn.execute(
-                insert(partners).values(
-                    id="p1", name="P1", language="ja", components=["x"], created_at=now, updated_at=now
-                )
-            )
+            partner, contact = partner_and_contact(time.time())
+            made = await conn.execute(partner)
             assert made.rowcount == 1 and hops == 1
-            contact_id = inserted_id(
-                await conn.execute(
-                    insert(contacts).values(
-                        partner_id="p1",
-                        key="c",
-                        name="C",
-                        tier=1,
-                        email="c@example.com",
-                        channels=["email"],
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            )
+            contact_id = inserted_id(await conn.execute(contact))
             assert contact_id > 0 and hops == 2
             rows = (await conn.execute(select(contacts.c.id, contacts.c.key).order_by(contacts.c.id))).all()
             assert [tuple(r) for r in rows] == [(contact_id, "c")] and hops == 3
@@ -388,7 +376,7 @@ async def test_on_sqlite_a_statement_is_one_call_on_the_connection_thread_with_i
                 async with conn.begin_nested():
                     await conn.execute(
                         insert(partners).values(
-                            id="p1", name="again", language="ja", components=[], created_at=now, updated_at=now
+                            id="p1", name="again", language="ja", components=[], created_at=0.0, updated_at=0.0
                         )
                     )
             raw._tx = queue

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -31,26 +30,17 @@ from sqlalchemy.util.concurrency import await_
 _Outcome = tuple[Any, int, int | None, list[Any]]
 
 
-def _execute(conn: sqlite3.Connection, operation: str, parameters: Any) -> _Outcome:
+def _statement(conn: sqlite3.Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
     """Run on the connection's thread: the statement, its rows and what the cursor tells of it."""
     cursor = conn.cursor()
     try:
-        if parameters is None:
-            cursor.execute(operation)
+        if many:
+            cursor.executemany(operation, parameters)
         else:
-            cursor.execute(operation, parameters)
+            cursor.execute(operation, () if parameters is None else parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else []
         return description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
-
-
-def _executemany(conn: sqlite3.Connection, operation: str, rows: Sequence[Any]) -> _Outcome:
-    cursor = conn.cursor()
-    try:
-        cursor.executemany(operation, rows)
-        return cursor.description, cursor.rowcount, cursor.lastrowid, []
     finally:
         cursor.close()
 
@@ -97,21 +87,21 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
-        try:
-            await_(self._run(_execute, operation, parameters))
-        except Exception as error:
-            self._adapt_connection._handle_exception(error)
+        self._call(operation, parameters, many=False)
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        self._call(operation, seq_of_parameters, many=True)
+
+    def _call(self, operation: Any, parameters: Any, many: bool) -> None:
         try:
-            await_(self._run(_executemany, operation, seq_of_parameters))
+            await_(self._run(operation, parameters, many))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
 
-    async def _run(self, fn: Any, operation: Any, parameters: Any) -> None:
+    async def _run(self, operation: Any, parameters: Any, many: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         async with self._adapt_connection._execute_mutex:
-            outcome: _Outcome = await connection._execute(fn, connection._conn, operation, parameters)  # type: ignore[no-untyped-call]
+            outcome: _Outcome = await connection._execute(_statement, connection._conn, operation, parameters, many)  # type: ignore[no-untyped-call]
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = collections.deque(rows)
 
