@@ -166,7 +166,7 @@ class Dispatcher:
         the lease with the plan; a process that dies before sending leaves them to lease expiry."""
         if not self._tasks or self._stopping:
             return []
-        return await delivery_store.claim_due(
+        leased = await delivery_store.claim_due(
             conn,
             list(self.channels),
             URGENT_BATCH * len(self.channels),
@@ -174,6 +174,11 @@ class Dispatcher:
             self.settings.dispatch.lease_seconds,
             max_priority=URGENT_MAX_PRIORITY,
         )
+        # Their notices are read here, once, on the connection the request already holds: the
+        # channels' sends then start without a read of their own after the commit.
+        for notice_id in {d.notice_id for d in leased} - self._notices.items.keys():
+            self._notices.put(notice_id, await load_notice(conn, notice_id))
+        return leased
 
     def hand_over(self, leased: list[Delivery]) -> None:
         """Send what `lease_urgent` leased, each channel's share at once in a task of its own:
@@ -188,7 +193,8 @@ class Dispatcher:
 
     async def _send_handed(self, channel: str, batch: list[Delivery]) -> None:
         try:
-            await self._dispatch(channel, batch, claim_next=None)
+            with self.store.foreground.held():  # bulk work waits while critical work is sent
+                await self._dispatch(channel, batch, claim_next=None)
         except Exception:
             log.exception("sending urgent deliveries on %s failed; their lease expires and they are retried", channel)
 
@@ -208,6 +214,8 @@ class Dispatcher:
         while claimed or not self._stopping:  # a batch claimed before a stop is still sent
             try:
                 if not claimed and not self._stopping:
+                    if not urgent:
+                        await self._step_aside()
                     async with self.store.begin(background=not urgent) as conn:
                         claimed = await self._claim(conn, channel, urgent)
                     if claimed and not urgent:
@@ -283,7 +291,9 @@ class Dispatcher:
             await delivery_store.record_outcomes(conn, outcomes)
             await receipts.apply_early_reports(conn, sids)
             await _suppress_refused(conn, batch, outcomes)
-            if claim_next is not None and not self._stopping:
+            # A bulk lane claims its next batch here only when no request is being written; else
+            # it steps aside first (in _lane) and claims after.
+            if claim_next is not None and not self._stopping and (claim_next or not self.store.foreground.busy):
                 following = await self._claim(conn, channel, claim_next)
         if self.observer is not None:
             for delivery, outcome in zip(batch, outcomes, strict=True):
@@ -303,11 +313,15 @@ class Dispatcher:
         its first await. Started together, a batch of 32 composes in a single turn, and a request
         or urgent delivery that is waiting on the database for its next statement waits for all
         of them, at every statement: under a 30,000-delivery broadcast that made the p99 of a
-        critical SMS 116-140 ms instead of 73-78 ms, for no gain in throughput.
+        critical SMS 116-140 ms instead of 73-78 ms, for no gain in throughput. A bulk batch also
+        steps aside before each attempt while foreground work is being written.
         """
         attempts: list[asyncio.Task[Outcome]] = []
+        bulk = batch[0].priority > URGENT_MAX_PRIORITY  # the batch is in priority order
         try:
             for d in batch:
+                if bulk:
+                    await self._step_aside()
                 attempt = (
                     self._not_sent(d) if d.suppressed else self._attempt(d, loaded[d.notice_id], letters.get(d.id))
                 )
@@ -318,6 +332,13 @@ class Dispatcher:
                 task.cancel()
             raise
         return attempts
+
+    async def _step_aside(self) -> None:
+        """Bulk work waits while requests and critical work are written (see Store.foreground):
+        on two shared cores each of their statements otherwise waits behind a broadcast's, in the
+        database and in the event loop alike (critical SMS p99 under a 30,000-delivery broadcast
+        on PostgreSQL: 389-432 ms without, 63-64 ms with)."""
+        await self.store.foreground.quiet(self.settings.dispatch.foreground_hold)
 
     async def _keep_leases(self, ids: list[int]) -> None:
         """Renew the batch's lease while it is being sent, so only a dead worker's rows expire."""

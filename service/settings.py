@@ -138,6 +138,9 @@ class DispatchSettings(_Section):
     concurrency: dict[str, int] = {"email": 64, "sms": 64, "webhook": 16, "sandbox": 64}
     lease_seconds: float = Field(60.0, gt=0)
     poll_interval: float = Field(1.0, gt=0)
+    # How long a broadcast's batches step aside, at most, for a stretch of requests and critical
+    # work being written (Store.foreground): longer, and a storm of requests would stall them.
+    foreground_hold: float = Field(0.25, ge=0)
     max_attempts: int = Field(8, ge=1)
     backoff_initial: float = Field(2.0, gt=0)
     backoff_max: float = Field(600.0, gt=0)

@@ -14,7 +14,7 @@ from service.store import Store
 from service.store import deliveries as outbox
 from service.store import incidents as incident_store
 from service.store import suppressions as suppression_store
-from service.store.engine import WriteTurns, inserted_id
+from service.store.engine import ForegroundWork, WriteTurns, inserted_id
 from service.store.models import Delivery, Outcome
 from service.store.tables import contacts, deliveries, partners, suppressions
 
@@ -384,3 +384,22 @@ async def test_on_sqlite_a_statement_is_one_call_on_the_connection_thread_with_i
             assert (await conn.execute(select(contacts.c.name))).scalar_one() == "C2"
     finally:
         await store.close()
+
+
+async def test_background_work_waits_for_foreground_writes_but_not_for_a_storm_of_them() -> None:
+    work = ForegroundWork()
+    await asyncio.wait_for(work.quiet(60), 5)  # nothing written: no wait
+    with work.held():
+        waiting = asyncio.create_task(work.quiet(60))
+        with work.held():  # a second request overlaps the first
+            pass
+        await asyncio.sleep(0)
+        assert not waiting.done(), "background work went on while a request was being written"
+    await asyncio.wait_for(waiting, 5)  # the last one done: background work goes on at once
+
+    loop = asyncio.get_running_loop()
+    with work.held():  # a stretch that does not end in time
+        began = loop.time()
+        await asyncio.wait_for(work.quiet(0.05), 5)
+        assert loop.time() - began >= 0.04
+        await asyncio.wait_for(work.quiet(0.05), 5)  # once the stretch is that long, no more waits

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
@@ -123,6 +124,49 @@ class WriteTurns:
         self._held = False
 
 
+class ForegroundWork:
+    """The foreground write transactions in flight (requests someone waits on, critical work being
+    sent), so that background work (a broadcast's claims and sends) can step aside while any is
+    open: on two shared cores, every statement of a critical request otherwise waits behind the
+    broadcast's statements and callbacks, at the database and in the event loop alike.
+
+    Stepping aside is bounded: a stretch of foreground work that never ends (a storm of requests)
+    holds background work back for `within` seconds, then lets it run beside."""
+
+    def __init__(self) -> None:
+        self._open = 0
+        self._busy_since = 0.0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+
+    @property
+    def busy(self) -> bool:
+        return self._open > 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if not self._open:
+            self._busy_since = time.monotonic()
+            self._quiet.clear()
+        self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            if not self._open:
+                self._quiet.set()
+
+    async def quiet(self, within: float) -> None:
+        """Return once no foreground transaction is open, or once the current stretch of
+        foreground work has lasted `within` seconds."""
+        if not self._open:
+            return
+        left = self._busy_since + within - time.monotonic()
+        if left > 0:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), left)
+
+
 class Store:
     def __init__(self, url: str, pool_size: int = 5, busy_timeout: float = 30.0) -> None:
         self.url = normalise_url(url)
@@ -131,6 +175,7 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # SQLite has one writer: serialising our own writers avoids busy-wait storms.
         self._write_lock = WriteTurns() if self.is_sqlite else None
+        self.foreground = ForegroundWork()
 
     @asynccontextmanager
     async def begin(self, background: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -140,15 +185,18 @@ class Store:
         foreground writer (a request someone waits on, critical work), so an incident posted
         during a broadcast queues behind at most the one batch being written.
         """
+        held = nullcontext() if background else self.foreground.held()
         try:
             if self._write_lock is None:
-                async with self.engine.begin() as conn:
-                    yield conn
+                with held:
+                    async with self.engine.begin() as conn:
+                        yield conn
                 return
-            async with self._write_lock.turn(background), self.engine.connect() as conn:
-                await conn.execution_options(**{_IMMEDIATE: True})
-                async with conn.begin():
-                    yield conn
+            with held:
+                async with self._write_lock.turn(background), self.engine.connect() as conn:
+                    await conn.execution_options(**{_IMMEDIATE: True})
+                    async with conn.begin():
+                        yield conn
         except Exception as exc:
             _raise_unavailable(exc)
             raise
