@@ -53,13 +53,23 @@ def text_problem(value: str, *, multiline: bool = True) -> str | None:
 
 
 def storable_problem(value: str) -> str | None:
-    """Why a string cannot be stored at all (any field of any body), or None."""
-    for char in value:
-        if char == "\0":
-            return "contains a NUL character (U+0000)"
-        if "\ud800" <= char <= "\udfff":
-            return f"contains a lone surrogate (U+{ord(char):04X}); send valid UTF-8 text"
-    return None
+    """Why a string cannot be stored at all (any field of any body), or None.
+
+    Every string of every body passes here, so the usual case is decided in C: no NUL, and
+    either plain ASCII or text that encodes as UTF-8 (which a lone surrogate does not)."""
+    nul = value.find("\0")
+    if nul < 0 and value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+        surrogate = -1
+    except UnicodeEncodeError as exc:
+        surrogate = exc.start
+    if nul < 0 and surrogate < 0:
+        return None
+    if surrogate < 0 or 0 <= nul < surrogate:
+        return "contains a NUL character (U+0000)"
+    return f"contains a lone surrogate (U+{ord(value[surrogate]):04X}); send valid UTF-8 text"
 
 
 def _message_text(value: str) -> str:

@@ -25,7 +25,7 @@ from service.errors import InvalidInput
 from service.notices import NoticeFields
 from service.segments import sms_segments
 from service.store.models import Delivery, Notice, Recipient
-from service.validation import normalise_email, normalise_phone, parse_model, text_problem
+from service.validation import normalise_email, normalise_phone, parse_model, storable_problem, text_problem
 from tests.helpers import make_settings
 
 SETTINGS = make_settings("sqlite+aiosqlite:///unused.db")
@@ -285,3 +285,17 @@ def test_every_japanese_number_shape_is_judged_as_phonenumbers_judges_it() -> No
 @given(st.text(alphabet="+0123456789 -", min_size=1, max_size=20))
 def test_any_phone_number_of_digits_is_judged_as_phonenumbers_judges_it(number: str) -> None:
     assert _herald_phone_verdict(number) == _phonenumbers_verdict(number)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("plain ascii", None),
+        ("受発注API 😀", None),
+        ("a\0b\ud800", "contains a NUL character (U+0000)"),
+        ("日本\udc01語\0", "contains a lone surrogate (U+DC01); send valid UTF-8 text"),
+        ("日本語\0", "contains a NUL character (U+0000)"),
+    ],
+)
+def test_a_string_that_cannot_be_stored_is_named_by_its_first_fault(value: str, problem: str | None) -> None:
+    assert storable_problem(value) == problem
