@@ -62,6 +62,15 @@ class Composable:
     corrects_version: int | None
 
 
+@dataclass(frozen=True)
+class Leased:
+    """Critical deliveries a request leased in its transaction, with the notices they are composed
+    from, to be handed over once it commits (`Dispatcher.lease_urgent`, `Dispatcher.hand_over`)."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    notices: dict[int, Composable] = field(default_factory=dict)
+
+
 @dataclass
 class _Tried:
     """How far an attempt got: the hash of the text it composed, the time it spent sending."""
@@ -158,15 +167,19 @@ class Dispatcher:
         for event in (*self._wakeups.values(), *self._urgent_wakeups.values()):
             event.set()
 
-    async def lease_urgent(self, conn: AsyncConnection) -> list[Delivery]:
+    async def lease_urgent(self, conn: AsyncConnection) -> Leased:
         """Inside the transaction that planned work: lease the critical tier-1 deliveries due now
         (the ones it planned among them), to be handed to the lanes with `hand_over` once it has
         committed. They leave without another transaction first: no wait for SQLite's writer
         behind the next request or a broadcast's batch, no claim round trip. A rollback undoes
-        the lease with the plan; a process that dies before sending leaves them to lease expiry."""
+        the lease with the plan; a process that dies before sending leaves them to lease expiry.
+
+        Their notices are read here too, on the connection the request already holds, so the
+        sends start without a read of their own; they join the notice cache only once handed
+        over, after the commit (a rolled-back notice's id may be given to another on SQLite)."""
         if not self._tasks or self._stopping:
-            return []
-        leased = await delivery_store.claim_due(
+            return Leased()
+        deliveries = await delivery_store.claim_due(
             conn,
             list(self.channels),
             URGENT_BATCH * len(self.channels),
@@ -174,17 +187,16 @@ class Dispatcher:
             self.settings.dispatch.lease_seconds,
             max_priority=URGENT_MAX_PRIORITY,
         )
-        # Their notices are read here, once, on the connection the request already holds: the
-        # channels' sends then start without a read of their own after the commit.
-        for notice_id in {d.notice_id for d in leased} - self._notices.items.keys():
-            self._notices.put(notice_id, await load_notice(conn, notice_id))
-        return leased
+        notices = {d.notice_id for d in deliveries} - self._notices.items.keys()
+        return Leased(deliveries, {notice_id: await load_notice(conn, notice_id) for notice_id in notices})
 
-    def hand_over(self, leased: list[Delivery]) -> None:
+    def hand_over(self, leased: Leased) -> None:
         """Send what `lease_urgent` leased, each channel's share at once in a task of its own:
         never behind a batch already on the wire, the lane's urgent claimer's included."""
+        for notice_id, composable in leased.notices.items():
+            self._notices.put(notice_id, composable)
         by_channel: dict[str, list[Delivery]] = {}
-        for delivery in leased:
+        for delivery in leased.deliveries:
             by_channel.setdefault(delivery.channel, []).append(delivery)
         for channel, batch in by_channel.items():
             task = asyncio.create_task(self._send_handed(channel, batch), name=f"lane-{channel}-handed")

@@ -21,6 +21,7 @@ from service.api.params import DryRunQuery, Limit, QueryId, QueryTime, dry_run_a
 from service.broadcasts import Broadcast, open_broadcast
 from service.corrections import CorrectionRequest
 from service.corrections import correct_notice as correct
+from service.dispatcher import Leased
 from service.errors import NotFound
 from service.incidents import IncidentCreate, IncidentUpdate, Outcome, Status, incident_json
 from service.notices import Component, notice_json
@@ -29,7 +30,6 @@ from service.promises import promise_json
 from service.settings import Severity
 from service.store import incidents as incident_store
 from service.store import promises as promise_store
-from service.store.models import Delivery
 from service.store.records import record_inbound
 
 routes = web.RouteTableDef()
@@ -52,11 +52,11 @@ INCIDENT_EXAMPLE = {
 }
 
 
-async def _lease_urgent(request: web.Request, conn: AsyncConnection, outcome: Outcome) -> list[Delivery]:
+async def _lease_urgent(request: web.Request, conn: AsyncConnection, outcome: Outcome) -> Leased:
     """Critical tier-1 work the request planned is leased in its own transaction and handed to
     the dispatcher as it commits (see Dispatcher.lease_urgent)."""
     if outcome.plan is None or not outcome.plan.total:
-        return []
+        return Leased()
     return await request.app[appkeys.DISPATCHER].lease_urgent(conn)
 
 
