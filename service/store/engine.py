@@ -127,11 +127,9 @@ class WriteTurns:
 class ForegroundWork:
     """The foreground write transactions in flight (requests someone waits on, critical work being
     sent), so that background work (a broadcast's claims and sends) can step aside while any is
-    open: on two shared cores, every statement of a critical request otherwise waits behind the
-    broadcast's statements and callbacks, at the database and in the event loop alike.
-
-    Stepping aside is bounded: a stretch of foreground work that never ends (a storm of requests)
-    holds background work back for `within` seconds, then lets it run beside."""
+    open (see Dispatcher._step_aside). Stepping aside is bounded: a stretch of foreground work
+    that does not end (a storm of requests) holds background work back for `within` seconds, then
+    lets it run beside."""
 
     def __init__(self) -> None:
         self._open = 0
@@ -183,16 +181,15 @@ class Store:
 
         `background` work (a broadcast's batches) waits for SQLite's writer behind every
         foreground writer (a request someone waits on, critical work), so an incident posted
-        during a broadcast queues behind at most the one batch being written.
+        during a broadcast queues behind at most the one batch being written. A foreground
+        transaction is counted in `foreground` while open, on either backend.
         """
-        held = nullcontext() if background else self.foreground.held()
         try:
-            if self._write_lock is None:
-                with held:
+            with nullcontext() if background else self.foreground.held():
+                if self._write_lock is None:
                     async with self.engine.begin() as conn:
                         yield conn
-                return
-            with held:
+                    return
                 async with self._write_lock.turn(background), self.engine.connect() as conn:
                     await conn.execution_options(**{_IMMEDIATE: True})
                     async with conn.begin():
