@@ -301,7 +301,8 @@ async def _write_notice(
         replaces = await replaced_estimate(conn, incident_id, stored_fields)
         if replaces is not None:
             stored_fields["replaces"] = replaces
-    answers, answered_ids = await questions.attach_published_answers(conn, incident_id)
+    # Version 1 is written with its incident, in this transaction: no question can be asked yet.
+    answers, answered_ids = await questions.attach_published_answers(conn, incident_id) if version > 1 else ([], [])
     if answers:
         stored_fields["qa"] = answers
     notice = {

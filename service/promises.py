@@ -70,7 +70,9 @@ async def on_published(conn: AsyncConnection, settings: Settings, notice: dict[s
     incident_id = notice["incident_id"]
     if incident_id is None:
         return
-    for promise in await promise_store.open_of_incident(conn, incident_id):
+    # Promises are made by published notices: before the incident's first one there is none to keep.
+    kept = await promise_store.open_of_incident(conn, incident_id) if notice["version"] > 1 else []
+    for promise in kept:
         state = "kept" if now <= promise["due_at"] else "kept_late"
         await promise_store.update_promise(
             conn,
