@@ -86,6 +86,9 @@ class _NoticeCache:
     size: int = 256
     items: OrderedDict[int, Composable] = field(default_factory=OrderedDict)
 
+    def __contains__(self, notice_id: int) -> bool:
+        return notice_id in self.items
+
     def get(self, notice_id: int) -> Composable | None:
         if notice_id in self.items:
             self.items.move_to_end(notice_id)
@@ -187,7 +190,7 @@ class Dispatcher:
             self.settings.dispatch.lease_seconds,
             max_priority=URGENT_MAX_PRIORITY,
         )
-        notices = {d.notice_id for d in deliveries} - self._notices.items.keys()
+        notices = {d.notice_id for d in deliveries if d.notice_id not in self._notices}
         return Leased(deliveries, {notice_id: await load_notice(conn, notice_id) for notice_id in notices})
 
     def hand_over(self, leased: Leased) -> None:

@@ -9,7 +9,7 @@ busy event loop while the transaction holds SQLite's single writer. This cursor 
 statement in one call on that thread and keeps the rows, description and counts it brought back.
 
 Everything else (transactions, pragmas, the pool, errors, server-side cursors) is SQLAlchemy's own
-aiosqlite dialect, which `engine_options()` hands this DB-API module to.
+aiosqlite dialect, which `dbapi()` is handed to as its DB-API module (`create_async_engine(module=…)`).
 """
 
 from __future__ import annotations
