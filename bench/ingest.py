@@ -8,6 +8,10 @@ Alertmanager webhook v4 bodies from a concurrent aiohttp client: mostly repeat_i
 The client runs in a child process (its own CPU and event loop); Herald runs in this one.
 Prints posts/s and latency percentiles, and the answers that were errors (non-2xx) apart from the
 actions. Aim: ≥ 2,000 posts/s, p99 ≤ 50 ms, no errors; a miss exits 1.
+
+With `--floor`, the same client then posts the same bodies to a bare aiohttp app in this process
+that checks the token, reads each body as JSON and answers 202 with a small JSON, nothing else:
+the rate any aiohttp service reaches on this machine, printed beside Herald's as a ratio.
 """
 
 from __future__ import annotations
@@ -140,7 +144,13 @@ def client_process(url: str, bodies: list[bytes], concurrency: int, out: Any) ->
 
 
 async def run(
-    posts: int, concurrency: int, groups: int, new_share: float, preopen: bool = False, database: str | None = None
+    posts: int,
+    concurrency: int,
+    groups: int,
+    new_share: float,
+    preopen: bool = False,
+    database: str | None = None,
+    floor: bool = False,
 ) -> int:
     async with sinks() as sink:
         with tempfile.TemporaryDirectory() as tmp:
@@ -148,7 +158,50 @@ async def run(
             latencies, outcomes, elapsed, cpu = await measure(
                 bench_settings(url, sink), posts, concurrency, groups, new_share, preopen
             )
-    return print_table(backend_name(url), posts, concurrency, latencies, outcomes, elapsed, cpu)
+    code = print_table(backend_name(url), posts, concurrency, latencies, outcomes, elapsed, cpu)
+    if floor:
+        bare, bare_elapsed, bare_cpu = await measure_floor(posts, concurrency, groups, new_share)
+        print(
+            f"floor: bare aiohttp (token, JSON body, 202) {posts / bare_elapsed:,.0f} posts/s,"
+            f" p50 {percentile(bare, 0.50) * 1000:.1f} ms, p99 {percentile(bare, 0.99) * 1000:.1f} ms,"
+            f" {bare_cpu / posts * 1e6:,.0f} µs CPU a post; Herald / floor: {bare_elapsed / elapsed:.2f}× the rate,"
+            f" {cpu / bare_cpu:.1f}× the CPU a post"
+        )
+    return code
+
+
+async def measure_floor(
+    posts: int, concurrency: int, groups: int, new_share: float
+) -> tuple[list[float], float, float]:
+    """The bare aiohttp app's latencies, elapsed seconds and CPU seconds for the same workload."""
+
+    async def accept(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            raise web.HTTPUnauthorized()
+        body = await request.json()
+        return web.json_response({"action": "accepted", "alerts": len(body.get("alerts", []))}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/webhooks/alertmanager", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{site.port}/v1/webhooks/alertmanager"
+        receiver, sender = multiprocessing.Pipe(duplex=False)
+        client = multiprocessing.get_context("spawn").Process(
+            target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
+        )
+        cpu_before = time.process_time()
+        client.start()
+        await asyncio.to_thread(receiver.poll, None)
+        latencies, _, elapsed = receiver.recv()
+        cpu = time.process_time() - cpu_before
+        client.join()
+    finally:
+        await runner.cleanup()
+    return latencies, elapsed, cpu
 
 
 async def measure(
@@ -224,8 +277,11 @@ def main() -> int:
     parser.add_argument("--new-share", type=float, default=0.05, help="share of posts that start a new group")
     parser.add_argument("--preopen", action="store_true", help="open the groups before the clock starts")
     parser.add_argument("--database", default=None, help="a PostgreSQL URL to run on (it is emptied); default SQLite")
+    parser.add_argument("--floor", action="store_true", help="then the same posts to a bare aiohttp app, as a ratio")
     args = parser.parse_args()
-    return asyncio.run(run(args.posts, args.concurrency, args.groups, args.new_share, args.preopen, args.database))
+    return asyncio.run(
+        run(args.posts, args.concurrency, args.groups, args.new_share, args.preopen, args.database, args.floor)
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ class OutboundMessage:
     html: str | None = None
     reply_to: str | None = None  # our responsible contact's email
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers, e.g. List-Unsubscribe
+    # Critical work: a channel that queues messages for a connection sends it ahead of the rest.
+    urgent: bool = False
 
 
 @dataclass(frozen=True)

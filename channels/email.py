@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import email.utils
 import re
@@ -100,10 +101,7 @@ class EmailChannel:
         self.validate_certs = validate_certs
         self.ca_file = ca_file  # trusted instead of the system CAs (a private relay's own CA)
         self.dkim = dkim
-        # Each slot holds a connected client or None (connect on next use).
-        self._slots: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
-        for _ in range(pool_size):
-            self._slots.put_nowait(None)
+        self._slots = _Slots(pool_size)
 
     @classmethod
     def from_settings(cls, settings: SmtpSettings) -> EmailChannel:
@@ -128,7 +126,7 @@ class EmailChannel:
         body = build_email(message, self.from_address)
         if self.dkim is not None:
             body = self.dkim.sign(body)
-        client = await self._slots.get()
+        client = await self._slots.take(message.urgent)
         try:
             client = await self._connected(client)
             reply = await _transact(client, self.envelope_sender, recipient, body, self.timeout)
@@ -138,18 +136,13 @@ class EmailChannel:
                 raise classify_smtp_error(exc) from exc
             raise
         finally:
-            self._slots.put_nowait(client)
+            self._slots.give_back(client)
         # _transact only returns when DATA was answered 250.
         return SendResult(provider_id=f"250 {reply}")
 
     async def close(self) -> None:
-        clients = []
-        while not self._slots.empty():
-            clients.append(self._slots.get_nowait())
-        for client in clients:
-            if client is not None:
-                await _quit_quietly(client)
-            self._slots.put_nowait(None)
+        for client in self._slots.drain():
+            await _quit_quietly(client)
 
     async def _connected(self, client: aiosmtplib.SMTP | None) -> aiosmtplib.SMTP:
         if client is not None and client.is_connected:
@@ -187,6 +180,51 @@ class EmailChannel:
             return client
         client.close()
         return None
+
+
+class _Slots:
+    """The pool's connections, each a connected client or None (connect on next use), handed out
+    urgent first: a critical notice waits for the next free connection, never behind a
+    broadcast's queue of messages waiting for one (a lane keeps many more in flight than there
+    are connections, so that no connection idles while a batch is recorded and the next claimed)."""
+
+    def __init__(self, size: int) -> None:
+        self._free: list[aiosmtplib.SMTP | None] = [None] * size
+        self._waiting: tuple[collections.deque[asyncio.Future[aiosmtplib.SMTP | None]], ...] = (
+            collections.deque(),  # urgent
+            collections.deque(),  # the rest
+        )
+
+    async def take(self, urgent: bool) -> aiosmtplib.SMTP | None:
+        if self._free and not any(self._waiting):
+            return self._free.pop()
+        waiter: asyncio.Future[aiosmtplib.SMTP | None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if urgent else 1]
+        queue.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back(waiter.result())  # handed a connection as it was cancelled
+            else:
+                with contextlib.suppress(ValueError):  # already passed over by give_back
+                    queue.remove(waiter)
+            raise
+
+    def give_back(self, client: aiosmtplib.SMTP | None) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(client)
+                    return
+        self._free.append(client)
+
+    def drain(self) -> list[aiosmtplib.SMTP]:
+        """The idle connections, to close: their slots stay, to connect again on next use."""
+        clients = [client for client in self._free if client is not None]
+        self._free = [None] * len(self._free)
+        return clients
 
 
 async def _transact(client: aiosmtplib.SMTP, sender: str, recipient: str, body: bytes, reply_wait: float) -> str:

@@ -419,6 +419,8 @@ class Dispatcher:
                 self.page_link(delivery),
                 self.reply_address(delivery),
             )
+            if delivery.priority <= URGENT_MAX_PRIORITY:
+                message = replace(message, urgent=True)
             if self.pacer.paced(delivery.channel):
                 await self.pacer.acquire(delivery.channel, delivery.priority)
             started = time.perf_counter()

@@ -88,6 +88,46 @@ async def test_a_burst_of_notices_reuses_the_pooled_connections(channel, smtp_si
     }
 
 
+async def test_a_critical_notice_takes_the_next_free_connection_ahead_of_queued_bulk(smtp_sink):
+    """A broadcast keeps more messages waiting than there are connections; a critical one goes
+    out on the next connection that frees, not after them."""
+    channel = EmailChannel("127.0.0.1", smtp_sink.port, "herald@sample.example.com", pool_size=1)
+    released = smtp_sink.hold()
+    first = asyncio.create_task(channel.send(notice(1)))
+    await smtp_sink.wait_for(1)  # the only connection is busy with it
+    queued = [asyncio.create_task(channel.send(notice(i))) for i in range(2, 6)]
+    critical = asyncio.create_task(channel.send(notice(99, urgent=True)))
+    await asyncio.sleep(0)  # one turn: each send composes its message and queues for the connection
+    released.set()
+
+    await asyncio.gather(first, critical, *queued)
+    arrived = [m.message["Message-ID"] for m in smtp_sink.messages]
+    assert arrived[:2] == ["<d1.n45@herald.example.com>", "<d99.n45@herald.example.com>"]
+    assert arrived[2:] == [f"<d{i}.n45@herald.example.com>" for i in range(2, 6)]
+    await channel.close()
+
+
+async def test_a_send_cancelled_while_queued_gives_up_its_turn_not_the_connection(smtp_sink):
+    channel = EmailChannel("127.0.0.1", smtp_sink.port, "herald@sample.example.com", pool_size=1)
+    released = smtp_sink.hold()
+    first = asyncio.create_task(channel.send(notice(1)))
+    await smtp_sink.wait_for(1)
+    abandoned = asyncio.create_task(channel.send(notice(2)))
+    await asyncio.sleep(0)  # queued for the connection
+    abandoned.cancel()
+    released.set()
+
+    await first
+    await channel.send(notice(3))
+    assert abandoned.cancelled()
+    assert [m.message["Message-ID"] for m in smtp_sink.messages] == [
+        "<d1.n45@herald.example.com>",
+        "<d3.n45@herald.example.com>",
+    ]
+    assert smtp_sink.connections == 1
+    await channel.close()
+
+
 async def test_greylisting_451_is_transient_and_the_connection_is_kept(smtp_sink):
     channel = EmailChannel("127.0.0.1", smtp_sink.port, "herald@sample.example.com", pool_size=1)
     await channel.send(notice(1))

@@ -97,7 +97,11 @@ class _Handler:
             server.transport is not None and server.transport.get_extra_info("ssl_object") is not None,
             login,
         )
-        return self.sink._record(received)
+        reply = self.sink._record(received)
+        hold = self.sink._hold
+        if hold is not None and not hold.is_set():
+            await asyncio.to_thread(hold.wait, 30)
+        return reply
 
     def authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -185,6 +189,7 @@ class SmtpSink:
         self._controller: _SinkController | None = None
         self._probing = False
         self._unavailable = False
+        self._hold: threading.Event | None = None
 
     def start(self) -> SmtpSink:
         self._controller = _SinkController(self, self.port)
@@ -218,6 +223,12 @@ class SmtpSink:
         """Answer the next n DATA (or RCPT) commands with `code text` instead of accepting."""
         with self._lock:
             self._failures.extend(_Failure(on, f"{code} {text}") for _ in range(n))
+
+    def hold(self) -> threading.Event:
+        """Record each message as it arrives but hold the reply to its DATA (its sender's
+        connection stays busy) until the returned event is set."""
+        self._hold = threading.Event()
+        return self._hold
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         deadline = time.monotonic() + timeout
