@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-ingest-token-0123456789"
 AIM_POSTS_PER_SECOND = 2000
 AIM_P99_MS = 50
+WEBHOOK_PATH = "/v1/webhooks/alertmanager"
 COMPONENTS = ["order-api", "edi-gateway", "payments", "web-portal", "warehouse-sync", "billing"]
 
 
@@ -182,25 +185,9 @@ async def measure_floor(
         return web.json_response({"action": "accepted", "alerts": len(body.get("alerts", []))}, status=202)
 
     app = web.Application()
-    app.router.add_post("/v1/webhooks/alertmanager", accept)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        url = f"http://127.0.0.1:{site.port}/v1/webhooks/alertmanager"
-        receiver, sender = multiprocessing.Pipe(duplex=False)
-        client = multiprocessing.get_context("spawn").Process(
-            target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
-        )
-        cpu_before = time.process_time()
-        client.start()
-        await asyncio.to_thread(receiver.poll, None)
-        latencies, _, elapsed = receiver.recv()
-        cpu = time.process_time() - cpu_before
-        client.join()
-    finally:
-        await runner.cleanup()
+    app.router.add_post(WEBHOOK_PATH, accept)
+    async with serving(app) as url:
+        latencies, _, elapsed, cpu = await post_from_child(url, workload(posts, groups, new_share), concurrency)
     return latencies, elapsed, cpu
 
 
@@ -208,28 +195,40 @@ async def measure(
     settings: Settings, posts: int, concurrency: int, groups: int, new_share: float, preopen: bool
 ) -> tuple[list[float], Counter[str], float, float]:
     """Latencies, actions, elapsed seconds, and the CPU seconds Herald's process spent meanwhile."""
-    app = create_app(settings)
+    async with serving(create_app(settings)) as url:
+        await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
+        if preopen:  # steady state: the groups are already open, as in a storm's later minutes
+            await post_all(url, workload(groups, groups, 0.0), 4)
+        return await post_from_child(url, workload(posts, groups, new_share), concurrency)
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` listening on a free port of 127.0.0.1: the URL its Alertmanager webhook is posted to."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site.port}/v1/webhooks/alertmanager"
     try:
-        await post_all(url, workload(50, 5, 0.0, seed=1), 4)  # warm-up on groups of their own
-        if preopen:  # steady state: the groups are already open, as in a storm's later minutes
-            await post_all(url, workload(groups, groups, 0.0), 4)
-        receiver, sender = multiprocessing.Pipe(duplex=False)
-        client = multiprocessing.get_context("spawn").Process(
-            target=client_process, args=(url, workload(posts, groups, new_share), concurrency, sender)
-        )
-        cpu_before = time.process_time()
-        client.start()
-        await asyncio.to_thread(receiver.poll, None)  # until the client process reports
-        latencies, outcomes, elapsed = receiver.recv()
-        cpu = time.process_time() - cpu_before
-        client.join()
+        yield f"http://127.0.0.1:{site.port}{WEBHOOK_PATH}"
     finally:
         await runner.cleanup()
+
+
+async def post_from_child(
+    url: str, bodies: list[bytes], concurrency: int
+) -> tuple[list[float], Counter[str], float, float]:
+    """Post `bodies` from a client in a child process: its latencies, actions and elapsed seconds,
+    and the CPU seconds this process spent meanwhile."""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    spawn = multiprocessing.get_context("spawn")
+    client = spawn.Process(target=client_process, args=(url, bodies, concurrency, sender))
+    cpu_before = time.process_time()
+    client.start()
+    await asyncio.to_thread(receiver.poll, None)  # until the client process reports
+    latencies, outcomes, elapsed = receiver.recv()
+    cpu = time.process_time() - cpu_before
+    client.join()
     return latencies, Counter(outcomes), elapsed, cpu
 
 
